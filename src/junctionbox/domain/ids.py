@@ -1,0 +1,41 @@
+"""Time-sortable, type-prefixed identifiers (``evt_01J…``, ``int_01J…``).
+
+The body is a ULID: 48 bits of milliseconds then 80 random bits, in Crockford base32, so
+ids sort by creation time as plain strings on every database.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+
+_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_PREFIX = re.compile(r"^[a-z]{2,8}$")
+_BODY_LENGTH = 26
+ID_PATTERN = re.compile(r"^[a-z]{2,8}_[0-9A-HJKMNP-TV-Z]{26}$")
+
+
+def _encode(value: int, length: int) -> str:
+    chars = []
+    for _ in range(length):
+        value, digit = divmod(value, 32)
+        chars.append(_ALPHABET[digit])
+    return "".join(reversed(chars))
+
+
+def new_id(prefix: str, *, now_ms: int | None = None, entropy: bytes | None = None) -> str:
+    """A new id ``{prefix}_{ulid}``; ``now_ms`` and ``entropy`` are injectable for tests."""
+    if not _PREFIX.match(prefix):
+        raise ValueError(f"id prefix must be 2-8 lowercase letters, got {prefix!r}")
+    millis = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+    random_bits = entropy if entropy is not None else os.urandom(10)
+    if len(random_bits) != 10:
+        raise ValueError("entropy must be 10 bytes")
+    value = (millis << 80) | int.from_bytes(random_bits, "big")
+    return f"{prefix}_{_encode(value, _BODY_LENGTH)}"
+
+
+def has_prefix(identifier: str, prefix: str) -> bool:
+    """Whether ``identifier`` is a well-formed id of the given type."""
+    return bool(ID_PATTERN.match(identifier)) and identifier.startswith(prefix + "_")

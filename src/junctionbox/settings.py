@@ -1,0 +1,168 @@
+"""One validated configuration, read once at start and passed explicitly.
+
+Sources, highest priority first: explicit overrides (CLI flags), ``JB_*`` environment variables,
+the TOML file named by ``JB_CONFIG_FILE`` (or ``--config``), then the defaults below.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from datetime import timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from junctionbox.errors import ConfigurationError
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/junctionbox.db"
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+SUPPORTED_DATABASE_SCHEMES = ("sqlite+aiosqlite", "postgresql+asyncpg")
+
+
+class LogFormat(StrEnum):
+    JSON = "json"
+    CONSOLE = "console"
+
+
+def parse_duration(value: Any) -> timedelta:
+    """``604800``, ``"7d"``, ``"12h"``, ``"30m"`` or ``"45s"`` as a positive timedelta."""
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ValueError("expected seconds or a duration like 7d, 12h, 30m, 45s")
+        seconds = int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds <= 0:
+        raise ValueError("must be positive")
+    return timedelta(seconds=seconds)
+
+
+class Settings(BaseModel):
+    """Every setting junctionbox reads; each field ``x`` is also the variable ``JB_X``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    database_url: str = Field(DEFAULT_DATABASE_URL, description="SQLAlchemy URL of the store.")
+    host: str = Field("127.0.0.1", description="Address the API listens on.")
+    port: int = Field(8080, ge=1, le=65535, description="Port the API listens on.")
+    data_dir: Path = Field(Path("./data"), description="Where SQLite and generated keys live.")
+    secret_key: SecretStr | None = Field(
+        None, description="Signs sessions and encrypts secrets; generated if absent."
+    )
+    jwt_ttl: timedelta = Field(timedelta(days=7), description="Lifetime of login tokens.")
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="Largest request body.")
+    log_format: LogFormat = Field(LogFormat.JSON, description="json or console.")
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR.")
+    roles: str = Field("all", description="Comma-separated roles this process runs, or all.")
+    admin_email: str | None = Field(None, description="First admin, created if no user exists.")
+    admin_password: SecretStr | None = Field(None, description="Password of the first admin.")
+    cors_origins: str = Field("", description="Comma-separated origins allowed by CORS.")
+    trusted_proxies: str = Field("", description="Comma-separated proxy addresses trusted.")
+    shutdown_grace_seconds: float = Field(20.0, ge=0, description="Time to finish work on stop.")
+    db_pool_size: int = Field(10, ge=1, le=200, description="PostgreSQL connection pool size.")
+
+    @field_validator("jwt_ttl", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> timedelta:
+        return parse_duration(value)
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        scheme = value.split("://", 1)[0]
+        if "://" not in value or scheme not in SUPPORTED_DATABASE_SCHEMES:
+            supported = ", ".join(f"{s}://" for s in SUPPORTED_DATABASE_SCHEMES)
+            raise ValueError(f"must start with one of {supported}")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+        return level
+
+    @field_validator("secret_key")
+    @classmethod
+    def _secret_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters")
+        return value
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def role_list(self) -> list[str]:
+        return [r.strip() for r in self.roles.split(",") if r.strip()]
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
+    @property
+    def trusted_proxy_list(self) -> list[str]:
+        return [p.strip() for p in self.trusted_proxies.split(",") if p.strip()]
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError as exc:
+        raise ConfigurationError(f"config file {path} does not exist") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"config file {path} is not valid TOML: {exc}") from exc
+    section = data.get("junctionbox", data)
+    return {str(k).replace("-", "_"): v for k, v in section.items()}
+
+
+def load_settings(
+    overrides: dict[str, Any] | None = None,
+    config_file: Path | str | None = None,
+    environ: dict[str, str] | None = None,
+) -> Settings:
+    """Read and validate the configuration; any problem is a ``ConfigurationError`` naming it.
+
+    ``environ`` replaces ``os.environ`` (tests pass their own).
+    """
+    import os
+
+    env = dict(os.environ if environ is None else environ)
+    file_name = config_file or env.get("JB_CONFIG_FILE")
+    values: dict[str, Any] = _read_toml(Path(file_name)) if file_name else {}
+    values.update(_from_env(env))
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        raise ConfigurationError(_describe(exc)) from exc
+
+
+def _from_env(env: dict[str, str]) -> dict[str, Any]:
+    fields = Settings.model_fields
+    found = {}
+    for key, value in env.items():
+        if key.startswith("JB_") and key != "JB_CONFIG_FILE":
+            name = key[3:].lower()
+            if name in fields:
+                found[name] = value
+    return found
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        field = ".".join(str(p) for p in error["loc"]) or "settings"
+        env_name = f"JB_{field.upper()}"
+        lines.append(f"{env_name}: {error['msg']}")
+    return "invalid configuration: " + "; ".join(lines)
