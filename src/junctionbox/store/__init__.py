@@ -1,0 +1,1 @@
+"""Storage: portable table definitions, the database adapter and its migrations."""

@@ -1,0 +1,144 @@
+"""The database adapter: one engine, read and write units of work, and the dialect hooks.
+
+Queries are written once in SQLAlchemy Core; only engine set-up and error detection differ
+between SQLite and PostgreSQL. Driver exceptions never leave this module: a lost database is
+``ServiceUnavailableError``, a violated constraint ``ConflictError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from junctionbox.errors import ConflictError, JunctionboxError, ServiceUnavailableError
+
+log = logging.getLogger(__name__)
+_WRITE = "jb_write"
+
+
+class Database:
+    """An async engine with ``read()`` and ``write()`` transactions.
+
+    On SQLite, write transactions start with ``BEGIN IMMEDIATE`` so that two writers queue on
+    the busy timeout instead of failing when a read lock would have to be upgraded.
+    """
+
+    def __init__(self, url: str, *, pool_size: int = 10, busy_timeout_ms: int = 5000) -> None:
+        self.url = url
+        self.dialect = make_url(url).get_backend_name()
+        self.engine: AsyncEngine = self._create_engine(url, pool_size, busy_timeout_ms)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    def _create_engine(self, url: str, pool_size: int, busy_timeout_ms: int) -> AsyncEngine:
+        if self.dialect == "sqlite":
+            _ensure_sqlite_directory(url)
+            engine = create_async_engine(url)
+            _install_sqlite_hooks(engine, busy_timeout_ms)
+            return engine
+        return create_async_engine(
+            url,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_pre_ping=True,
+            pool_recycle=1800,
+            connect_args={
+                "timeout": 5,
+                "command_timeout": 60,
+                "server_settings": {"application_name": "junctionbox"},
+            },
+        )
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        async with self._transaction(write=False) as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        async with self._transaction(write=True) as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def _transaction(self, *, write: bool) -> AsyncIterator[AsyncConnection]:
+        try:
+            async with self.engine.connect() as conn:
+                if write:
+                    await conn.execution_options(**{_WRITE: True})
+                async with conn.begin():
+                    yield conn
+        except JunctionboxError:
+            raise
+        except SQLAlchemyError as exc:
+            raise translate_error(exc) from exc
+        except (TimeoutError, OSError) as exc:
+            raise ServiceUnavailableError("database unavailable") from exc
+
+    async def ping(self, limit_seconds: float = 2.0) -> float:
+        """Round-trip time in seconds; ``ServiceUnavailableError`` when unreachable."""
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(limit_seconds), self.read() as conn:
+                await conn.execute(text("SELECT 1"))
+        except TimeoutError as exc:
+            raise ServiceUnavailableError("database did not answer in time") from exc
+        return time.perf_counter() - started
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def translate_error(exc: SQLAlchemyError) -> JunctionboxError:
+    if isinstance(exc, IntegrityError):
+        return ConflictError("conflicts with an existing resource")
+    if isinstance(exc, OperationalError) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    ):
+        return ServiceUnavailableError("database unavailable")
+    if isinstance(exc, DBAPIError) and _is_connection_failure(exc):
+        return ServiceUnavailableError("database unavailable")
+    return JunctionboxError()
+
+
+def _is_connection_failure(exc: DBAPIError) -> bool:
+    name = type(exc.orig).__name__ if exc.orig is not None else ""
+    return "Connection" in name or "CannotConnect" in name or "Interface" in name
+
+
+def _ensure_sqlite_directory(url: str) -> None:
+    database = make_url(url).database
+    if database and database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+
+
+def _install_sqlite_hooks(engine: AsyncEngine, busy_timeout_ms: int) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's begin event, not the driver, decide when transactions start.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        for pragma in (
+            "PRAGMA journal_mode=WAL",
+            f"PRAGMA busy_timeout={busy_timeout_ms}",
+            "PRAGMA foreign_keys=ON",
+            "PRAGMA synchronous=NORMAL",
+        ):
+            cursor.execute(pragma)
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        immediate = conn.get_execution_options().get(_WRITE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
