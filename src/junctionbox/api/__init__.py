@@ -1,0 +1,1 @@
+"""HTTP API: the app factory, middleware, error envelope and one router per resource."""

@@ -1,0 +1,59 @@
+"""The ASGI application factory. The middleware stack is listed here, outermost first."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+
+from junctionbox import __version__
+from junctionbox.api.errors import install_error_handlers
+from junctionbox.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from junctionbox.api.routers import admin, auth, health, tenant
+from junctionbox.services.container import Services
+
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+
+def build_middleware(services: Services) -> list[Middleware]:
+    settings = services.settings
+    stack = [Middleware(RequestContextMiddleware)]
+    if settings.cors_origin_list:
+        stack.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=settings.cors_origin_list,
+                allow_credentials=True,
+                allow_methods=["*"],
+                allow_headers=["*"],
+                expose_headers=["x-request-id", "x-correlation-id"],
+            )
+        )
+    stack.append(Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes))
+    return stack
+
+
+@asynccontextmanager
+async def _no_lifespan(_: FastAPI) -> AsyncIterator[None]:
+    yield
+
+
+def create_app(services: Services, lifespan: Lifespan | None = None) -> FastAPI:
+    app = FastAPI(
+        title="junctionbox",
+        version=__version__,
+        description="Integration gateway and orchestration engine.",
+        middleware=build_middleware(services),
+        lifespan=lifespan or _no_lifespan,
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+        redoc_url=None,
+    )
+    app.state.services = services
+    install_error_handlers(app)
+    for module in (health, auth, tenant, admin):
+        app.include_router(module.router)
+    return app

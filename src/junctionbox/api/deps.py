@@ -1,0 +1,76 @@
+"""Request dependencies: the service container, the caller, the tenant and role checks."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+
+from junctionbox.domain.identity import Principal, TenantContext
+from junctionbox.domain.paging import MAX_LIMIT, PageRequest
+from junctionbox.errors import ForbiddenError, UnauthorizedError
+from junctionbox.observability import context
+from junctionbox.services.container import Services
+
+
+def services(request: Request) -> Services:
+    return request.app.state.services  # type: ignore[no-any-return]
+
+
+ServicesDep = Annotated[Services, Depends(services)]
+
+
+def bearer_token(request: Request) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+async def principal(request: Request, svc: ServicesDep) -> Principal:
+    api_key = request.headers.get("x-api-key")
+    token = bearer_token(request)
+    if api_key:
+        found = await svc.auth.authenticate_api_key(api_key)
+    elif token:
+        found = await svc.auth.authenticate_token(token)
+    else:
+        raise UnauthorizedError(
+            "missing credentials: send Authorization: Bearer <token> or X-API-Key",
+            headers={"www-authenticate": "Bearer"},
+        )
+    context.bind(principal_id=found.id)
+    return found
+
+
+PrincipalDep = Annotated[Principal, Depends(principal)]
+
+
+async def admin(caller: PrincipalDep) -> Principal:
+    if not caller.is_admin:
+        raise ForbiddenError("this operation needs the ADMIN role")
+    return caller
+
+
+AdminDep = Annotated[Principal, Depends(admin)]
+
+
+async def tenant(
+    caller: PrincipalDep,
+    svc: ServicesDep,
+    org_id: Annotated[
+        int | None, Query(alias="orgId", ge=1, description="Tenant to act for.")
+    ] = None,
+) -> TenantContext:
+    return await svc.tenancy.resolve(caller, org_id)
+
+
+TenantDep = Annotated[TenantContext, Depends(tenant)]
+
+
+def page_request(
+    page: Annotated[int, Query(ge=1)] = 1,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
+) -> PageRequest:
+    return PageRequest(page, limit)
+
+
+PageDep = Annotated[PageRequest, Depends(page_request)]

@@ -1,0 +1,42 @@
+"""Request-scoped context carried into every log line (request id, correlation id, tenant).
+
+Context variables are per task, not global state: each request and each worker job sets its
+own, and copies flow into tasks it spawns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, replace
+
+
+@dataclass(frozen=True)
+class LogContext:
+    request_id: str | None = None
+    correlation_id: str | None = None
+    org_id: int | None = None
+    principal_id: str | None = None
+
+
+_current: ContextVar[LogContext] = ContextVar("junctionbox_log_context", default=LogContext())  # noqa: B039 (frozen, so sharing is safe)
+
+
+def current() -> LogContext:
+    return _current.get()
+
+
+@contextmanager
+def bound(**values: object) -> Iterator[LogContext]:
+    """Bind values for the duration of a block (a request, a job)."""
+    token = _current.set(replace(_current.get(), **values))  # type: ignore[arg-type]
+    try:
+        yield _current.get()
+    finally:
+        _current.reset(token)
+
+
+def bind(**values: object) -> None:
+    """Add values to the context of the current request (e.g. the tenant once resolved)."""
+    _current.set(replace(_current.get(), **values))  # type: ignore[arg-type]
