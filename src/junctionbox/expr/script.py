@@ -84,9 +84,11 @@ class ScriptTransformer:
             fn = ctx.eval(_wrap(self.source))
             result = fn(payload_json, context_json)
         except _quickjs.JSException as exc:
-            raise ExpressionRuntimeError(
-                f"script failed: {_describe(exc, self.source, self.limits)}"
-            ) from exc
+            if _memory_exhausted(ctx):
+                reason = _memory_message(self.limits)
+            else:
+                reason = _describe(exc, self.source, self.limits)
+            raise ExpressionRuntimeError(f"script failed: {reason}") from exc
         finally:
             del ctx
         if result is None:
@@ -140,9 +142,21 @@ def _describe(exc: _quickjs.JSException, source: str, limits: Limits) -> str:
     if first == "InternalError: interrupted":
         return f"time limit exceeded ({limits.time_limit_ms} ms)"
     if first == "InternalError: out of memory":
-        return f"memory limit exceeded ({limits.memory_limit // (1024 * 1024)} MiB)"
+        return _memory_message(limits)
     where = _location(text, source)
     return f"{first} (line {where[0]}, column {where[1]})" if where else first
+
+
+def _memory_exhausted(ctx: _quickjs.Context) -> bool:
+    """Whether the heap is at its limit. When it is full QuickJS cannot even allocate the
+    error object and throws ``null``, so the message alone does not tell."""
+    usage = ctx.memory()
+    limit = int(usage.get("malloc_limit", 0))
+    return limit > 0 and int(usage.get("malloc_size", 0)) >= limit * 0.95
+
+
+def _memory_message(limits: Limits) -> str:
+    return f"memory limit exceeded ({limits.memory_limit // (1024 * 1024)} MiB)"
 
 
 def compile_script(
