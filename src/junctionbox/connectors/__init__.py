@@ -1,0 +1,1 @@
+"""Sources and destinations: adapters that own sockets, brokers and drivers."""
