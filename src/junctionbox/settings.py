@@ -102,10 +102,6 @@ class Settings(BaseModel):
         return self.database_url.startswith("sqlite")
 
     @property
-    def role_list(self) -> list[str]:
-        return [r.strip() for r in self.roles.split(",") if r.strip()]
-
-    @property
     def cors_origin_list(self) -> list[str]:
         return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
 

@@ -58,6 +58,17 @@ class ErrorBody(ApiModel):
     details: list[dict[str, Any]] | None = None
 
 
+class UserOut(ApiModel):
+    id: str
+    email: str
+    role: str
+    org_id: int | None
+    is_active: bool
+    last_login_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
 class Message(ApiModel):
     message: str
 

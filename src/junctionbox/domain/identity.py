@@ -19,7 +19,6 @@ class Role(StrEnum):
 class PrincipalKind(StrEnum):
     USER = "user"
     API_KEY = "api_key"
-    CONSOLE = "console"
 
 
 @dataclass(frozen=True)
@@ -31,7 +30,6 @@ class Principal:
     role: Role
     org_id: int | None
     email: str | None = None
-    token_id: str | None = None
 
     @property
     def is_admin(self) -> bool:

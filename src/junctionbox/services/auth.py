@@ -29,14 +29,13 @@ _TOUCH_EVERY = timedelta(seconds=60)
 _BAD_LOGIN = "invalid email or password"
 
 
-def principal_of(user: UserRecord, *, token_id: str | None = None) -> Principal:
+def principal_of(user: UserRecord) -> Principal:
     return Principal(
         kind=PrincipalKind.USER,
         id=user.id,
         role=Role(user.role),
         org_id=user.org_id,
         email=user.email,
-        token_id=token_id,
     )
 
 
@@ -72,7 +71,7 @@ class AuthService:
             revoked = await tokens.is_revoked(conn, claims.jti)
         if user is None or not user.is_active or revoked:
             raise UnauthorizedError("invalid token")
-        return principal_of(user, token_id=claims.jti)
+        return principal_of(user)
 
     async def authenticate_api_key(self, key: str) -> Principal:
         if not key.startswith(API_KEY_PREFIX):

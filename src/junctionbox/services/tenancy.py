@@ -50,13 +50,6 @@ class TenancyService:
             raise NotFoundError("organization not found")
         return entity, org, units
 
-    async def scope_ids(self, tenant: TenantContext) -> list[int]:
-        """Entity ids a tenant's data may belong to: itself, plus its units for an org."""
-        if tenant.entity.is_unit:
-            return [tenant.entity.id]
-        async with self.db.read() as conn:
-            return [tenant.entity.id, *await queries.unit_ids(conn, tenant.entity.id)]
-
     # --- administration (ADMIN only; enforced by the API) ---
 
     async def list(

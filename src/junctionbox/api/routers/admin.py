@@ -13,6 +13,7 @@ from junctionbox.api.schemas import (
     ApiModel,
     ProfileFields,
     RequestModel,
+    UserOut,
     as_utc,
     check_email,
     check_timezone,
@@ -178,17 +179,6 @@ class UserPatch(RequestModel):
     @classmethod
     def _email(cls, value: str | None) -> str | None:
         return None if value is None else check_email(value)
-
-
-class UserOut(ApiModel):
-    id: str
-    email: str
-    role: str
-    org_id: int | None
-    is_active: bool
-    last_login_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
 
 
 UserPage = paged("users", UserOut)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from pydantic import Field, field_validator
 
 from junctionbox.api.deps import PrincipalDep, ServicesDep, bearer_token
-from junctionbox.api.schemas import ApiModel, Message, RequestModel, check_email
+from junctionbox.api.schemas import ApiModel, Message, RequestModel, UserOut, check_email
 from junctionbox.errors import UnauthorizedError
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
@@ -19,17 +19,6 @@ class LoginRequest(RequestModel):
     password: str = Field(min_length=1, max_length=1024)
 
     _email = field_validator("email")(check_email)
-
-
-class UserOut(ApiModel):
-    id: str
-    email: str
-    role: str
-    org_id: int | None
-    is_active: bool
-    last_login_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
 
 
 class LoginResponse(ApiModel):
