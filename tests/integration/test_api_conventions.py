@@ -118,3 +118,14 @@ async def test_openapi_documents_typed_endpoints(client: httpx.AsyncClient) -> N
     assert "requestBody" in login
     assert login["responses"]["200"]["content"]["application/json"]["schema"]
     assert (await client.get("/docs")).status_code == 200
+    untyped = [
+        f"{method.upper()} {path}"
+        for path, operations in spec["paths"].items()
+        for method, operation in operations.items()
+        if not any(
+            "content" in response or code == "204"
+            for code, response in operation["responses"].items()
+            if code.startswith("2")
+        )
+    ]
+    assert untyped == []
