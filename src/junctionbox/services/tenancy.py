@@ -63,10 +63,7 @@ class TenancyService:
 
     async def get(self, entity_id: int, *, unit: bool) -> EntityRecord:
         async with self.db.read() as conn:
-            record = await queries.get(conn, entity_id)
-        if record is None or (record.parent_id is not None) != unit:
-            raise NotFoundError("organization unit not found" if unit else "organization not found")
-        return record
+            return await _existing(conn, entity_id, unit=unit)
 
     async def create(
         self,
@@ -99,8 +96,8 @@ class TenancyService:
     async def update(
         self, actor: Principal, entity_id: int, changes: dict[str, Any], *, unit: bool
     ) -> EntityRecord:
-        before = await self.get(entity_id, unit=unit)
         async with self.db.write() as conn:
+            before = await _existing(conn, entity_id, unit=unit)
             after = await queries.update_profile(
                 conn, entity_id, {**changes, "updated_at": utcnow()}
             )
@@ -119,8 +116,8 @@ class TenancyService:
         return after
 
     async def delete(self, actor: Principal, entity_id: int, *, unit: bool) -> None:
-        before = await self.get(entity_id, unit=unit)
         async with self.db.write() as conn:
+            before = await _existing(conn, entity_id, unit=unit)
             if await queries.is_referenced(conn, entity_id):
                 raise ConflictError("still has units, users or API keys; remove them first")
             await queries.delete_entity(conn, entity_id)
@@ -133,6 +130,13 @@ class TenancyService:
         record = await queries.get(conn, org_id)
         if record is None or record.parent_id is not None:
             raise NotFoundError("organization not found")
+
+
+async def _existing(conn: Any, entity_id: int, *, unit: bool) -> EntityRecord:
+    record = await queries.get(conn, entity_id)
+    if record is None or (record.parent_id is not None) != unit:
+        raise NotFoundError("organization unit not found" if unit else "organization not found")
+    return record
 
 
 def _profile_defaults(profile: dict[str, Any]) -> dict[str, Any]:

@@ -59,10 +59,7 @@ class UserService:
 
     async def get(self, user_id: str) -> UserRecord:
         async with self.db.read() as conn:
-            record = await users.get(conn, user_id)
-        if record is None:
-            raise NotFoundError("user not found")
-        return record
+            return await _existing(conn, user_id)
 
     async def list(
         self,
@@ -79,18 +76,19 @@ class UserService:
         return Page(items, total, page)
 
     async def update(self, actor: Principal, user_id: str, changes: dict[str, Any]) -> UserRecord:
-        before = await self.get(user_id)
         values = dict(changes)
         if "password" in values:
             password = values.pop("password")
             check_password(password)
+            # Hashed before the write transaction: argon2 is slow and must not hold the lock.
             values["password_hash"] = await self.hasher.hash(password)
-        role = Role(values.get("role", before.role))
-        org_id = values.get("org_id", before.org_id)
-        if role is Role.ADMIN:
-            values["org_id"] = org_id = None
-        _check_role_org(role, org_id)
         async with self.db.write() as conn:
+            before = await _existing(conn, user_id)
+            role = Role(values.get("role", before.role))
+            org_id = values.get("org_id", before.org_id)
+            if role is Role.ADMIN:
+                values["org_id"] = org_id = None
+            _check_role_org(role, org_id)
             await _require_org(conn, org_id)
             if "email" in values:
                 values["email"] = values["email"].lower()
@@ -115,12 +113,19 @@ class UserService:
     async def delete(self, actor: Principal, user_id: str) -> None:
         if actor.id == user_id:
             raise ConflictError("you cannot delete your own account")
-        before = await self.get(user_id)
         async with self.db.write() as conn:
+            before = await _existing(conn, user_id)
             await users.delete_user(conn, user_id)
             await audit.record(
                 conn, actor, "user.delete", "user", user_id, org_id=before.org_id, before=before
             )
+
+
+async def _existing(conn: Any, user_id: str) -> UserRecord:
+    record = await users.get(conn, user_id)
+    if record is None:
+        raise NotFoundError("user not found")
+    return record
 
 
 def _check_role_org(role: Role, org_id: int | None) -> None:

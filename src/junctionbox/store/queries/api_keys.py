@@ -10,7 +10,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from junctionbox.domain.paging import PageRequest
-from junctionbox.store.queries.common import fetch_page
+from junctionbox.store.queries.common import fetch_page, record_of
 from junctionbox.store.tables import api_keys
 
 
@@ -26,10 +26,6 @@ class ApiKeyRecord:
     revoked_at: datetime | None
 
 
-def _record(row: Any) -> ApiKeyRecord:
-    return ApiKeyRecord(**{k: row[k] for k in ApiKeyRecord.__dataclass_fields__})
-
-
 async def create(conn: AsyncConnection, values: dict[str, Any]) -> ApiKeyRecord:
     await conn.execute(insert(api_keys).values(**values))
     created = await get(conn, values["id"])
@@ -39,13 +35,13 @@ async def create(conn: AsyncConnection, values: dict[str, Any]) -> ApiKeyRecord:
 
 async def get(conn: AsyncConnection, key_id: str) -> ApiKeyRecord | None:
     row = (await conn.execute(select(api_keys).where(api_keys.c.id == key_id))).mappings().first()
-    return _record(row) if row else None
+    return record_of(ApiKeyRecord, row) if row else None
 
 
 async def find_by_hash(conn: AsyncConnection, key_hash: str) -> ApiKeyRecord | None:
     query = select(api_keys).where(api_keys.c.key_hash == key_hash)
     row = (await conn.execute(query)).mappings().first()
-    return _record(row) if row else None
+    return record_of(ApiKeyRecord, row) if row else None
 
 
 async def touch(conn: AsyncConnection, key_id: str, when: datetime) -> None:
@@ -65,4 +61,4 @@ async def list_page(
     if not include_revoked:
         query = query.where(api_keys.c.revoked_at.is_(None))
     rows, total = await fetch_page(conn, query, page, api_keys.c.created_at, api_keys.c.id)
-    return [_record(r) for r in rows], total
+    return [record_of(ApiKeyRecord, r) for r in rows], total

@@ -10,7 +10,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from junctionbox.domain.paging import PageRequest
-from junctionbox.store.queries.common import fetch_page
+from junctionbox.store.queries.common import fetch_page, record_of
 from junctionbox.store.tables import audit_logs
 
 
@@ -58,5 +58,4 @@ async def list_page(
     rows, total = await fetch_page(
         conn, query, page, audit_logs.c.created_at.desc(), audit_logs.c.id.desc()
     )
-    fields = AuditRecord.__dataclass_fields__
-    return [AuditRecord(**{k: r[k] for k in fields}) for r in rows], total
+    return [record_of(AuditRecord, r) for r in rows], total

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from junctionbox.domain.paging import PageRequest
+
+R = TypeVar("R")
+
+
+def record_of(cls: type[R], row: Any) -> R:
+    """A frozen record dataclass built from the row's columns of the same names."""
+    return cls(**{name: row[name] for name in cls.__dataclass_fields__})  # type: ignore[attr-defined]
 
 
 async def fetch_page(

@@ -10,7 +10,7 @@ from sqlalchemy import delete, exists, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from junctionbox.domain.paging import PageRequest
-from junctionbox.store.queries.common import fetch_page
+from junctionbox.store.queries.common import fetch_page, record_of
 from junctionbox.store.tables import api_keys, entities, users
 
 PROFILE_FIELDS = ("name", "code", "email", "phone", "address", "tags", "region", "timezone")
@@ -32,14 +32,10 @@ class EntityRecord:
     updated_at: datetime
 
 
-def _record(row: Any) -> EntityRecord:
-    return EntityRecord(**{k: row[k] for k in EntityRecord.__dataclass_fields__})
-
-
 async def get(conn: AsyncConnection, entity_id: int) -> EntityRecord | None:
     row = (await conn.execute(select(entities).where(entities.c.id == entity_id))).mappings()
     found = row.first()
-    return _record(found) if found else None
+    return record_of(EntityRecord, found) if found else None
 
 
 async def next_id(conn: AsyncConnection) -> int:
@@ -89,7 +85,7 @@ async def list_page(
             )
         )
     rows, total = await fetch_page(conn, query, page, entities.c.id)
-    return [_record(r) for r in rows], total
+    return [record_of(EntityRecord, r) for r in rows], total
 
 
 async def unit_ids(conn: AsyncConnection, org_id: int) -> list[int]:

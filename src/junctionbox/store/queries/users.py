@@ -10,7 +10,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from junctionbox.domain.paging import PageRequest
-from junctionbox.store.queries.common import fetch_page
+from junctionbox.store.queries.common import fetch_page, record_of
 from junctionbox.store.tables import users
 
 
@@ -27,13 +27,9 @@ class UserRecord:
     updated_at: datetime
 
 
-def _record(row: Any) -> UserRecord:
-    return UserRecord(**{k: row[k] for k in UserRecord.__dataclass_fields__})
-
-
 async def _one(conn: AsyncConnection, condition: Any) -> UserRecord | None:
     row = (await conn.execute(select(users).where(condition))).mappings().first()
-    return _record(row) if row else None
+    return record_of(UserRecord, row) if row else None
 
 
 async def get(conn: AsyncConnection, user_id: str) -> UserRecord | None:
@@ -79,4 +75,4 @@ async def list_page(
     if search:
         query = query.where(users.c.email.like(f"%{search.lower()}%"))
     rows, total = await fetch_page(conn, query, page, users.c.created_at, users.c.id)
-    return [_record(r) for r in rows], total
+    return [record_of(UserRecord, r) for r in rows], total
