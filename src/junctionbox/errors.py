@@ -17,6 +17,7 @@ exceptions are converted to one of these at the adapter boundary, keeping the ca
     ├── NotFoundError                     NOT_FOUND           404
     ├── ConflictError                     CONFLICT            409
     ├── PayloadTooLargeError              PAYLOAD_TOO_LARGE   413
+    ├── UnsupportedMediaTypeError         UNSUPPORTED_MEDIA_TYPE 415
     ├── RateLimitedError                  RATE_LIMITED        429
     ├── ExpressionRuntimeError            TRANSFORM_ERROR     422   (never retried)
     ├── UpstreamError                     BAD_GATEWAY         502
@@ -128,6 +129,13 @@ class PayloadTooLargeError(JunctionboxError):
 
     code = "PAYLOAD_TOO_LARGE"
     status = 413
+
+
+class UnsupportedMediaTypeError(JunctionboxError):
+    """The request's content type is not one this endpoint reads."""
+
+    code = "UNSUPPORTED_MEDIA_TYPE"
+    status = 415
 
 
 class RateLimitedError(JunctionboxError):

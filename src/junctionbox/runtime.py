@@ -1,15 +1,17 @@
 """The composition root: builds the store and services from Settings and runs the roles.
 
-Roles are what a process does. ``api`` serves HTTP; the worker roles of later features
-(dispatcher, delivery workers, scheduler) register here. ``all`` runs every role, which is
-what ``make run`` does on the embedded SQLite store.
+Roles are what a process does. ``api`` serves HTTP; ``scheduler`` runs the time-driven loops
+(stream retention, idempotency-key expiry, SQL table sources). ``all`` runs every role, which
+is what ``make run`` does on the embedded SQLite store. Every process answers the health
+endpoints.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,9 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 
 from junctionbox.api.app import create_app
+from junctionbox.domain.event_envelope import EnvelopeLimits
+from junctionbox.domain.secretbox import SecretBox
+from junctionbox.engine.maintenance import Maintenance
 from junctionbox.errors import ConfigurationError
 from junctionbox.services.api_keys import ApiKeyService
 from junctionbox.services.audit import AuditService
@@ -26,6 +31,10 @@ from junctionbox.services.auth import AuthService
 from junctionbox.services.bootstrap import ensure_first_admin
 from junctionbox.services.container import Services
 from junctionbox.services.credentials import PasswordHasher, TokenSigner
+from junctionbox.services.event_log import EventLog
+from junctionbox.services.publish import PublishService
+from junctionbox.services.schema_registry import SchemaRegistry
+from junctionbox.services.streams import StreamService
 from junctionbox.services.tenancy import TenancyService
 from junctionbox.services.users import UserService
 from junctionbox.settings import Settings
@@ -34,7 +43,7 @@ from junctionbox.store.database import Database
 
 log = logging.getLogger(__name__)
 
-KNOWN_ROLES = ("api",)
+KNOWN_ROLES = ("api", "scheduler")
 SECRET_FILE = "secret.key"  # noqa: S105 (a file name, not a secret)
 
 
@@ -79,7 +88,15 @@ def build_services(settings: Settings) -> Services:
         raise ConfigurationError("secret key missing; call ensure_secret_key first")
     db = Database(settings.database_url, pool_size=settings.db_pool_size)
     hasher = PasswordHasher()
-    signer = TokenSigner(settings.secret_key.get_secret_value(), settings.jwt_ttl)
+    secret = settings.secret_key.get_secret_value()
+    signer = TokenSigner(secret, settings.jwt_ttl)
+    event_log = EventLog(db, default_partitions=settings.events_default_partitions)
+    schemas = SchemaRegistry(db)
+    limits = EnvelopeLimits(
+        max_batch=settings.events_max_batch,
+        max_event_bytes=settings.events_max_event_bytes,
+        max_depth=settings.events_max_depth,
+    )
     return Services(
         settings=settings,
         db=db,
@@ -88,6 +105,13 @@ def build_services(settings: Settings) -> Services:
         api_keys=ApiKeyService(db),
         auth=AuthService(db, hasher, signer),
         audit=AuditService(db),
+        secretbox=SecretBox(secret),
+        event_log=event_log,
+        schemas=schemas,
+        publisher=PublishService(
+            db, event_log, schemas, limits=limits, idempotency_ttl=settings.idempotency_ttl
+        ),
+        streams=StreamService(db),
     )
 
 
@@ -103,19 +127,54 @@ async def prepare(services: Services) -> None:
     )
 
 
+def role_loops(
+    services: Services, plan: RolePlan
+) -> list[Callable[[asyncio.Event], Awaitable[None]]]:
+    """The long-running loops of the roles in ``plan``; each stops when its event is set."""
+    loops: list[Callable[[asyncio.Event], Awaitable[None]]] = []
+    if "scheduler" in plan.roles:
+        loops.append(Maintenance(services.streams, services.publisher).run)
+    return loops
+
+
+@asynccontextmanager
+async def background_roles(services: Services, plan: RolePlan) -> AsyncIterator[None]:
+    """Run the roles' loops for the duration of the block, then stop them and wait."""
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(loop(stop)) for loop in role_loops(services, plan)]
+    try:
+        yield
+    finally:
+        stop.set()
+        done, pending = (
+            await asyncio.wait(tasks, timeout=services.settings.shutdown_grace_seconds)
+            if tasks
+            else (set(), set())
+        )
+        for task in pending:
+            task.cancel()
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
+                log.error("background loop failed", exc_info=task.exception())
+
+
 def build_app(settings: Settings) -> FastAPI:
     """The API application with its lifespan: prepare on start, release on stop."""
     services = build_services(ensure_secret_key(settings))
 
+    plan = RolePlan.parse(settings.roles)
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await prepare(services)
-        log.info("junctionbox ready", extra={"roles": list(RolePlan.parse(settings.roles).roles)})
-        try:
-            yield
-        finally:
-            await services.db.dispose()
-            log.info("junctionbox stopped")
+        async with background_roles(services, plan):
+            log.info("junctionbox ready", extra={"roles": list(plan.roles)})
+            try:
+                yield
+            finally:
+                log.info("junctionbox stopping")
+        await services.db.dispose()
+        log.info("junctionbox stopped")
 
     return create_app(services, lifespan)
 

@@ -67,8 +67,22 @@ class Settings(BaseModel):
     trusted_proxies: str = Field("", description="Comma-separated proxy addresses trusted.")
     shutdown_grace_seconds: float = Field(20.0, ge=0, description="Time to finish work on stop.")
     db_pool_size: int = Field(10, ge=1, le=200, description="PostgreSQL connection pool size.")
+    ssrf_allowlist: str = Field(
+        "", description="Comma-separated hosts/CIDRs outbound calls may reach despite the guard."
+    )
+    events_max_batch: int = Field(1000, ge=1, le=100_000, description="Most events per publish.")
+    events_max_event_bytes: int = Field(
+        1024 * 1024, ge=1024, description="Largest event data, in bytes."
+    )
+    events_max_depth: int = Field(64, ge=2, le=512, description="Deepest JSON nesting accepted.")
+    events_default_partitions: int = Field(
+        4, ge=1, le=1024, description="Partitions of a stream created on first publish."
+    )
+    idempotency_ttl: timedelta = Field(
+        timedelta(hours=24), description="How long an Idempotency-Key's response is replayed."
+    )
 
-    @field_validator("jwt_ttl", mode="before")
+    @field_validator("jwt_ttl", "idempotency_ttl", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> timedelta:
         return parse_duration(value)

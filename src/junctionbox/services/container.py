@@ -5,9 +5,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from junctionbox.domain.secretbox import SecretBox
 from junctionbox.services.api_keys import ApiKeyService
 from junctionbox.services.audit import AuditService
 from junctionbox.services.auth import AuthService
+from junctionbox.services.event_log import EventLog
+from junctionbox.services.publish import PublishService
+from junctionbox.services.schema_registry import SchemaRegistry
+from junctionbox.services.streams import StreamService
 from junctionbox.services.tenancy import TenancyService
 from junctionbox.services.users import UserService
 from junctionbox.settings import Settings
@@ -23,4 +28,9 @@ class Services:
     api_keys: ApiKeyService
     auth: AuthService
     audit: AuditService
+    secretbox: SecretBox
+    event_log: EventLog
+    schemas: SchemaRegistry
+    publisher: PublishService
+    streams: StreamService
     started_monotonic: float = field(default_factory=time.monotonic)

@@ -9,11 +9,15 @@ from sqlalchemy import (
     Boolean,
     Column,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
+    Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 from junctionbox.store.types import PortableJSON, UTCDateTime
@@ -110,4 +114,180 @@ audit_logs = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Index(None, "org_id", "created_at"),
     Index(None, "created_at"),
+)
+
+
+# --- the event log ---
+
+# A stream is named per tenant (``default`` unless the producer names one). Partition counts
+# only grow; retention is by age and/or bytes per partition.
+event_streams = Table(
+    "event_streams",
+    metadata,
+    Column("org_id", BigInteger, ForeignKey("entities.id", ondelete="RESTRICT"), primary_key=True),
+    Column("name", String(100), primary_key=True),
+    Column("description", Text),
+    Column("partition_count", Integer, nullable=False),
+    Column("retention_seconds", BigInteger),
+    Column("retention_bytes", BigInteger),
+    *_timestamps(),
+)
+
+# One row per partition: the next offset to hand out (its row lock orders appends, so offsets
+# commit in order), the first offset retention kept, and running totals for the metrics.
+stream_partitions = Table(
+    "stream_partitions",
+    metadata,
+    Column("org_id", BigInteger, primary_key=True),
+    Column("stream", String(100), primary_key=True),
+    Column("partition", Integer, primary_key=True, autoincrement=False),
+    Column("next_offset", BigInteger, nullable=False),
+    Column("first_offset", BigInteger, nullable=False),
+    Column("event_count", BigInteger, nullable=False),
+    Column("byte_count", BigInteger, nullable=False),
+    ForeignKeyConstraint(
+        ["org_id", "stream"], ["event_streams.org_id", "event_streams.name"], ondelete="CASCADE"
+    ),
+)
+
+# The log itself. ``payload`` holds the event's data bytes exactly as received; the CloudEvents
+# attributes are columns, extension attributes (and traceparent) live in ``extensions``.
+events = Table(
+    "events",
+    metadata,
+    Column("org_id", BigInteger, primary_key=True),
+    Column("stream", String(100), primary_key=True),
+    Column("partition", Integer, primary_key=True, autoincrement=False),
+    Column("log_offset", BigInteger, primary_key=True, autoincrement=False),
+    Column("event_id", String(200), nullable=False),
+    Column("source", String(500), nullable=False),
+    Column("type", String(200), nullable=False),
+    Column("subject", String(500)),
+    Column("event_time", UTCDateTime()),
+    Column("received_at", UTCDateTime(), nullable=False),
+    Column("partition_key", String(500)),
+    Column("data_content_type", String(200)),
+    Column("data_schema", String(500)),
+    Column("extensions", PortableJSON),
+    Column("payload", LargeBinary, nullable=False),
+    Column("size", Integer, nullable=False),
+    UniqueConstraint("org_id", "source", "event_id"),
+    Index(None, "org_id", "stream", "received_at"),
+)
+
+# Committed positions of named readers (Kafka semantics: the next offset to read).
+consumer_offsets = Table(
+    "consumer_offsets",
+    metadata,
+    Column("org_id", BigInteger, primary_key=True),
+    Column("group_name", String(100), primary_key=True),
+    Column("stream", String(100), primary_key=True),
+    Column("partition", Integer, primary_key=True, autoincrement=False),
+    Column("committed_offset", BigInteger, nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    ForeignKeyConstraint(
+        ["org_id", "stream"], ["event_streams.org_id", "event_streams.name"], ondelete="CASCADE"
+    ),
+)
+
+# Stripe-style idempotency: the first response for a key, replayed for 24 hours.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("org_id", BigInteger, primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("response_status", Integer, nullable=False),
+    Column("response_body", LargeBinary, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Index(None, "expires_at"),
+)
+
+# --- the schema registry ---
+
+event_types = Table(
+    "event_types",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("org_id", BigInteger, ForeignKey("entities.id", ondelete="RESTRICT"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("description", Text),
+    Column("example", PortableJSON),
+    Column("compatibility", String(32), nullable=False),
+    Column("latest_version", Integer, nullable=False),
+    *_timestamps(),
+    UniqueConstraint("org_id", "name"),
+)
+
+event_type_schemas = Table(
+    "event_type_schemas",
+    metadata,
+    Column(
+        "event_type_id",
+        String(40),
+        ForeignKey("event_types.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("schema", PortableJSON, nullable=False),
+    Column("fingerprint", String(64), nullable=False),
+    Column("created_by", String(40)),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+# --- event sources that poll (the SQL table source) ---
+
+# ``connection_secret`` is the sealed connection URL; ``config`` holds the table, columns and
+# polling options. The lease makes one node the poller of a source at a time.
+event_sources = Table(
+    "event_sources",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("org_id", BigInteger, ForeignKey("entities.id", ondelete="RESTRICT"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("is_active", Boolean, nullable=False),
+    Column("connection_secret", Text, nullable=False),
+    Column("config", PortableJSON, nullable=False),
+    Column("checkpoint", String(100)),
+    Column("events_ingested", BigInteger, nullable=False),
+    Column("last_polled_at", UTCDateTime()),
+    Column("last_error", Text),
+    Column("lease_owner", String(100)),
+    Column("lease_expires_at", UTCDateTime()),
+    *_timestamps(),
+    UniqueConstraint("org_id", "name"),
+)
+
+# --- the job queue ---
+
+# One durable queue for all asynchronous work. A claim sets ``lease_token`` (fencing: only the
+# holder of the current token may finish the job) and ``leased_until`` (heartbeats extend it;
+# an expired lease makes the job claimable again).
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("org_id", BigInteger),
+    Column("kind", String(64), nullable=False),
+    Column("queue", String(64), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("payload", PortableJSON, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("max_attempts", Integer, nullable=False),
+    Column("run_at", UTCDateTime(), nullable=False),
+    Column("ordering_key", String(200)),
+    Column("dedupe_key", String(200)),
+    Column("lease_token", String(40)),
+    Column("lease_owner", String(100)),
+    Column("leased_until", UTCDateTime()),
+    Column("last_error", Text),
+    Column("finished_at", UTCDateTime()),
+    *_timestamps(),
+    UniqueConstraint("kind", "dedupe_key"),
+    Index(None, "queue", "state", "run_at"),
+    Index(None, "ordering_key", "state"),
+    Index(None, "org_id", "state"),
 )

@@ -11,7 +11,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from junctionbox.domain.paging import PageRequest
 from junctionbox.store.queries.common import fetch_page, record_of
-from junctionbox.store.tables import api_keys, entities, users
+from junctionbox.store.tables import (
+    api_keys,
+    entities,
+    event_sources,
+    event_streams,
+    event_types,
+    users,
+)
 
 PROFILE_FIELDS = ("name", "code", "email", "phone", "address", "tags", "region", "timezone")
 
@@ -67,6 +74,9 @@ async def is_referenced(conn: AsyncConnection, entity_id: int) -> bool:
         exists().where(entities.c.parent_id == entity_id),
         exists().where(users.c.org_id == entity_id),
         exists().where(api_keys.c.org_id == entity_id),
+        exists().where(event_types.c.org_id == entity_id),
+        exists().where(event_streams.c.org_id == entity_id),
+        exists().where(event_sources.c.org_id == entity_id),
     ]
     return bool((await conn.execute(select(or_(*checks)))).scalar())
 

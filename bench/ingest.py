@@ -1,0 +1,311 @@
+"""Ingest benchmark: publishing 1 KiB events over HTTP against raw inserts of the same rows.
+
+Run: ``python bench/ingest.py [--quick] [--backend sqlite|postgres|both]``.
+
+For each backend it starts ``junctionbox serve --roles api`` as a subprocess on a free port
+and reports, in the same run:
+
+- batched publish (1000 events per request) in events/s, against the raw rate of inserting
+  the same rows into the same ``events`` table with the same driver (aiosqlite / asyncpg
+  ``executemany``, one transaction per 1000), and on PostgreSQL also against ``COPY``;
+- single-event publish latency p50/p99 with requests sent at a fixed rate (open loop, so a
+  slow response does not slow the sender down and hide the queueing).
+
+The client runs on the same machine as the server, so both share its cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+import orjson
+
+from junctionbox.store import migrate
+from junctionbox.store.database import Database
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+EMAIL, PASSWORD = "bench@example.com", "bench-password-1"
+DATA = {"patient": {"id": "p-1", "name": "A" * 900}, "ward": "north", "n": 0}
+
+
+def event(n: int) -> dict[str, object]:
+    return {"type": "patient.updated", "data": {**DATA, "n": n}, "partitionKey": f"p{n % 64}"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# --- raw baselines ---
+
+
+def raw_rows(count: int) -> list[tuple[object, ...]]:
+    now = datetime.now(UTC)
+    payload = orjson.dumps(DATA)
+    return [
+        (
+            1,
+            "default",
+            n % 4,
+            n,
+            f"evt_{n}",
+            "junctionbox",
+            "patient.updated",
+            None,
+            None,
+            now,
+            f"p{n % 64}",
+            "application/json",
+            None,
+            None,
+            payload,
+            len(payload),
+        )
+        for n in range(count)
+    ]
+
+
+COLUMNS = (
+    "org_id",
+    "stream",
+    "partition",
+    "log_offset",
+    "event_id",
+    "source",
+    "type",
+    "subject",
+    "event_time",
+    "received_at",
+    "partition_key",
+    "data_content_type",
+    "data_schema",
+    "extensions",
+    "payload",
+    "size",
+)
+
+
+async def raw_sqlite(path: Path, batches: int) -> float:
+    import aiosqlite
+
+    db = Database(f"sqlite+aiosqlite:///{path}")
+    await migrate.upgrade(db)
+    await db.dispose()
+    rows = raw_rows(batches * 1000)
+    sql = f"INSERT INTO events ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"  # noqa: S608 (fixed column names)
+    async with aiosqlite.connect(path) as conn:
+        await conn.execute("PRAGMA journal_mode=WAL")
+        await conn.execute("PRAGMA synchronous=NORMAL")
+        started = time.perf_counter()
+        for i in range(batches):
+            await conn.execute("BEGIN IMMEDIATE")
+            await conn.executemany(
+                sql,
+                [(*r[:9], r[9].isoformat(" "), *r[10:]) for r in rows[i * 1000 : (i + 1) * 1000]],
+            )
+            await conn.commit()
+        return batches * 1000 / (time.perf_counter() - started)
+
+
+async def raw_postgres(dsn: str, batches: int) -> tuple[float, float]:
+    rows = raw_rows(batches * 1000)
+    conn = await asyncpg.connect(dsn)
+    try:
+        placeholders = ", ".join(f"${i + 1}" for i in range(len(COLUMNS)))
+        sql = f"INSERT INTO events ({', '.join(COLUMNS)}) VALUES ({placeholders})"  # noqa: S608 (fixed column names)
+        started = time.perf_counter()
+        for i in range(batches):
+            async with conn.transaction():
+                await conn.executemany(sql, rows[i * 1000 : (i + 1) * 1000])
+        insert_rate = batches * 1000 / (time.perf_counter() - started)
+        await conn.execute("TRUNCATE events")
+        started = time.perf_counter()
+        for i in range(batches):
+            async with conn.transaction():
+                await conn.copy_records_to_table(
+                    "events", records=rows[i * 1000 : (i + 1) * 1000], columns=COLUMNS
+                )
+        copy_rate = batches * 1000 / (time.perf_counter() - started)
+        return insert_rate, copy_rate
+    finally:
+        await conn.close()
+
+
+# --- the server ---
+
+
+class Server:
+    def __init__(self, database_url: str, data_dir: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {
+            **os.environ,
+            "JB_DATABASE_URL": database_url,
+            "JB_DATA_DIR": str(data_dir),
+            "JB_SECRET_KEY": "bench-secret-key-that-is-long-enough-0123456789",
+            "JB_ADMIN_EMAIL": EMAIL,
+            "JB_ADMIN_PASSWORD": PASSWORD,
+            "JB_PORT": str(self.port),
+            "JB_LOG_LEVEL": "WARNING",
+            "JB_ROLES": "api",
+            "JB_MAX_BODY_BYTES": str(8 * 1024 * 1024),
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "junctionbox.cli", "serve"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    async def ready(self, http: aiohttp.ClientSession) -> dict[str, str]:
+        for _ in range(200):
+            try:
+                async with http.get(f"{self.url}/api/v1/health/ready") as response:
+                    if response.status == 200:
+                        break
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+        async with http.post(
+            f"{self.url}/api/v1/auth/login", json={"email": EMAIL, "password": PASSWORD}
+        ) as response:
+            token = (await response.json())["token"]
+        headers = {"authorization": f"Bearer {token}"}
+        async with http.post(
+            f"{self.url}/api/v1/admin/orgs", json={"orgId": 1, "name": "bench"}, headers=headers
+        ):
+            pass
+        return headers
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+async def batched_rate(
+    http: aiohttp.ClientSession, server: Server, headers: dict[str, str], batches: int
+) -> float:
+    bodies = [
+        orjson.dumps({"events": [event(b * 1000 + n) for n in range(1000)]}) for b in range(batches)
+    ]
+    send_headers = {**headers, "content-type": "application/json"}
+    url = f"{server.url}/api/v1/integration/events/publish?orgId=1"
+
+    async def send(body: bytes) -> None:
+        async with http.post(url, data=body, headers=send_headers) as response:
+            assert response.status == 201, await response.text()
+            await response.read()
+
+    await send(bodies[0])  # warm-up
+    started = time.perf_counter()
+    for body in bodies[1:]:
+        await send(body)
+    return (batches - 1) * 1000 / (time.perf_counter() - started)
+
+
+async def single_latency(
+    http: aiohttp.ClientSession, server: Server, headers: dict[str, str], rate: int, seconds: float
+) -> tuple[float, float, int]:
+    url = f"{server.url}/api/v1/integration/events/publish?orgId=1"
+    send_headers = {**headers, "content-type": "application/json"}
+    latencies: list[float] = []
+    failures = 0
+
+    async def one(n: int) -> None:
+        nonlocal failures
+        started = time.perf_counter()
+        async with http.post(url, data=orjson.dumps(event(n)), headers=send_headers) as response:
+            await response.read()
+            if response.status != 201:
+                failures += 1
+        latencies.append(time.perf_counter() - started)
+
+    tasks = []
+    total = int(rate * seconds)
+    begin = time.perf_counter()
+    for n in range(total):
+        delay = begin + n / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(n)))
+    await asyncio.gather(*tasks)
+    latencies.sort()
+    p99 = latencies[int(len(latencies) * 0.99) - 1]
+    return statistics.median(latencies) * 1000, p99 * 1000, failures
+
+
+async def run_backend(backend: str, quick: bool) -> None:
+    batches = 6 if quick else 21
+    rate, seconds = 1000, (2.0 if quick else 5.0)
+    with tempfile.TemporaryDirectory() as tmp:
+        if backend == "sqlite":
+            raw = {"executemany": await raw_sqlite(Path(tmp) / "raw.db", batches)}
+            url = f"sqlite+aiosqlite:///{tmp}/bench.db"
+        else:
+            raw_db, bench_db = (
+                f"jb_bench_raw_{uuid.uuid4().hex[:6]}",
+                f"jb_bench_{uuid.uuid4().hex[:6]}",
+            )
+            admin = await asyncpg.connect(PG_ADMIN)
+            await admin.execute(f'CREATE DATABASE "{raw_db}"')
+            await admin.execute(f'CREATE DATABASE "{bench_db}"')
+            try:
+                db = Database(f"postgresql+asyncpg://postgres@127.0.0.1:5432/{raw_db}")
+                await migrate.upgrade(db)
+                await db.dispose()
+                insert_rate, copy_rate = await raw_postgres(
+                    f"postgresql://postgres@127.0.0.1:5432/{raw_db}", batches
+                )
+                raw = {"executemany": insert_rate, "COPY": copy_rate}
+            finally:
+                await admin.execute(f'DROP DATABASE IF EXISTS "{raw_db}" WITH (FORCE)')
+            url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{bench_db}"
+        server = Server(url, Path(tmp))
+        try:
+            connector = aiohttp.TCPConnector(limit=256)
+            async with aiohttp.ClientSession(connector=connector) as http:
+                headers = await server.ready(http)
+                published = await batched_rate(http, server, headers, batches)
+                p50, p99, failures = await single_latency(http, server, headers, rate, seconds)
+        finally:
+            server.stop()
+            if backend == "postgres":
+                await admin.execute(f'DROP DATABASE IF EXISTS "{bench_db}" WITH (FORCE)')
+                await admin.close()
+    print(f"\n[{backend}] batched publish, 1000 x 1 KiB events per request")
+    print(f"  {'published over HTTP':<34} {published:>10,.0f} events/s")
+    for name, value in raw.items():
+        print(
+            f"  {'raw ' + name + ' (same rows, same driver)':<34} {value:>10,.0f} events/s   ratio {published / value:.2f}"
+        )
+    print(f"[{backend}] single-event publish at {rate}/s for {seconds:.0f} s (open loop)")
+    print(f"  p50 {p50:.2f} ms   p99 {p99:.2f} ms   failures {failures}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
+    args = parser.parse_args()
+    backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
+    for backend in backends:
+        asyncio.run(run_backend(backend, args.quick))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,524 @@
+"""Reading published events off the wire: junctionbox's envelope and CloudEvents 1.0.
+
+Accepted forms:
+
+- ``application/json``: one event ``{type, data, source?, subject?, id?, time?, stream?,
+  partitionKey?}`` or a batch ``{"events": [...]}`` (or a bare array);
+- ``application/cloudevents+json`` (structured mode) and ``application/cloudevents-batch+json``;
+- binary mode: ``ce-*`` headers carry the attributes and the body is the data.
+
+The JSON is walked with the standard library's C scanner, which reports where each value
+ends, so an event's ``payload`` is the exact text of its ``data`` as the producer sent it
+(whitespace and number spelling included), not a re-serialisation.
+
+Problems inside an event are collected per event with a JSON pointer into the request body,
+so a batch can be refused as a whole or answered item by item (``?partial=true``). Problems
+with the request as a whole (not JSON, not UTF-8, wrong content type, too many events) raise.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from json.decoder import scanstring  # type: ignore[attr-defined]
+from typing import Any
+from urllib.parse import unquote
+
+from junctionbox.domain.events import EventDraft, is_json_content_type
+from junctionbox.errors import (
+    MalformedBodyError,
+    PayloadTooLargeError,
+    UnsupportedMediaTypeError,
+    ValidationError,
+)
+
+_DECODER = json.JSONDecoder()
+_scan_once = _DECODER.scan_once  # type: ignore[attr-defined]
+_WHITESPACE = frozenset(" \t\n\r")
+_EXTENSION_NAME = re.compile(r"^[a-z0-9]{1,20}$")
+_TYPE = re.compile(r"^\S{1,200}$")
+_STREAM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+CE_STRUCTURED = "application/cloudevents+json"
+CE_BATCH = "application/cloudevents-batch+json"
+
+# Attribute name -> (limit, where it goes). ``partitionKey`` is junctionbox's spelling;
+# ``partitionkey`` is the CloudEvents partitioning extension's.
+_STRING_ATTRIBUTES = {
+    "id": 200,
+    "source": 500,
+    "subject": 500,
+    "datacontenttype": 200,
+    "dataschema": 500,
+    "partitionKey": 500,
+    "partitionkey": 500,
+}
+_KNOWN = {"specversion", "type", "time", "stream", "data", "data_base64", *_STRING_ATTRIBUTES}
+
+
+@dataclass(frozen=True)
+class EnvelopeLimits:
+    max_batch: int = 1000
+    max_event_bytes: int = 1024 * 1024
+    max_depth: int = 64
+
+
+@dataclass(frozen=True)
+class ItemProblem:
+    """Why one event was refused; ``pointer`` locates it in the request body."""
+
+    pointer: str
+    message: str
+    too_large: bool = False
+
+
+Item = EventDraft | list[ItemProblem]
+
+
+@dataclass(frozen=True)
+class ParsedPublish:
+    items: list[Item]
+    batch: bool
+    base: str = ""  # JSON pointer of the batch array in the body
+
+    def pointer(self, index: int) -> str:
+        """Where item ``index`` is in the request body."""
+        return f"{self.base}/{index}" if self.batch else ""
+
+
+def media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def parse_publish(body: bytes, headers: Mapping[str, str], limits: EnvelopeLimits) -> ParsedPublish:
+    """The events of a publish request. ``headers`` must have lower-case names."""
+    media = media_type(headers.get("content-type"))
+    if "ce-specversion" in headers:
+        return ParsedPublish([_binary_event(body, headers, limits)], batch=False)
+    if media not in {"application/json", CE_STRUCTURED, CE_BATCH} and not media.endswith("+json"):
+        raise UnsupportedMediaTypeError(
+            f"content type {media or '(none)'!r} is not accepted: send application/json, "
+            f"{CE_STRUCTURED}, {CE_BATCH}, or a binary-mode CloudEvent with ce-* headers"
+        )
+    text = _decode_utf8(body)
+    start = _skip(text, 0)
+    if start >= len(text):
+        raise MalformedBodyError("request body is empty: expected a JSON event or batch")
+    if text[start] == "[":
+        return ParsedPublish(_batch(text, start, "", limits), batch=True)
+    if text[start] != "{":
+        raise MalformedBodyError("expected a JSON object (one event) or array (a batch)")
+    if media == CE_BATCH:
+        raise MalformedBodyError(f"{CE_BATCH} needs a JSON array of events")
+    members, spans, end = _object(text, start)
+    _expect_end(text, end)
+    if "events" in members and "type" not in members and media != CE_STRUCTURED:
+        if not isinstance(members["events"], list):
+            raise ValidationError("events must be an array")
+        items = _batch(text, spans["events"][0], "/events", limits)
+        return ParsedPublish(items, batch=True, base="/events")
+    return ParsedPublish([_event(text, members, spans, "", limits)], batch=False)
+
+
+# --- JSON walking ---
+
+
+def _decode_utf8(body: bytes) -> str:
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MalformedBodyError(f"request body is not valid UTF-8 (byte {exc.start})") from exc
+
+
+def _skip(text: str, index: int) -> int:
+    length = len(text)
+    while index < length and text[index] in _WHITESPACE:
+        index += 1
+    return index
+
+
+def _malformed(text: str, index: int, expected: str) -> MalformedBodyError:
+    line = text.count("\n", 0, index) + 1
+    column = index - (text.rfind("\n", 0, index) + 1) + 1
+    return MalformedBodyError(
+        f"malformed JSON: expected {expected} at line {line} column {column} (char {index})"
+    )
+
+
+def _value(text: str, index: int) -> tuple[Any, int]:
+    try:
+        return _scan_once(text, index)  # type: ignore[no-any-return]
+    except StopIteration as exc:
+        raise _malformed(text, exc.value, "a value") from None
+    except json.JSONDecodeError as exc:
+        raise _malformed(text, exc.pos, exc.msg.lower()) from None
+    except RecursionError:
+        raise ValidationError("JSON nests too deeply") from None
+
+
+def _object(text: str, index: int) -> tuple[dict[str, Any], dict[str, tuple[int, int]], int]:
+    """Members of the object at ``text[index] == '{'``, each value's span, and the end."""
+    members: dict[str, Any] = {}
+    spans: dict[str, tuple[int, int]] = {}
+    index = _skip(text, index + 1)
+    if index < len(text) and text[index] == "}":
+        return members, spans, index + 1
+    while True:
+        if index >= len(text) or text[index] != '"':
+            raise _malformed(text, index, "a member name in double quotes")
+        try:
+            key, index = scanstring(text, index + 1)
+        except json.JSONDecodeError as exc:
+            raise _malformed(text, exc.pos, exc.msg.lower()) from None
+        index = _skip(text, index)
+        if index >= len(text) or text[index] != ":":
+            raise _malformed(text, index, "':'")
+        start = _skip(text, index + 1)
+        members[key], index = _value(text, start)
+        spans[key] = (start, index)
+        index = _skip(text, index)
+        if index < len(text) and text[index] == "}":
+            return members, spans, index + 1
+        if index >= len(text) or text[index] != ",":
+            raise _malformed(text, index, "',' or '}'")
+        index = _skip(text, index + 1)
+
+
+def _expect_end(text: str, index: int) -> None:
+    index = _skip(text, index)
+    if index != len(text):
+        raise _malformed(text, index, "the end of the body")
+
+
+def _batch(text: str, index: int, pointer: str, limits: EnvelopeLimits) -> list[Item]:
+    """The events of the array at ``text[index] == '['``."""
+    items: list[Item] = []
+    index = _skip(text, index + 1)
+    if index < len(text) and text[index] == "]":
+        raise ValidationError("the batch holds no events")
+    while True:
+        where = f"{pointer}/{len(items)}"
+        if len(items) >= limits.max_batch:
+            raise PayloadTooLargeError(
+                f"a batch holds at most {limits.max_batch} events (JB_EVENTS_MAX_BATCH)"
+            )
+        if index < len(text) and text[index] == "{":
+            members, spans, index = _object(text, index)
+            items.append(_event(text, members, spans, where, limits))
+        else:
+            index = _value(text, index)[1]
+            items.append([ItemProblem(where, "an event must be a JSON object")])
+        index = _skip(text, index)
+        if index < len(text) and text[index] == "]":
+            if pointer == "":
+                _expect_end(text, index + 1)
+            return items
+        if index >= len(text) or text[index] != ",":
+            raise _malformed(text, index, "',' or ']'")
+        index = _skip(text, index + 1)
+
+
+# --- one event ---
+
+
+def _event(
+    text: str,
+    members: dict[str, Any],
+    spans: dict[str, tuple[int, int]],
+    pointer: str,
+    limits: EnvelopeLimits,
+) -> Item:
+    problems: list[ItemProblem] = []
+    cloud = "specversion" in members
+    attributes = _attributes(members, pointer, cloud, problems)
+    data = _structured_data(text, members, spans, attributes, pointer, limits, problems)
+    if problems or data is None:
+        return problems
+    return _draft(attributes, data)
+
+
+def _attributes(
+    members: dict[str, Any], pointer: str, cloud: bool, problems: list[ItemProblem]
+) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    if cloud and members.get("specversion") != "1.0":
+        problems.append(ItemProblem(f"{pointer}/specversion", "only CloudEvents 1.0 is accepted"))
+    for name in ("id", "source") if cloud else ():
+        if name not in members:
+            problems.append(ItemProblem(f"{pointer}/{name}", f"CloudEvents require {name}"))
+    for name, value in members.items():
+        where = f"{pointer}/{_escape(name)}"
+        if name in {"specversion", "data", "data_base64"}:
+            continue
+        if name not in _KNOWN and not cloud:
+            problems.append(
+                ItemProblem(where, "unknown field (extension attributes need specversion 1.0)")
+            )
+        elif name not in _KNOWN:
+            _extension(name, value, where, found, problems)
+        else:
+            _known(name, value, where, found, problems)
+    if "type" not in members:
+        problems.append(ItemProblem(f"{pointer}/type", "type is required"))
+    return found
+
+
+def _known(
+    name: str, value: Any, where: str, found: dict[str, Any], problems: list[ItemProblem]
+) -> None:
+    if value is None and name not in {"type"}:
+        return
+    if not isinstance(value, str):
+        problems.append(ItemProblem(where, "must be a string"))
+    elif name == "type" and not _TYPE.match(value):
+        problems.append(ItemProblem(where, "must be 1-200 characters without whitespace"))
+    elif name == "stream" and not _STREAM.match(value):
+        problems.append(
+            ItemProblem(where, "must be 1-100 letters, digits, '.', '_' or '-', not leading")
+        )
+    elif name == "time":
+        moment = parse_time(value)
+        if moment is None:
+            problems.append(ItemProblem(where, "must be an RFC 3339 timestamp with an offset"))
+        found["time"] = moment
+    elif name in _STRING_ATTRIBUTES and not 0 < len(value) <= _STRING_ATTRIBUTES[name]:
+        problems.append(ItemProblem(where, f"must be 1-{_STRING_ATTRIBUTES[name]} characters"))
+    elif "\x00" in value:
+        problems.append(ItemProblem(where, "must not contain NUL (\\u0000)"))
+    else:
+        found["partitionKey" if name == "partitionkey" else name] = value
+
+
+def _extension(
+    name: str, value: Any, where: str, found: dict[str, Any], problems: list[ItemProblem]
+) -> None:
+    if not _EXTENSION_NAME.match(name):
+        problems.append(ItemProblem(where, "extension names are 1-20 lower-case letters/digits"))
+    elif not isinstance(value, str | int | float | bool) or (
+        isinstance(value, str) and ("\x00" in value or len(value) > 2000)
+    ):
+        problems.append(
+            ItemProblem(where, "extension values are strings (≤2000), numbers or booleans")
+        )
+    else:
+        found.setdefault("extensions", {})[name] = value
+
+
+def _structured_data(
+    text: str,
+    members: dict[str, Any],
+    spans: dict[str, tuple[int, int]],
+    attributes: dict[str, Any],
+    pointer: str,
+    limits: EnvelopeLimits,
+    problems: list[ItemProblem],
+) -> tuple[bytes, Any, bool] | None:
+    """(payload bytes, decoded value, has JSON value) of the event's data."""
+    content_type = attributes.get("datacontenttype")
+    if "data" in members and "data_base64" in members:
+        problems.append(ItemProblem(f"{pointer}/data_base64", "give data or data_base64, not both"))
+        return None
+    if "data_base64" in members:
+        return _base64_data(members["data_base64"], content_type, pointer, limits, problems)
+    if "data" not in members:
+        return b"", None, False
+    value = members["data"]
+    if not is_json_content_type(content_type) and isinstance(value, str):
+        return _sized(value.encode(), f"{pointer}/data", limits, problems), None, False
+    start, end = spans["data"]
+    payload = text[start:end].encode()
+    where = f"{pointer}/data"
+    if _checked_json(text, start, end, value, where, limits, problems):
+        return _sized(payload, where, limits, problems), value, True
+    return None
+
+
+def _base64_data(
+    encoded: Any,
+    content_type: str | None,
+    pointer: str,
+    limits: EnvelopeLimits,
+    problems: list[ItemProblem],
+) -> tuple[bytes, Any, bool] | None:
+    where = f"{pointer}/data_base64"
+    try:
+        payload = base64.b64decode(encoded, validate=True) if isinstance(encoded, str) else None
+    except (binascii.Error, ValueError):
+        payload = None
+    if payload is None:
+        problems.append(ItemProblem(where, "must be base64"))
+        return None
+    payload = _sized(payload, where, limits, problems)
+    if content_type is None or not is_json_content_type(content_type):
+        return payload, None, False
+    return _json_payload(payload, where, limits, problems)
+
+
+def _json_payload(
+    payload: bytes, where: str, limits: EnvelopeLimits, problems: list[ItemProblem]
+) -> tuple[bytes, Any, bool] | None:
+    """Data that arrived as bytes (binary mode, data_base64) and claims to be JSON."""
+    if not payload:
+        return payload, None, False
+    try:
+        text = payload.decode("utf-8")
+        value, end = _value(text, _skip(text, 0))
+        _expect_end(text, end)
+    except (UnicodeDecodeError, MalformedBodyError, ValidationError) as exc:
+        problems.append(ItemProblem(where, f"declared JSON but is not: {_reason(exc)}"))
+        return None
+    if _checked_json(text, 0, len(text), value, where, limits, problems):
+        return payload, value, True
+    return None
+
+
+def _checked_json(
+    text: str,
+    start: int,
+    end: int,
+    value: Any,
+    where: str,
+    limits: EnvelopeLimits,
+    problems: list[ItemProblem],
+) -> bool:
+    # Counting brackets is a cheap upper bound; only when it exceeds the limit is the value
+    # walked. Likewise a ``\u0000`` in the text may be an escaped backslash: look closer then.
+    brackets = text.count("{", start, end) + text.count("[", start, end)
+    if brackets > limits.max_depth and nesting_depth(value) > limits.max_depth:
+        problems.append(
+            ItemProblem(where, f"nests deeper than {limits.max_depth} levels (JB_EVENTS_MAX_DEPTH)")
+        )
+        return False
+    if text.find("\\u0000", start, end) >= 0 and contains_nul(value):
+        problems.append(ItemProblem(where, "must not contain NUL (\\u0000) in strings or names"))
+        return False
+    return True
+
+
+def _sized(
+    payload: bytes, where: str, limits: EnvelopeLimits, problems: list[ItemProblem]
+) -> bytes:
+    if len(payload) > limits.max_event_bytes:
+        problems.append(
+            ItemProblem(
+                where,
+                f"data is {len(payload)} bytes; the limit is {limits.max_event_bytes} "
+                "(JB_EVENTS_MAX_EVENT_BYTES)",
+                too_large=True,
+            )
+        )
+    return payload
+
+
+def _draft(attributes: dict[str, Any], data: tuple[bytes, Any, bool]) -> EventDraft:
+    payload, value, has_value = data
+    content_type = attributes.get("datacontenttype")
+    if content_type is None and has_value:
+        content_type = "application/json"
+    return EventDraft(
+        type=attributes["type"],
+        payload=payload,
+        value=value,
+        has_value=has_value,
+        event_id=attributes.get("id"),
+        source=attributes.get("source"),
+        subject=attributes.get("subject"),
+        time=attributes.get("time"),
+        stream=attributes.get("stream"),
+        partition_key=attributes.get("partitionKey"),
+        data_content_type=content_type,
+        data_schema=attributes.get("dataschema"),
+        extensions=attributes.get("extensions", {}),
+    )
+
+
+# --- binary mode ---
+
+_BINARY_ATTRIBUTES = {
+    "ce-id": "id",
+    "ce-source": "source",
+    "ce-type": "type",
+    "ce-subject": "subject",
+    "ce-time": "time",
+    "ce-dataschema": "dataschema",
+    "ce-partitionkey": "partitionkey",
+    "ce-stream": "stream",
+}
+
+
+def _binary_event(body: bytes, headers: Mapping[str, str], limits: EnvelopeLimits) -> Item:
+    """A binary-mode CloudEvent: attributes in ``ce-*`` headers (percent-encoded)."""
+    members: dict[str, Any] = {"specversion": headers["ce-specversion"]}
+    for header, value in headers.items():
+        if header.startswith("ce-") and header != "ce-specversion":
+            members[_BINARY_ATTRIBUTES.get(header, header[3:])] = unquote(value)
+    content_type = headers.get("content-type")
+    if content_type:
+        members["datacontenttype"] = content_type
+    problems: list[ItemProblem] = []
+    attributes = _attributes(members, "", cloud=True, problems=problems)
+    payload = _sized(body, "/data", limits, problems)
+    data: tuple[bytes, Any, bool] | None = (payload, None, False)
+    if content_type and is_json_content_type(content_type) and not problems:
+        data = _json_payload(payload, "/data", limits, problems)
+    if problems or data is None:
+        return problems
+    return _draft(attributes, data)
+
+
+# --- helpers ---
+
+
+def parse_time(value: str) -> datetime | None:
+    """An RFC 3339 timestamp with an offset (``Z`` included), or None."""
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if moment.tzinfo is None or "T" not in value.upper():
+        return None
+    return moment
+
+
+def nesting_depth(value: Any) -> int:
+    """How deeply arrays and objects nest in ``value`` (a scalar is 0), without recursion."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            node = node.values()
+        elif not isinstance(node, list):
+            continue
+        deepest = max(deepest, depth + 1)
+        stack.extend((child, depth + 1) for child in node)
+    return deepest
+
+
+def contains_nul(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            if "\x00" in node:
+                return True
+        elif isinstance(node, dict):
+            if any("\x00" in key for key in node):
+                return True
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return False
+
+
+def _escape(name: str) -> str:
+    return name.replace("~", "~0").replace("/", "~1")
+
+
+def _reason(exc: Exception) -> str:
+    return getattr(exc, "message", None) or str(exc)

@@ -1,0 +1,1 @@
+"""Long-running loops: maintenance, pollers, and (later) the dispatcher and workers."""

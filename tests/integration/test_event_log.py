@@ -1,0 +1,102 @@
+"""Appending to the log: offsets, partitions, duplicates and concurrency, on both databases."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests.support import World
+
+from junctionbox.domain.events import EventDraft
+from junctionbox.domain.partitioning import partition_for
+from junctionbox.services.container import Services
+from junctionbox.store.queries import events as queries
+
+
+def draft(n: int, **fields: object) -> EventDraft:
+    payload = b'{"n": %d}' % n
+    return EventDraft(
+        type="order.created", payload=payload, value={"n": n}, has_value=True, **fields
+    )  # type: ignore[arg-type]
+
+
+async def test_offsets_are_contiguous_per_partition_and_keys_stick(world: World) -> None:
+    log = world.services.event_log
+    results = await log.append(100, [draft(n, partition_key=f"k{n % 3}") for n in range(30)])
+    by_partition: dict[int, list[int]] = {}
+    for result, n in zip(results, range(30), strict=True):
+        assert result.partition == partition_for(f"k{n % 3}", 4)
+        by_partition.setdefault(result.partition, []).append(result.offset)
+    for offsets in by_partition.values():
+        assert offsets == list(range(len(offsets)))
+    async with world.services.db.read() as conn:
+        parts = await queries.partitions(conn, 100, "default")
+    assert sum(p.event_count for p in parts) == 30
+    assert sum(p.byte_count for p in parts) == sum(len(draft(n).payload) for n in range(30))
+
+
+async def test_payload_and_attributes_come_back_as_stored(world: World) -> None:
+    log = world.services.event_log
+    raw = b'{ "b" : 1.50,\n "a": [1,2] }'
+    event = EventDraft(
+        type="t.x", payload=raw, value=None, has_value=True, subject="s", extensions={"x": 1}
+    )
+    [result] = await log.append(100, [event], stream="audit")
+    async with world.services.db.read() as conn:
+        [stored] = await queries.read_after(conn, 100, "audit", result.partition, -1, 10)
+    assert stored.payload == raw
+    assert (stored.subject, stored.extensions, stored.event_id) == ("s", {"x": 1}, result.event_id)
+    assert result.event_id.startswith("evt_")
+
+
+async def test_a_repeated_source_and_id_is_acknowledged_not_stored_twice(world: World) -> None:
+    log = world.services.event_log
+    first = await log.append(100, [draft(1, event_id="e-1", source="crm")])
+    again = await log.append(
+        100,
+        [
+            draft(2, event_id="e-1", source="crm"),
+            draft(3, event_id="e-1", source="erp"),
+            draft(4, event_id="e-2", source="erp"),
+            draft(5, event_id="e-2", source="erp"),
+        ],
+    )
+    assert again[0].duplicate
+    assert again[0].offset == first[0].offset
+    assert not again[1].duplicate
+    assert not again[2].duplicate
+    assert again[3].duplicate
+    assert again[3].offset == again[2].offset
+    other_tenant = await log.append(200, [draft(6, event_id="e-1", source="crm")])
+    assert not other_tenant[0].duplicate
+    async with world.services.db.read() as conn:
+        count = await queries.count(conn, queries.EventFilter(100, "default"))
+    assert count == 3
+
+
+async def test_concurrent_appends_get_distinct_gapless_offsets(world: World) -> None:
+    log = world.services.event_log
+
+    async def one(n: int) -> list[int]:
+        results = await log.append(100, [draft(n, partition_key="same")] * 1)
+        return [r.offset for r in results]
+
+    offsets = sorted(
+        o for batch in await asyncio.gather(*(one(n) for n in range(20))) for o in batch
+    )
+    assert offsets == list(range(20))
+
+
+async def test_concurrent_publishers_of_one_id_store_it_once(world: World) -> None:
+    log = world.services.event_log
+    results = await asyncio.gather(
+        *(log.append(100, [draft(n, event_id="same", partition_key=str(n))]) for n in range(8))
+    )
+    assert len({(r[0].partition, r[0].offset) for r in results}) == 1
+    assert sum(not r[0].duplicate for r in results) == 1
+
+
+async def test_listeners_hear_committed_events(world: World, services: Services) -> None:
+    heard: list[str] = []
+    services.event_log.listeners.append(lambda events: heard.extend(e.event_id for e in events))
+    results = await services.event_log.append(100, [draft(1), draft(2)])
+    assert sorted(heard) == sorted(r.event_id for r in results)
