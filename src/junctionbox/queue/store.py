@@ -1,0 +1,538 @@
+"""The durable job queue on the store (SQLite or PostgreSQL).
+
+A claim is one write transaction of two statements: expired leases are turned back to ready
+(or dead), then ``UPDATE jobs … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED LIMIT n)
+RETURNING *``. On PostgreSQL concurrent claimers skip each other's rows; on SQLite the write
+transaction (``BEGIN IMMEDIATE``) already makes claimers take turns, and the locking clause
+is not rendered. Every change after a claim is fenced by the lease token: a worker whose
+lease expired gets ``False`` and must stop.
+
+Wake-ups: ``enqueue`` marks its connection; when that connection goes back to the pool (its
+transaction is over, so the jobs are visible) the local waiters are woken. On PostgreSQL it
+also sends ``NOTIFY``, which the server delivers at commit to every node's listener.
+"""
+
+from __future__ import annotations
+
+import builtins
+import secrets
+from collections.abc import Callable, Collection, Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Update,
+    and_,
+    case,
+    delete,
+    event,
+    exists,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from junctionbox.domain.paging import Page, PageRequest
+from junctionbox.queue.jobs import (
+    PURGEABLE_STATES,
+    ClaimRequest,
+    Job,
+    JobState,
+    Lease,
+    NewJob,
+    age_seconds,
+    clip_error,
+    lease_deadline,
+    new_job_ids,
+)
+from junctionbox.queue.notify import CHANNEL, PgListener, Wakeups, asyncpg_dsn
+from junctionbox.store.database import Database
+from junctionbox.store.queries.common import fetch_page
+from junctionbox.store.tables import jobs
+from junctionbox.store.types import utcnow
+
+READY, RUNNING, DEAD = JobState.READY, JobState.RUNNING, JobState.DEAD
+LEASE_EXPIRED = "lease expired (the worker stopped or crashed)"
+EXPIRED_ON_LAST_ATTEMPT = "lease expired on the last attempt (the worker stopped or crashed)"
+_TICK = timedelta(microseconds=1)
+# Bound parameters per look-up statement: far below SQLite's and asyncpg's limits.
+_LOOKUP_CHUNK = 500
+
+
+class JobQueue:
+    """Enqueue, claim, finish and inspect jobs. All times are UTC from the injected clock."""
+
+    def __init__(self, db: Database, *, clock: Callable[[], datetime] = utcnow) -> None:
+        self.db = db
+        self.clock = clock
+        self._wakeups = Wakeups()
+        self._last_created: datetime | None = None
+        # Per instance, so two queues on one Database each see their own marks.
+        self._pending_key = f"jb.jobs.pending.{id(self)}"
+        event.listen(db.engine.sync_engine, "checkin", self._on_checkin)
+        self._listener = None if db.is_sqlite else self._new_listener()
+
+    # ------------------------------------------------------------------ enqueue
+
+    async def enqueue(self, conn: AsyncConnection, new_jobs: Sequence[NewJob]) -> list[str]:
+        """Insert jobs in the caller's write transaction; the id of each, in order.
+
+        A job whose (kind, dedupe_key) exists already is not inserted: its id is the existing
+        job's, whatever state that job is in.
+        """
+        if not new_jobs:
+            return []
+        now = self.clock()
+        created = self._created_at(now)
+        ids = new_job_ids(len(new_jobs))
+        rows = [
+            _row_of(job, job_id, now, created) for job, job_id in zip(new_jobs, ids, strict=True)
+        ]
+        await conn.execute(self._insert_ignoring_duplicates(), rows)
+        existing = await _ids_by_dedupe_key(conn, new_jobs)
+        await self._mark_ready(conn, {job.queue for job in new_jobs})
+        return [
+            existing[(job.kind, job.dedupe_key)] if job.dedupe_key is not None else job_id
+            for job, job_id in zip(new_jobs, ids, strict=True)
+        ]
+
+    async def enqueue_now(self, new_jobs: Sequence[NewJob]) -> list[str]:
+        async with self.db.write() as conn:
+            return await self.enqueue(conn, new_jobs)
+
+    def _insert_ignoring_duplicates(self) -> Any:
+        dialect_insert = sqlite.insert if self.db.is_sqlite else postgresql.insert
+        return dialect_insert(jobs).on_conflict_do_nothing(index_elements=["kind", "dedupe_key"])
+
+    def _created_at(self, now: datetime) -> datetime:
+        # Strictly increasing per process, so two enqueues under one clock reading (a coarse
+        # or frozen clock) still keep their FIFO order per ordering key. Only ``created_at``
+        # moves: ``run_at`` stays the clock's, so the job is due at once.
+        created = now
+        if self._last_created is not None and created <= self._last_created:
+            created = self._last_created + _TICK
+        self._last_created = created
+        return created
+
+    # ------------------------------------------------------------------ claim
+
+    async def claim(
+        self,
+        queue: str,
+        owner: str,
+        limit: int,
+        lease_seconds: float,
+        kinds: Sequence[str] | None = None,
+    ) -> builtins.list[Job]:
+        """Lease up to ``limit`` due jobs, highest priority first, one per ordering key.
+
+        A running job whose lease expired is due again (its worker is presumed dead) and its
+        re-claim counts as a new attempt; if that worker was in fact mid-delivery, the
+        destination sees the same job twice. Expired jobs already on their last attempt are
+        dead-lettered instead. Both happen here, in the claim's transaction.
+        """
+        chosen_kinds = tuple(kinds) if kinds is not None else None
+        request = ClaimRequest(queue, owner, limit, lease_seconds, chosen_kinds)
+        now = self.clock()
+        statement = _claim_statement(request, now, secrets.token_urlsafe(18))
+        async with self.db.write() as conn:
+            await conn.execute(_reap_expired(queue, now))
+            rows = (await conn.execute(statement)).mappings().all()
+        claimed = [_job_of(row) for row in rows]
+        return sorted(claimed, key=lambda j: (-j.priority, j.run_at, j.created_at, j.id))
+
+    # ------------------------------------------------------------------ lease holders
+
+    async def heartbeat(self, job_id: str, lease_token: str, lease_seconds: float) -> bool:
+        """Extend the lease; False when it is no longer ours (stop, do not acknowledge)."""
+        return bool(await self.heartbeat_many([Lease(job_id, lease_token)], lease_seconds))
+
+    async def heartbeat_many(self, leases: Sequence[Lease], lease_seconds: float) -> set[str]:
+        """Extend several leases in one statement; the ids whose leases are still ours."""
+        until = lease_deadline(self.clock(), lease_seconds)
+        return set(await self._fenced(None, leases, {"leased_until": until}))
+
+    async def complete(
+        self, job_id: str, lease_token: str, *, conn: AsyncConnection | None = None
+    ) -> bool:
+        """Mark done. With ``conn`` it joins the caller's transaction (e.g. with the delivery
+        log); on False the caller should roll that transaction back."""
+        return bool(await self.complete_many([Lease(job_id, lease_token)], conn=conn))
+
+    async def complete_many(
+        self, leases: Sequence[Lease], *, conn: AsyncConnection | None = None
+    ) -> set[str]:
+        """Mark several jobs done in one statement; the ids whose leases were still ours."""
+        values = {"state": JobState.DONE, "finished_at": self.clock(), **_NO_LEASE}
+        return set(await self._fenced(conn, leases, values))
+
+    async def retry(
+        self,
+        job_id: str,
+        lease_token: str,
+        run_at: datetime,
+        error: str,
+        *,
+        conn: AsyncConnection | None = None,
+    ) -> bool:
+        """Back to ready at ``run_at`` (not claimable before), keeping the attempt count."""
+        if run_at.tzinfo is None:
+            raise ValueError("run_at must be timezone-aware")
+        values = {"state": READY, "run_at": run_at, "last_error": clip_error(error), **_NO_LEASE}
+        wake = run_at <= self.clock()
+        return bool(await self._fenced(conn, [Lease(job_id, lease_token)], values, wake=wake))
+
+    async def dead_letter(
+        self, job_id: str, lease_token: str, error: str, *, conn: AsyncConnection | None = None
+    ) -> bool:
+        now = self.clock()
+        values = {"state": DEAD, "finished_at": now, "last_error": clip_error(error), **_NO_LEASE}
+        return bool(await self._fenced(conn, [Lease(job_id, lease_token)], values))
+
+    async def release(
+        self, job_id: str, lease_token: str, *, conn: AsyncConnection | None = None
+    ) -> bool:
+        """Give a claimed job back unrun (graceful shutdown): the attempt does not count."""
+        values = {"state": READY, "attempts": jobs.c.attempts - 1, **_NO_LEASE}
+        return bool(await self._fenced(conn, [Lease(job_id, lease_token)], values, wake=True))
+
+    async def _fenced(
+        self,
+        conn: AsyncConnection | None,
+        leases: Sequence[Lease],
+        values: dict[str, Any],
+        *,
+        wake: bool = False,
+    ) -> dict[str, str]:
+        """Apply ``values`` to the jobs whose lease is still current: {job id: queue}."""
+        if not leases:
+            return {}
+        statement = (
+            update(jobs)
+            .where(jobs.c.state == RUNNING, _holding(leases))
+            .values(updated_at=self.clock(), **values)
+            .returning(jobs.c.id, jobs.c.queue)
+        )
+        if conn is None:
+            async with self.db.write() as own:
+                return await self._apply_fenced(own, statement, wake)
+        return await self._apply_fenced(conn, statement, wake)
+
+    async def _apply_fenced(
+        self, conn: AsyncConnection, statement: Update, wake: bool
+    ) -> dict[str, str]:
+        changed = {row.id: row.queue for row in await conn.execute(statement)}
+        if changed and wake:
+            await self._mark_ready(conn, set(changed.values()))
+        return changed
+
+    # ------------------------------------------------------------------ operators
+
+    async def cancel(self, job_id: str, *, org_id: int | Collection[int] | None = None) -> bool:
+        """Cancel a ready or running job (a running one's worker loses its lease)."""
+        now = self.clock()
+        statement = (
+            update(jobs)
+            .where(jobs.c.id == job_id, jobs.c.state.in_([READY, RUNNING]), *_scoped(org_id))
+            .values(state=JobState.CANCELLED, finished_at=now, updated_at=now, **_NO_LEASE)
+            .returning(jobs.c.queue)
+        )
+        async with self.db.write() as conn:
+            queue = (await conn.execute(statement)).scalar_one_or_none()
+            if queue is not None:  # it may have held up the next job of its ordering key
+                await self._mark_ready(conn, {queue})
+        return queue is not None
+
+    async def requeue_dead(
+        self, job_ids: Sequence[str], *, org_id: int | Collection[int] | None
+    ) -> builtins.list[str]:
+        """Dead jobs back to ready now with a fresh attempt budget; the ids requeued.
+
+        ``org_id`` scopes the redrive to a tenant; None is for administrators only.
+        """
+        if not job_ids:
+            return []
+        now = self.clock()
+        statement = (
+            update(jobs)
+            .where(jobs.c.id.in_(job_ids), jobs.c.state == DEAD, *_scoped(org_id))
+            .values(state=READY, attempts=0, run_at=now, finished_at=None, updated_at=now)
+            .returning(jobs.c.id, jobs.c.queue)
+        )
+        async with self.db.write() as conn:
+            rows = (await conn.execute(statement)).all()
+            await self._mark_ready(conn, {row.queue for row in rows})
+        requeued = {row.id for row in rows}
+        return [job_id for job_id in dict.fromkeys(job_ids) if job_id in requeued]
+
+    async def purge_finished(self, older_than: datetime, *, batch_size: int = 1000) -> int:
+        """Delete done and cancelled jobs finished before ``older_than``, one short write
+        transaction per batch (SQLite has one writer). Dead jobs are kept for the DLQ.
+
+        A dedupe key is only remembered while its job exists: purging ends its window.
+        """
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        doomed = (
+            select(jobs.c.id)
+            .where(jobs.c.state.in_(PURGEABLE_STATES), jobs.c.finished_at < older_than)
+            .limit(batch_size)
+        )
+        total = 0
+        while True:
+            async with self.db.write() as conn:
+                deleted = (await conn.execute(delete(jobs).where(jobs.c.id.in_(doomed)))).rowcount
+            total += deleted
+            if deleted < batch_size:
+                return total
+
+    # ------------------------------------------------------------------ waiting
+
+    # Returning False after ``timeout`` is the point (it is the poll interval), hence no
+    # asyncio.timeout around the call.
+    async def wait_for_work(self, timeout: float, queue: str | None = None) -> bool:  # noqa: ASYNC109
+        """Return when a job of ``queue`` (any queue if None) may be claimable, or after
+        ``timeout`` seconds (False). A hint: claim, and poll again after the timeout."""
+        if self._listener is not None:
+            self._listener.ensure_started()
+        return await self._wakeups.wait(queue, timeout)
+
+    async def start_listening(self, wait_seconds: float = 5.0) -> bool:
+        """On PostgreSQL, LISTEN for other nodes' jobs now; True once listening (SQLite: True)."""
+        if self._listener is None:
+            return True
+        return await self._listener.start(wait_seconds)
+
+    async def close(self) -> None:
+        """Stop listening and detach from the database's pool events."""
+        if self._listener is not None:
+            await self._listener.close()
+        if event.contains(self.db.engine.sync_engine, "checkin", self._on_checkin):
+            event.remove(self.db.engine.sync_engine, "checkin", self._on_checkin)
+
+    async def _mark_ready(self, conn: AsyncConnection, queues: set[str]) -> None:
+        if not queues:
+            return
+        conn.info.setdefault(self._pending_key, set()).update(queues)
+        if not self.db.is_sqlite:
+            for queue in sorted(queues):  # delivered at commit, once per distinct payload
+                await conn.execute(select(func.pg_notify(CHANNEL, queue)))
+
+    def _on_checkin(self, _dbapi_connection: Any, record: Any) -> None:
+        # The connection is back in the pool, so its transaction is over. A rolled-back
+        # enqueue wakes waiters for nothing, which costs one empty claim.
+        queues = record.info.pop(self._pending_key, None) if record is not None else None
+        if queues:
+            self._wakeups.signal(queues)
+
+    def _new_listener(self) -> PgListener:
+        return PgListener(
+            asyncpg_dsn(self.db.url),
+            on_notify=lambda queue: self._wakeups.signal([queue]),
+            on_reconnected=self._wakeups.signal_all,
+        )
+
+    # ------------------------------------------------------------------ introspection
+
+    async def get(self, job_id: str, *, org_id: int | Collection[int] | None = None) -> Job | None:
+        query = select(jobs).where(jobs.c.id == job_id, *_scoped(org_id))
+        async with self.db.read() as conn:
+            row = (await conn.execute(query)).mappings().first()
+        return _job_of(row) if row else None
+
+    async def depth(self, queue: str | None = None) -> dict[JobState, int]:
+        """How many jobs are in each state (every state present, zero included)."""
+        query = select(jobs.c.state, func.count()).group_by(jobs.c.state)
+        if queue is not None:
+            query = query.where(jobs.c.queue == queue)
+        async with self.db.read() as conn:
+            counts = {JobState(state): int(n) for state, n in (await conn.execute(query)).all()}
+        return {state: counts.get(state, 0) for state in JobState}
+
+    async def oldest_ready_age(self, queue: str) -> float | None:
+        """Seconds the longest-waiting due job has been due; None when none is due."""
+        now = self.clock()
+        query = select(func.min(jobs.c.run_at)).where(
+            jobs.c.queue == queue, jobs.c.state == READY, jobs.c.run_at <= now
+        )
+        async with self.db.read() as conn:
+            oldest: datetime | None = (await conn.execute(query)).scalar_one()
+        return None if oldest is None else age_seconds(oldest, now)
+
+    async def list(
+        self,
+        org_id: int | Collection[int] | None,
+        page: PageRequest,
+        *,
+        state: JobState | None = None,
+        kind: str | None = None,
+        queue: str | None = None,
+    ) -> Page[Job]:
+        """A page of jobs, newest first; ``org_id`` None lists every tenant (admin only)."""
+        query = select(jobs).where(*_scoped(org_id), *_filters(state, kind, queue))
+        async with self.db.read() as conn:
+            rows, total = await fetch_page(conn, query, page, jobs.c.id.desc())
+        return Page([_job_of(row) for row in rows], total, page)
+
+
+# ---------------------------------------------------------------------- statements
+
+_NO_LEASE: dict[str, Any] = {"lease_token": None, "leased_until": None}
+
+
+def _row_of(job: NewJob, job_id: str, now: datetime, created: datetime) -> dict[str, Any]:
+    return {
+        "id": job_id,
+        "org_id": job.org_id,
+        "kind": job.kind,
+        "queue": job.queue,
+        "state": READY,
+        "priority": job.priority,
+        "payload": dict(job.payload),
+        "attempts": 0,
+        "max_attempts": job.max_attempts,
+        "run_at": job.run_at or now,
+        "ordering_key": job.ordering_key,
+        "dedupe_key": job.dedupe_key,
+        "lease_token": None,
+        "lease_owner": None,
+        "leased_until": None,
+        "last_error": None,
+        "finished_at": None,
+        "created_at": created,
+        "updated_at": created,
+    }
+
+
+async def _ids_by_dedupe_key(
+    conn: AsyncConnection, new_jobs: Iterable[NewJob]
+) -> dict[tuple[str, str | None], str]:
+    """The id now holding each (kind, dedupe_key) of the batch: ours or an older job's."""
+    keys_by_kind: dict[str, set[str]] = {}
+    for job in new_jobs:
+        if job.dedupe_key is not None:
+            keys_by_kind.setdefault(job.kind, set()).add(job.dedupe_key)
+    found: dict[tuple[str, str | None], str] = {}
+    for kind, keys in keys_by_kind.items():
+        ordered = sorted(keys)
+        for start in range(0, len(ordered), _LOOKUP_CHUNK):
+            chunk = ordered[start : start + _LOOKUP_CHUNK]
+            query = select(jobs.c.id, jobs.c.dedupe_key).where(
+                jobs.c.kind == kind, jobs.c.dedupe_key.in_(chunk)
+            )
+            found.update({(kind, row.dedupe_key): row.id for row in await conn.execute(query)})
+    return found
+
+
+def _claim_statement(request: ClaimRequest, now: datetime, token: str) -> Any:
+    candidate = jobs.alias("candidate")
+    chosen = (
+        select(candidate.c.id)
+        .where(
+            candidate.c.queue == request.queue,
+            candidate.c.state == READY,
+            candidate.c.run_at <= now,
+            _first_of_its_key(candidate),
+        )
+        .order_by(
+            candidate.c.priority.desc(), candidate.c.run_at, candidate.c.created_at, candidate.c.id
+        )
+        .limit(request.limit)
+        .with_for_update(skip_locked=True, of=candidate)
+    )
+    if request.kinds is not None:
+        chosen = chosen.where(candidate.c.kind.in_(request.kinds))
+    return (
+        update(jobs)
+        .where(jobs.c.id.in_(chosen))
+        .values(
+            state=RUNNING,
+            attempts=jobs.c.attempts + 1,
+            lease_token=token,
+            lease_owner=request.owner,
+            leased_until=lease_deadline(now, request.lease_seconds),
+            updated_at=now,
+        )
+        .returning(*jobs.c)
+    )
+
+
+def _first_of_its_key(candidate: Any) -> ColumnElement[bool]:
+    """FIFO per ordering key: no job of the key is running, and none created earlier is
+    still waiting (dead, done and cancelled jobs hold nothing up)."""
+    other = jobs.alias("other")
+    earlier = tuple_(other.c.created_at, other.c.id) < tuple_(
+        candidate.c.created_at, candidate.c.id
+    )
+    blocker = exists().where(
+        other.c.ordering_key == candidate.c.ordering_key,
+        other.c.id != candidate.c.id,
+        or_(other.c.state == RUNNING, and_(other.c.state == READY, earlier)),
+    )
+    return or_(candidate.c.ordering_key.is_(None), ~blocker)
+
+
+def _reap_expired(queue: str, now: datetime) -> Update:
+    """Running jobs whose lease ran out: back to ready (their token is void, the next claim
+    counts a new attempt), or dead when that was their last attempt.
+
+    Kept out of the claim query so that it only reads ready rows in index order. SKIP
+    LOCKED: concurrent claimers reaping the same rows in different orders would otherwise
+    deadlock, and a row locked by a heartbeat is likely not expired any more.
+    """
+    expired = (
+        select(jobs.c.id)
+        .where(jobs.c.queue == queue, jobs.c.state == RUNNING, jobs.c.leased_until < now)
+        .with_for_update(skip_locked=True)
+    )
+    last = jobs.c.attempts >= jobs.c.max_attempts
+    return (
+        update(jobs)
+        .where(jobs.c.id.in_(expired))
+        .values(
+            state=case((last, DEAD.value), else_=READY.value),
+            last_error=case((last, EXPIRED_ON_LAST_ATTEMPT), else_=LEASE_EXPIRED),
+            finished_at=case((last, literal(now, jobs.c.finished_at.type)), else_=null()),
+            updated_at=now,
+            **_NO_LEASE,
+        )
+    )
+
+
+def _holding(leases: Sequence[Lease]) -> ColumnElement[bool]:
+    if len(leases) == 1:  # the common case, as plain equalities
+        return and_(jobs.c.id == leases[0].job_id, jobs.c.lease_token == leases[0].token)
+    pairs = [(lease.job_id, lease.token) for lease in leases]
+    return tuple_(jobs.c.id, jobs.c.lease_token).in_(pairs)
+
+
+def _scoped(org_id: int | Collection[int] | None) -> list[ColumnElement[bool]]:
+    if org_id is None:
+        return []
+    if isinstance(org_id, int):
+        return [jobs.c.org_id == org_id]
+    return [jobs.c.org_id.in_(sorted(org_id))]
+
+
+def _filters(state: JobState | None, kind: str | None, queue: str | None) -> list[Any]:
+    conditions: list[Any] = []
+    if state is not None:
+        conditions.append(jobs.c.state == state)
+    if kind is not None:
+        conditions.append(jobs.c.kind == kind)
+    if queue is not None:
+        conditions.append(jobs.c.queue == queue)
+    return conditions
+
+
+def _job_of(row: Any) -> Job:
+    values = {name: row[name] for name in Job.__dataclass_fields__}
+    values["state"] = JobState(values["state"])
+    return Job(**values)
