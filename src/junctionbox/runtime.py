@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+import socket
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -24,6 +27,7 @@ from junctionbox.api.app import create_app
 from junctionbox.domain.event_envelope import EnvelopeLimits
 from junctionbox.domain.secretbox import SecretBox
 from junctionbox.engine.maintenance import Maintenance
+from junctionbox.engine.sql_poller import SqlSourcePoller
 from junctionbox.errors import ConfigurationError
 from junctionbox.services.api_keys import ApiKeyService
 from junctionbox.services.audit import AuditService
@@ -32,6 +36,8 @@ from junctionbox.services.bootstrap import ensure_first_admin
 from junctionbox.services.container import Services
 from junctionbox.services.credentials import PasswordHasher, TokenSigner
 from junctionbox.services.event_log import EventLog
+from junctionbox.services.event_sources import EventSourceService
+from junctionbox.services.live import LiveHub
 from junctionbox.services.publish import PublishService
 from junctionbox.services.schema_registry import SchemaRegistry
 from junctionbox.services.streams import StreamService
@@ -89,6 +95,7 @@ def build_services(settings: Settings) -> Services:
     db = Database(settings.database_url, pool_size=settings.db_pool_size)
     hasher = PasswordHasher()
     secret = settings.secret_key.get_secret_value()
+    secretbox = SecretBox(secret)
     signer = TokenSigner(secret, settings.jwt_ttl)
     event_log = EventLog(db, default_partitions=settings.events_default_partitions)
     schemas = SchemaRegistry(db)
@@ -105,13 +112,28 @@ def build_services(settings: Settings) -> Services:
         api_keys=ApiKeyService(db),
         auth=AuthService(db, hasher, signer),
         audit=AuditService(db),
-        secretbox=SecretBox(secret),
+        secretbox=secretbox,
         event_log=event_log,
         schemas=schemas,
         publisher=PublishService(
             db, event_log, schemas, limits=limits, idempotency_ttl=settings.idempotency_ttl
         ),
         streams=StreamService(db),
+        sources=EventSourceService(
+            db,
+            secretbox,
+            event_log,
+            schemas=schemas,
+            max_event_bytes=settings.events_max_event_bytes,
+        ),
+        live=LiveHub(
+            db,
+            event_log,
+            queue_size=settings.live_queue_size,
+            queue_bytes=settings.live_queue_bytes,
+            heartbeat_seconds=settings.live_heartbeat_seconds,
+            max_per_tenant=settings.live_max_per_tenant,
+        ),
     )
 
 
@@ -127,13 +149,19 @@ async def prepare(services: Services) -> None:
     )
 
 
+def node_id() -> str:
+    """This process's name in leases: host, pid and a random suffix (pids repeat)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
 def role_loops(
     services: Services, plan: RolePlan
-) -> list[Callable[[asyncio.Event], Awaitable[None]]]:
+) -> list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]]:
     """The long-running loops of the roles in ``plan``; each stops when its event is set."""
-    loops: list[Callable[[asyncio.Event], Awaitable[None]]] = []
+    loops: list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] = []
     if "scheduler" in plan.roles:
         loops.append(Maintenance(services.streams, services.publisher).run)
+        loops.append(SqlSourcePoller(services.sources, node_id=node_id()).run)
     return loops
 
 
@@ -167,13 +195,18 @@ def build_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await prepare(services)
-        async with background_roles(services, plan):
-            log.info("junctionbox ready", extra={"roles": list(plan.roles)})
-            try:
-                yield
-            finally:
-                log.info("junctionbox stopping")
-        await services.db.dispose()
+        await services.live.start()
+        try:
+            async with background_roles(services, plan):
+                log.info("junctionbox ready", extra={"roles": list(plan.roles)})
+                try:
+                    yield
+                finally:
+                    log.info("junctionbox stopping")
+        finally:
+            await services.live.stop()
+            await services.sources.close()
+            await services.db.dispose()
         log.info("junctionbox stopped")
 
     return create_app(services, lifespan)
@@ -196,4 +229,17 @@ def serve(settings: Settings) -> None:
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
         server_header=False,
     )
-    uvicorn.Server(config).run()
+    _Server(config, app.state.services).run()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn waits for open connections before the lifespan ends; live event streams never
+    end by themselves, so they are closed as soon as shutdown begins."""
+
+    def __init__(self, config: uvicorn.Config, services: Services) -> None:
+        super().__init__(config)
+        self._services = services
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self._services.live.close_all()
+        await super().shutdown(sockets)

@@ -78,6 +78,14 @@ class Settings(BaseModel):
     events_default_partitions: int = Field(
         4, ge=1, le=1024, description="Partitions of a stream created on first publish."
     )
+    live_queue_size: int = Field(
+        1000, ge=2, le=100_000, description="Events a live subscriber may fall behind by."
+    )
+    live_queue_bytes: int = Field(
+        16 * 1024 * 1024, ge=1024, description="Event bytes a live subscriber may hold."
+    )
+    live_heartbeat_seconds: float = Field(15.0, gt=0, le=300, description="Live heartbeat period.")
+    live_max_per_tenant: int = Field(100, ge=1, description="Live subscriptions per tenant, node.")
     idempotency_ttl: timedelta = Field(
         timedelta(hours=24), description="How long an Idempotency-Key's response is replayed."
     )

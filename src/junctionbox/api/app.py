@@ -12,7 +12,16 @@ from starlette.middleware.cors import CORSMiddleware
 from junctionbox import __version__
 from junctionbox.api.errors import install_error_handlers
 from junctionbox.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
-from junctionbox.api.routers import admin, auth, event_types, events, health, tenant
+from junctionbox.api.routers import (
+    admin,
+    auth,
+    event_sources,
+    event_types,
+    events,
+    health,
+    subscribe,
+    tenant,
+)
 from junctionbox.services.container import Services
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
@@ -54,6 +63,6 @@ def create_app(services: Services, lifespan: Lifespan | None = None) -> FastAPI:
     )
     app.state.services = services
     install_error_handlers(app)
-    for module in (health, auth, tenant, admin, events, event_types):
+    for module in (health, auth, tenant, admin, events, event_types, event_sources, subscribe):
         app.include_router(module.router)
     return app

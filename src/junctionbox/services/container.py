@@ -10,6 +10,8 @@ from junctionbox.services.api_keys import ApiKeyService
 from junctionbox.services.audit import AuditService
 from junctionbox.services.auth import AuthService
 from junctionbox.services.event_log import EventLog
+from junctionbox.services.event_sources import EventSourceService
+from junctionbox.services.live import LiveHub
 from junctionbox.services.publish import PublishService
 from junctionbox.services.schema_registry import SchemaRegistry
 from junctionbox.services.streams import StreamService
@@ -33,4 +35,6 @@ class Services:
     schemas: SchemaRegistry
     publisher: PublishService
     streams: StreamService
+    sources: EventSourceService
+    live: LiveHub
     started_monotonic: float = field(default_factory=time.monotonic)

@@ -198,7 +198,7 @@ class EventLog:
 
 
 def _replace(draft: EventDraft, changes: dict[str, Any]) -> EventDraft:
-    values = {name: getattr(draft, name) for name in EventDraft.__slots__}  # type: ignore[attr-defined]
+    values = {name: getattr(draft, name) for name in EventDraft.__slots__}
     values.update(changes)
     return EventDraft(**values)
 

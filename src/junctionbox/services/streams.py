@@ -79,7 +79,7 @@ class StreamService:
 
     # --- streams ---
 
-    async def list(self, tenant: TenantContext) -> list[StreamInfo]:
+    async def all(self, tenant: TenantContext) -> list[StreamInfo]:
         async with self.db.read() as conn:
             streams = await queries.list_streams(conn, tenant.org_id)
             return [
@@ -143,7 +143,7 @@ class StreamService:
                 "event_stream",
                 name,
                 org_id=tenant.org_id,
-                before={**_audit_view(before), "events": removed},
+                before={**(_audit_view(before) or {}), "events": removed},
             )
             return removed
 

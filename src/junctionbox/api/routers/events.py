@@ -200,7 +200,7 @@ class StreamList(ApiModel):
 
 @router.get("/streams", response_model=StreamList, summary="The tenant's streams")
 async def list_streams(tenant: TenantDep, svc: ServicesDep) -> StreamList:
-    return StreamList(streams=[StreamOut.of(i) for i in await svc.streams.list(tenant)])
+    return StreamList(streams=[StreamOut.of(i) for i in await svc.streams.all(tenant)])
 
 
 @router.get(

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -231,7 +231,10 @@ class EventFilter:
     type_prefixes: tuple[str, ...] = ()
 
     def conditions(self) -> list[Any]:
-        found = [events.c.org_id == self.org_id, events.c.stream == self.stream]
+        found: list[ColumnElement[bool]] = [
+            events.c.org_id == self.org_id,
+            events.c.stream == self.stream,
+        ]
         bounds = (
             (self.partition, events.c.partition.__eq__),
             (self.from_offset, events.c.log_offset.__ge__),
@@ -246,7 +249,7 @@ class EventFilter:
     def _type_conditions(self) -> list[Any]:
         if not self.types and not self.type_prefixes:
             return []
-        options = [events.c.type.in_(self.types)] if self.types else []
+        options: list[ColumnElement[bool]] = [events.c.type.in_(self.types)] if self.types else []
         options += [
             events.c.type.startswith(prefix, autoescape=True) for prefix in self.type_prefixes
         ]

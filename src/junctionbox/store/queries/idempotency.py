@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import ColumnElement, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from junctionbox.store.queries.events import insert_ignoring_conflicts
@@ -20,7 +20,7 @@ class StoredResponse:
     expires_at: datetime
 
 
-def _key(org_id: int, key: str) -> list[object]:
+def _key(org_id: int, key: str) -> list[ColumnElement[bool]]:
     return [idempotency_keys.c.org_id == org_id, idempotency_keys.c.key == key]
 
 
