@@ -428,6 +428,8 @@ def coerce_checkpoint(checkpoint: str, id_type: TypeEngine[Any]) -> Any:
 
 
 def _python_type(id_type: TypeEngine[Any]) -> type | None:
+    """The column type's Python type, or None for types SQLAlchemy cannot map (its
+    ``python_type`` raises NotImplementedError for those by design)."""
     try:
         return id_type.python_type
     except NotImplementedError:

@@ -52,8 +52,9 @@ from junctionbox.queue.jobs import (
     lease_deadline,
     new_job_ids,
 )
-from junctionbox.queue.notify import CHANNEL, PgListener, Wakeups, asyncpg_dsn
+from junctionbox.queue.notify import CHANNEL, Wakeups
 from junctionbox.store.database import Database
+from junctionbox.store.pg_listener import PgListener, asyncpg_dsn
 from junctionbox.store.queries.common import fetch_page
 from junctionbox.store.tables import jobs
 from junctionbox.store.types import utcnow
@@ -335,6 +336,7 @@ class JobQueue:
     def _new_listener(self) -> PgListener:
         return PgListener(
             asyncpg_dsn(self.db.url),
+            CHANNEL,
             on_notify=lambda queue: self._wakeups.signal([queue]),
             on_reconnected=self._wakeups.signal_all,
         )

@@ -26,24 +26,22 @@ partitions the subscription's stream patterns cover.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import logging
 import re
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal
 
-import asyncpg
 import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from junctionbox.domain.events import StoredEvent
 from junctionbox.errors import RateLimitedError, ValidationError
-from junctionbox.queue.notify import asyncpg_dsn
 from junctionbox.services.event_log import EVENTS_CHANNEL, EventLog
 from junctionbox.store.database import Database
+from junctionbox.store.pg_listener import PgListener, asyncpg_dsn
 from junctionbox.store.queries import events as queries
 
 log = logging.getLogger(__name__)
@@ -438,7 +436,7 @@ class LiveHub:
         self._tasks: set[asyncio.Task[None]] = set()
         self._announced: dict[tuple[int, str, int], tuple[int, int]] = {}
         self._wake = asyncio.Event()
-        self._listener: _Listener | None = None
+        self._listener: PgListener | None = None
         self._pump: asyncio.Task[None] | None = None
         self._started = False
 
@@ -454,7 +452,9 @@ class LiveHub:
         if self.db.dialect != "postgresql":
             return
         self._pump = asyncio.create_task(self._pump_announcements(), name="jb-live-pump")
-        self._listener = _Listener(asyncpg_dsn(self.db.url), self._on_notify, self._on_listening)
+        self._listener = PgListener(
+            asyncpg_dsn(self.db.url), EVENTS_CHANNEL, self._on_notify, self._on_listening
+        )
         if not await self._listener.start(wait_seconds):
             log.warning("live subscriptions: LISTEN %s not in place yet; retrying", EVENTS_CHANNEL)
 
@@ -670,69 +670,3 @@ async def _layout(conn: AsyncConnection, org_id: int, patterns: Patterns) -> Lay
                 p.partition: (p.first_offset - 1, p.next_offset - 1) for p in parts
             }
     return layout
-
-
-class _Listener:
-    """LISTEN on :data:`EVENTS_CHANNEL` over one dedicated asyncpg connection (a pooled one
-    would be reset and handed to others), reconnecting with exponential backoff."""
-
-    def __init__(
-        self,
-        dsn: str,
-        on_notify: Callable[[str], None],
-        on_connected: Callable[[], None],
-        *,
-        first_retry: float = 0.5,
-        max_retry: float = 30.0,
-    ) -> None:
-        self._dsn = dsn
-        self._on_notify = on_notify
-        self._on_connected = on_connected
-        self._first_retry = first_retry
-        self._max_retry = max_retry
-        self._task: asyncio.Task[None] | None = None
-        self.connected = asyncio.Event()
-
-    async def start(self, wait_seconds: float) -> bool:
-        self._task = asyncio.create_task(self._run(), name="jb-live-listener")
-        try:
-            async with asyncio.timeout(wait_seconds):
-                await self.connected.wait()
-        except TimeoutError:
-            return False
-        return True
-
-    async def close(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _run(self) -> None:
-        retry = self._first_retry
-        while True:
-            try:
-                await self._listen_once()
-                retry = self._first_retry  # it worked for a while: start the backoff afresh
-            except Exception as exc:  # any failure: log it and reconnect, never stop listening
-                log.warning("live subscriptions: LISTEN connection lost: %s", exc)
-            self.connected.clear()
-            await asyncio.sleep(retry)
-            retry = min(retry * 2, self._max_retry)
-
-    async def _listen_once(self) -> None:
-        conn = await asyncpg.connect(self._dsn, timeout=5)
-        lost = asyncio.Event()
-        try:
-            conn.add_termination_listener(lambda _conn: lost.set())
-            await conn.add_listener(EVENTS_CHANNEL, self._received)
-            self.connected.set()
-            self._on_connected()
-            await lost.wait()
-        finally:
-            with contextlib.suppress(Exception):
-                await conn.close(timeout=2)
-
-    def _received(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
-        self._on_notify(payload)

@@ -23,7 +23,8 @@ from junctionbox.queue.jobs import (
     lease_deadline,
     new_job_ids,
 )
-from junctionbox.queue.notify import Wakeups, asyncpg_dsn
+from junctionbox.queue.notify import Wakeups
+from junctionbox.store.pg_listener import asyncpg_dsn
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 
