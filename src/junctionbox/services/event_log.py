@@ -12,6 +12,7 @@ reader that has seen offset n never later finds an uncommitted n-1 appearing.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
@@ -94,31 +95,30 @@ class EventLog:
         """Append in the caller's transaction. Returns a result per draft (in order) and the
         events newly stored, for ``notify`` once the caller has committed."""
         received_at = self.clock()
-        named = [self._identify(draft, stream) for draft in drafts]
-        known = await self._known(conn, org_id, named)
+        named = [_identified(draft, stream) for draft in drafts]
+        supplied = [d.event_id for d in drafts if d.event_id is not None]
+        known = await queries.find_ids(conn, org_id, supplied) if supplied else {}
         fresh, repeats = _first_of_each(named, known)
-        counts = await self._streams(conn, org_id, {d.stream or "" for d, _ in fresh})
-        placed = _place(fresh, counts)
-        rows = await self._rows(conn, org_id, placed, received_at)
-        if rows:
-            await queries.insert_events(conn, rows)
-            await self._announce(conn, rows)
-        stored = [queries.stored_event(_RowView(row)) for row in rows]
+        counts = await self._streams(conn, org_id, {d.stream or "" for d in fresh})
+        stored = await self._offsets(conn, org_id, _place(fresh, counts), received_at)
+        if stored:
+            await queries.insert_events(conn, [queries.event_row(e) for e in stored])
+            await self._announce(conn, stored)
         where = {(e.source, e.event_id): e for e in stored}
         results = [
             _result(draft, known, where, repeat=index in repeats)
-            for index, (draft, _) in enumerate(named)
+            for index, draft in enumerate(named)
         ]
         return results, stored
 
-    async def _announce(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    async def _announce(self, conn: AsyncConnection, stored: list[StoredEvent]) -> None:
         if conn.dialect.name != "postgresql":
             return
         ranges: dict[tuple[str, int], list[int]] = {}
-        for row in rows:
-            ranges.setdefault((row["stream"], row["partition"]), []).append(row["log_offset"])
+        for event in stored:
+            ranges.setdefault((event.stream, event.partition), []).append(event.offset)
         for (stream, partition), offsets in ranges.items():
-            message = {"o": rows[0]["org_id"], "s": stream, "p": partition}
+            message = {"o": stored[0].org_id, "s": stream, "p": partition}
             message |= {"f": min(offsets), "l": max(offsets)}
             await conn.execute(
                 text("SELECT pg_notify(:channel, :message)"),
@@ -133,26 +133,6 @@ class EventLog:
                 listener(stored)
             except Exception:  # a listener must never fail an acknowledged append
                 log.exception("event listener failed")
-
-    def _identify(self, draft: EventDraft, stream: str | None) -> tuple[EventDraft, bool]:
-        """The draft with its id, source and stream filled in; and whether the id is ours."""
-        generated = draft.event_id is None
-        changes: dict[str, Any] = {}
-        if generated:
-            changes["event_id"] = new_id("evt")
-        if draft.source is None:
-            changes["source"] = DEFAULT_SOURCE
-        if draft.stream is None:
-            changes["stream"] = stream or DEFAULT_STREAM
-        return (_replace(draft, changes) if changes else draft), generated
-
-    async def _known(
-        self, conn: AsyncConnection, org_id: int, named: list[tuple[EventDraft, bool]]
-    ) -> dict[tuple[str, str], tuple[str, int, int]]:
-        supplied = [d.event_id for d, generated in named if not generated and d.event_id]
-        if not supplied:
-            return {}
-        return await queries.find_ids(conn, org_id, supplied)
 
     async def _streams(self, conn: AsyncConnection, org_id: int, names: set[str]) -> dict[str, int]:
         if not names:
@@ -177,93 +157,92 @@ class EventLog:
             counts = await queries.partition_counts(conn, org_id, names)
         return counts
 
-    async def _rows(
+    async def _offsets(
         self,
         conn: AsyncConnection,
         org_id: int,
         placed: dict[tuple[str, int], list[EventDraft]],
         received_at: datetime,
-    ) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = []
+    ) -> list[StoredEvent]:
+        """The drafts as events of the log, at offsets reserved partition by partition."""
+        stored: list[StoredEvent] = []
         for (stream, partition), drafts in sorted(placed.items()):
             size = sum(len(d.payload) for d in drafts)
             first = await queries.allocate_offsets(
                 conn, org_id, stream, partition, len(drafts), size
             )
-            rows.extend(
-                _row(org_id, stream, partition, first + index, draft, received_at)
+            stored.extend(
+                _stored(org_id, stream, partition, first + index, draft, received_at)
                 for index, draft in enumerate(drafts)
             )
-        return rows
+        return stored
 
 
-def _replace(draft: EventDraft, changes: dict[str, Any]) -> EventDraft:
-    values = {name: getattr(draft, name) for name in EventDraft.__slots__}
-    values.update(changes)
-    return EventDraft(**values)
+def _identified(draft: EventDraft, stream: str | None) -> EventDraft:
+    """The draft with its id, source and stream filled in."""
+    changes: dict[str, Any] = {}
+    if draft.event_id is None:
+        changes["event_id"] = new_id("evt")
+    if draft.source is None:
+        changes["source"] = DEFAULT_SOURCE
+    if draft.stream is None:
+        changes["stream"] = stream or DEFAULT_STREAM
+    return dataclasses.replace(draft, **changes) if changes else draft
 
 
 def _first_of_each(
-    named: list[tuple[EventDraft, bool]], known: dict[tuple[str, str], Any]
-) -> tuple[list[tuple[EventDraft, bool]], set[int]]:
+    named: list[EventDraft], known: dict[tuple[str, str], Any]
+) -> tuple[list[EventDraft], set[int]]:
     """Drafts to store (not already logged, the first of repeats within the batch) and the
     indexes of the repeats."""
     seen: set[tuple[str, str]] = set(known)
     fresh, repeats = [], set()
-    for index, (draft, generated) in enumerate(named):
+    for index, draft in enumerate(named):
         key = (draft.source or "", draft.event_id or "")
         if key in seen:
             repeats.add(index)
             continue
         seen.add(key)
-        fresh.append((draft, generated))
+        fresh.append(draft)
     return fresh, repeats
 
 
 def _place(
-    fresh: list[tuple[EventDraft, bool]], counts: dict[str, int]
+    fresh: list[EventDraft], counts: dict[str, int]
 ) -> dict[tuple[str, int], list[EventDraft]]:
     placed: dict[tuple[str, int], list[EventDraft]] = {}
-    for draft, _ in fresh:
+    for draft in fresh:
         stream = draft.stream or DEFAULT_STREAM
         key = draft.partition_key if draft.partition_key is not None else draft.event_id or ""
         placed.setdefault((stream, partition_for(key, counts[stream])), []).append(draft)
     return placed
 
 
-def _row(
+def _stored(
     org_id: int,
     stream: str,
     partition: int,
     offset: int,
     draft: EventDraft,
     received_at: datetime,
-) -> dict[str, Any]:
-    return {
-        "org_id": org_id,
-        "stream": stream,
-        "partition": partition,
-        "log_offset": offset,
-        "event_id": draft.event_id,
-        "source": draft.source,
-        "type": draft.type,
-        "subject": draft.subject,
-        "event_time": draft.time,
-        "received_at": received_at,
-        "partition_key": draft.partition_key,
-        "data_content_type": draft.data_content_type,
-        "data_schema": draft.data_schema,
-        "extensions": draft.extensions or None,
-        "payload": draft.payload,
-        "size": len(draft.payload),
-    }
-
-
-class _RowView:
-    """Attribute access to a row dict, so inserted rows become ``StoredEvent``s."""
-
-    def __init__(self, row: dict[str, Any]) -> None:
-        self.__dict__.update(row)
+) -> StoredEvent:
+    return StoredEvent(
+        org_id=org_id,
+        stream=stream,
+        partition=partition,
+        offset=offset,
+        event_id=draft.event_id or "",
+        source=draft.source or DEFAULT_SOURCE,
+        type=draft.type,
+        subject=draft.subject,
+        time=draft.time,
+        received_at=received_at,
+        partition_key=draft.partition_key,
+        data_content_type=draft.data_content_type,
+        data_schema=draft.data_schema,
+        extensions=draft.extensions,
+        payload=draft.payload,
+    )
 
 
 def _result(

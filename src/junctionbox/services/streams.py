@@ -149,16 +149,17 @@ class StreamService:
 
     async def read(
         self, tenant: TenantContext, where: EventFilter, page: PageRequest, *, by_time: bool
-    ) -> Page[StoredEvent]:
+    ) -> tuple[StreamInfo, Page[StoredEvent]]:
+        """The stream and one page of its events that match ``where``."""
         if where.org_id != tenant.org_id:
             raise NotFoundError("stream not found")
         async with self.db.read() as conn:
-            await self._info(conn, tenant.org_id, where.stream)
+            info = await self._info(conn, tenant.org_id, where.stream)
             found = await queries.read(
                 conn, where, limit=page.limit, skip=page.offset, by_time=by_time
             )
             total = await queries.count(conn, where)
-        return Page(found, total, page)
+        return info, Page(found, total, page)
 
     async def metrics(self, tenant: TenantContext, name: str | None = None) -> list[StreamMetrics]:
         now = self.clock()

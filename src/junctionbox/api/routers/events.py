@@ -235,8 +235,7 @@ async def read_stream(
         type_prefixes=prefixes,
     )
     by_time = partition is None or since is not None or until is not None
-    found = await svc.streams.read(tenant, where, page, by_time=by_time)
-    info = await svc.streams.get(tenant, stream_id)
+    info, found = await svc.streams.read(tenant, where, page, by_time=by_time)
     return StreamEventsOut(
         stream=StreamOut.of(info),
         events=[EventOut.of(e) for e in found.items],

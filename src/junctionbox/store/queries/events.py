@@ -216,6 +216,28 @@ def stored_event(row: Any) -> StoredEvent:
     )
 
 
+def event_row(event: StoredEvent) -> dict[str, Any]:
+    """The row of ``events`` that stores ``event`` (the inverse of ``stored_event``)."""
+    return {
+        "org_id": event.org_id,
+        "stream": event.stream,
+        "partition": event.partition,
+        "log_offset": event.offset,
+        "event_id": event.event_id,
+        "source": event.source,
+        "type": event.type,
+        "subject": event.subject,
+        "event_time": event.time,
+        "received_at": event.received_at,
+        "partition_key": event.partition_key,
+        "data_content_type": event.data_content_type,
+        "data_schema": event.data_schema,
+        "extensions": event.extensions or None,
+        "payload": event.payload,
+        "size": event.size,
+    }
+
+
 @dataclass(frozen=True)
 class EventFilter:
     """What to read of one tenant's stream; every bound is optional and inclusive."""
