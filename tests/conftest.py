@@ -97,8 +97,7 @@ def db_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iter
 async def services(db_url: str, tmp_path: Path) -> AsyncIterator[Services]:
     svc = build_services(make_settings(db_url, tmp_path))
     yield svc
-    await svc.sources.close()
-    await svc.db.dispose()
+    await svc.close()
 
 
 @pytest.fixture

@@ -24,21 +24,30 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 
 from junctionbox.api.app import create_app
+from junctionbox.connectors.http_client import GuardedHttpClient
 from junctionbox.domain.event_envelope import EnvelopeLimits
+from junctionbox.domain.netguard import parse_allowlist
 from junctionbox.domain.secretbox import SecretBox
 from junctionbox.engine.maintenance import Maintenance
 from junctionbox.engine.sql_poller import SqlSourcePoller
 from junctionbox.errors import ConfigurationError
+from junctionbox.queue.store import JobQueue
 from junctionbox.services.api_keys import ApiKeyService
 from junctionbox.services.audit import AuditService
 from junctionbox.services.auth import AuthService
 from junctionbox.services.bootstrap import ensure_first_admin
 from junctionbox.services.container import Services
 from junctionbox.services.credentials import PasswordHasher, TokenSigner
+from junctionbox.services.delivery_logs import DeliveryLogService
+from junctionbox.services.dlq import DlqService
 from junctionbox.services.event_log import EventLog
 from junctionbox.services.event_sources import EventSourceService
+from junctionbox.services.integrations import IntegrationService
 from junctionbox.services.live import LiveHub
+from junctionbox.services.lookups import LookupService
+from junctionbox.services.outbound_request import RequestBuilder
 from junctionbox.services.publish import PublishService
+from junctionbox.services.schedules import ScheduleService
 from junctionbox.services.schema_registry import SchemaRegistry
 from junctionbox.services.streams import StreamService
 from junctionbox.services.tenancy import TenancyService
@@ -99,6 +108,9 @@ def build_services(settings: Settings) -> Services:
     signer = TokenSigner(secret, settings.jwt_ttl)
     event_log = EventLog(db, default_partitions=settings.events_default_partitions)
     schemas = SchemaRegistry(db)
+    queue = JobQueue(db)
+    http = GuardedHttpClient(parse_allowlist(settings.ssrf_allowlist))
+    lookups = LookupService(db)
     limits = EnvelopeLimits(
         max_batch=settings.events_max_batch,
         max_event_bytes=settings.events_max_event_bytes,
@@ -134,6 +146,14 @@ def build_services(settings: Settings) -> Services:
             heartbeat_seconds=settings.live_heartbeat_seconds,
             max_per_tenant=settings.live_max_per_tenant,
         ),
+        queue=queue,
+        http=http,
+        lookups=lookups,
+        requests=RequestBuilder(lookups, http),
+        integrations=IntegrationService(db, secretbox, settings),
+        delivery_logs=DeliveryLogService(db),
+        dlq=DlqService(db, queue),
+        schedules=ScheduleService(db, queue),
     )
 
 
@@ -205,8 +225,7 @@ def build_app(settings: Settings) -> FastAPI:
                     log.info("junctionbox stopping")
         finally:
             await services.live.stop()
-            await services.sources.close()
-            await services.db.dispose()
+            await services.close()
         log.info("junctionbox stopped")
 
     return create_app(services, lifespan)

@@ -89,6 +89,21 @@ class Settings(BaseModel):
     idempotency_ttl: timedelta = Field(
         timedelta(hours=24), description="How long an Idempotency-Key's response is replayed."
     )
+    worker_concurrency: int = Field(
+        64, ge=1, le=4096, description="Deliveries one worker process runs at once."
+    )
+    worker_destination_concurrency: int = Field(
+        16, ge=1, le=4096, description="Most of those at once to one destination (fairness)."
+    )
+    worker_lease_seconds: float = Field(
+        60.0, ge=1, le=3600, description="Lease of a claimed delivery job; heartbeats renew it."
+    )
+    dispatcher_batch: int = Field(
+        500, ge=1, le=10_000, description="Events the dispatcher reads per partition per pass."
+    )
+    dlq_poll_seconds: float = Field(
+        60.0, gt=0, le=3600, description="How often the DLQ worker looks for entries to retry."
+    )
 
     @field_validator("jwt_ttl", "idempotency_ttl", mode="before")
     @classmethod

@@ -15,11 +15,17 @@ from junctionbox.api.middleware import BodyLimitMiddleware, RequestContextMiddle
 from junctionbox.api.routers import (
     admin,
     auth,
+    dlq,
     event_sources,
     event_types,
     events,
     health,
+    logs,
+    lookups,
+    outbound_integrations,
+    scheduled_integrations,
     subscribe,
+    templates,
     tenant,
 )
 from junctionbox.services.container import Services
@@ -63,6 +69,21 @@ def create_app(services: Services, lifespan: Lifespan | None = None) -> FastAPI:
     )
     app.state.services = services
     install_error_handlers(app)
-    for module in (health, auth, tenant, admin, events, event_types, event_sources, subscribe):
+    for module in (
+        health,
+        auth,
+        tenant,
+        admin,
+        events,
+        event_types,
+        event_sources,
+        subscribe,
+        outbound_integrations,
+        templates,
+        lookups,
+        logs,
+        dlq,
+        scheduled_integrations,
+    ):
         app.include_router(module.router)
     return app

@@ -5,14 +5,22 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from junctionbox.connectors.http_client import GuardedHttpClient
 from junctionbox.domain.secretbox import SecretBox
+from junctionbox.queue.store import JobQueue
 from junctionbox.services.api_keys import ApiKeyService
 from junctionbox.services.audit import AuditService
 from junctionbox.services.auth import AuthService
+from junctionbox.services.delivery_logs import DeliveryLogService
+from junctionbox.services.dlq import DlqService
 from junctionbox.services.event_log import EventLog
 from junctionbox.services.event_sources import EventSourceService
+from junctionbox.services.integrations import IntegrationService
 from junctionbox.services.live import LiveHub
+from junctionbox.services.lookups import LookupService
+from junctionbox.services.outbound_request import RequestBuilder
 from junctionbox.services.publish import PublishService
+from junctionbox.services.schedules import ScheduleService
 from junctionbox.services.schema_registry import SchemaRegistry
 from junctionbox.services.streams import StreamService
 from junctionbox.services.tenancy import TenancyService
@@ -37,4 +45,20 @@ class Services:
     streams: StreamService
     sources: EventSourceService
     live: LiveHub
+    queue: JobQueue
+    http: GuardedHttpClient
+    lookups: LookupService
+    requests: RequestBuilder
+    integrations: IntegrationService
+    delivery_logs: DeliveryLogService
+    dlq: DlqService
+    schedules: ScheduleService
     started_monotonic: float = field(default_factory=time.monotonic)
+
+    async def close(self) -> None:
+        """Release what the services hold: pollers' connections, listeners, the HTTP pool and
+        the database pool (in that order: the last needs the others closed)."""
+        await self.sources.close()
+        await self.queue.close()
+        await self.http.close()
+        await self.db.dispose()

@@ -287,7 +287,203 @@ jobs = Table(
     Column("finished_at", UTCDateTime()),
     *_timestamps(),
     UniqueConstraint("kind", "dedupe_key"),
-    Index(None, "queue", "state", "run_at"),
     Index(None, "ordering_key", "state"),
     Index(None, "org_id", "state"),
+)
+# The claim's ORDER BY, so a claim reads the head of the index instead of sorting the backlog
+# (PostgreSQL: 100 of 100k ready jobs in 2 ms instead of 360 ms).
+Index(
+    "ix_jobs_due",
+    jobs.c.queue,
+    jobs.c.state,
+    jobs.c.priority.desc(),
+    jobs.c.run_at,
+    jobs.c.created_at,
+    jobs.c.id,
+)
+
+
+# --- outbound delivery ---
+
+# ``config`` is the integration in its API form without credentials; ``sealed_secrets`` is the
+# SecretBox-sealed JSON of its credentials (outgoing auth secrets, signing keys). Every change
+# bumps ``version`` and is copied to ``integration_versions``.
+outbound_integrations = Table(
+    "outbound_integrations",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("org_id", BigInteger, ForeignKey("entities.id", ondelete="RESTRICT"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("event_type", String(200), nullable=False),
+    Column("is_active", Boolean, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("config", PortableJSON, nullable=False),
+    Column("sealed_secrets", Text),
+    Column("consecutive_failures", Integer, nullable=False),
+    Column("disabled_reason", String(200)),
+    Column("disabled_at", UTCDateTime()),
+    Column("created_by", String(40)),
+    *_timestamps(),
+    UniqueConstraint("org_id", "name"),
+    Index(None, "org_id", "is_active"),
+)
+
+integration_versions = Table(
+    "integration_versions",
+    metadata,
+    Column("integration_id", String(40), primary_key=True),
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("org_id", BigInteger, nullable=False),
+    Column("change", String(32), nullable=False),
+    Column("config", PortableJSON, nullable=False),
+    Column("sealed_secrets", Text),
+    Column("created_by", String(40)),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+# One row per attempt (seed 003 ``delivery_logs``); ``steps`` is the execution trace that
+# ``/execution-logs`` shows. Bodies and headers are capped at 64 KB when written.
+# ``delivery_id`` is the message id sent as ``webhook-id``: the same for every attempt,
+# retry, DLQ redrive and replay of one (event, integration, action).
+delivery_logs = Table(
+    "delivery_logs",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("org_id", BigInteger, nullable=False),
+    Column("integration_id", String(40)),
+    Column("integration_name", String(200)),
+    Column("direction", String(16), nullable=False),
+    Column("delivery_id", String(40)),
+    Column("job_id", String(40)),
+    Column("event_id", String(200)),
+    Column("event_type", String(200)),
+    Column("status", String(16), nullable=False),
+    Column("target_url", Text),
+    Column("http_method", String(10)),
+    Column("response_status", Integer),
+    Column("response_time_ms", Integer),
+    Column("attempt_count", Integer, nullable=False),
+    Column("error_message", Text),
+    Column("error_category", String(32)),
+    Column("original_payload", Text),
+    Column("request_headers", PortableJSON),
+    Column("request_body", Text),
+    Column("response_headers", PortableJSON),
+    Column("response_body", Text),
+    Column("correlation_id", String(100)),
+    Column("trace_id", String(64)),
+    Column("signature", Text),
+    Column("trigger_type", String(16), nullable=False),
+    Column("action_name", String(200)),
+    Column("action_index", Integer),
+    Column("should_retry", Boolean, nullable=False),
+    Column("steps", PortableJSON),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("delivered_at", UTCDateTime()),
+    Index(None, "org_id", "created_at"),
+    Index(None, "org_id", "integration_id", "created_at"),
+    Index(None, "org_id", "status", "created_at"),
+    Index(None, "delivery_id"),
+    Index(None, "trace_id"),
+)
+
+# A delivery that failed for good (seed 003 ``dlq``): ``job`` is the delivery job's payload,
+# enough to send it again. PENDING_RETRY -> RETRYING -> (deleted on success) | ABANDONED.
+dlq_entries = Table(
+    "dlq_entries",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("org_id", BigInteger, nullable=False),
+    Column("integration_id", String(40), nullable=False),
+    Column("integration_name", String(200)),
+    Column("direction", String(16), nullable=False),
+    Column("delivery_id", String(40), nullable=False),
+    Column("event_id", String(200)),
+    Column("event_type", String(200)),
+    Column("status", String(16), nullable=False),
+    Column("job", PortableJSON, nullable=False),
+    Column("original_payload", Text),
+    Column("target_url", Text),
+    Column("http_method", String(10)),
+    Column("last_error", Text),
+    Column("error_category", String(32)),
+    Column("delivery_attempts", Integer, nullable=False),
+    Column("attempt_count", Integer, nullable=False),
+    Column("max_retries", Integer, nullable=False),
+    Column("next_retry_at", UTCDateTime()),
+    Column("trace_id", String(64)),
+    *_timestamps(),
+    Index(None, "status", "next_retry_at"),
+    Index(None, "org_id", "status", "created_at"),
+    Index(None, "delivery_id"),
+)
+
+# DELAYED and RECURRING deliveries (seed 003 ``scheduled_integrations``); each occurrence is a
+# row with its own job. ``job`` is the delivery job's payload.
+scheduled_integrations = Table(
+    "scheduled_integrations",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("org_id", BigInteger, nullable=False),
+    Column("integration_id", String(40), nullable=False),
+    Column("integration_name", String(200)),
+    Column("original_event_id", String(200)),
+    Column("event_type", String(200)),
+    Column("mode", String(16), nullable=False),
+    Column("scheduled_for", UTCDateTime(), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("occurrence", Integer, nullable=False),
+    Column("job", PortableJSON, nullable=False),
+    Column("job_id", String(40)),
+    Column("target_url", Text),
+    Column("http_method", String(10)),
+    Column("recurring_config", PortableJSON),
+    Column("cancellation_info", PortableJSON),
+    Column("last_error", Text),
+    *_timestamps(),
+    Index(None, "org_id", "status", "scheduled_for"),
+    Index(None, "integration_id", "status"),
+)
+
+# Lookup tables for SIMPLE mappings' ``lookup`` transformer: (type, key) -> value per tenant.
+lookups = Table(
+    "lookups",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("org_id", BigInteger, ForeignKey("entities.id", ondelete="RESTRICT"), nullable=False),
+    Column("type", String(100), nullable=False),
+    Column("key", String(500), nullable=False),
+    Column("value", Text, nullable=False),
+    Column("description", Text),
+    *_timestamps(),
+    UniqueConstraint("org_id", "type", "key"),
+)
+
+# Circuit breaker per (tenant, destination origin), shared by every worker node.
+destination_breakers = Table(
+    "destination_breakers",
+    metadata,
+    Column("org_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("destination", String(300), primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("failures", Integer, nullable=False),
+    Column("successes", Integer, nullable=False),
+    Column("opened_at", UTCDateTime()),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+# Operator alerts (an integration auto-disabled, a DLQ entry abandoned, ...).
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("org_id", BigInteger, nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("subject_id", String(40)),
+    Column("message", Text, nullable=False),
+    Column("details", PortableJSON),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("acknowledged_at", UTCDateTime()),
+    Index(None, "org_id", "created_at"),
 )
