@@ -27,7 +27,14 @@ TABLES = (
     "destination_breakers",
     "alerts",
 )
-JOBS_DUE_COLUMNS: list[str | sa.TextClause] = ["queue", "state", sa.text("priority DESC"), "run_at", "created_at", "id"]
+JOBS_DUE_COLUMNS: list[str | sa.TextClause] = [
+    "queue",
+    "state",
+    sa.text("priority DESC"),
+    "run_at",
+    "created_at",
+    "id",
+]
 
 
 def upgrade() -> None:
