@@ -30,13 +30,18 @@ class Database:
     """An async engine with ``read()`` and ``write()`` transactions.
 
     On SQLite, write transactions start with ``BEGIN IMMEDIATE`` so that two writers queue on
-    the busy timeout instead of failing when a read lock would have to be upgraded.
+    the busy timeout instead of failing when a read lock would have to be upgraded, and the
+    writers of one process also queue on a lock of their own: SQLite's busy handler polls with
+    growing sleeps and is not fair, so under load (API, dispatcher and workers in one process)
+    a writer could wait past the busy timeout while others keep winning. The in-process queue
+    is first come, first served and hands the lock over without polling.
     """
 
     def __init__(self, url: str, *, pool_size: int = 10, busy_timeout_ms: int = 5000) -> None:
         self.url = url
         self.dialect = make_url(url).get_backend_name()
         self.engine: AsyncEngine = self._create_engine(url, pool_size, busy_timeout_ms)
+        self._write_lock = asyncio.Lock() if self.is_sqlite else None
 
     @property
     def is_sqlite(self) -> bool:
@@ -68,7 +73,11 @@ class Database:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
-        async with self._transaction(write=True) as conn:
+        if self._write_lock is None:
+            async with self._transaction(write=True) as conn:
+                yield conn
+            return
+        async with self._write_lock, self._transaction(write=True) as conn:
             yield conn
 
     @asynccontextmanager
