@@ -36,6 +36,7 @@ from junctionbox.errors import (
     UnprocessableError,
     ValidationError,
 )
+from junctionbox.services.append_coalescer import AppendCoalescer
 from junctionbox.services.event_log import EventLog
 from junctionbox.services.schema_registry import SchemaRegistry, entity_chain
 from junctionbox.store.database import Database
@@ -77,6 +78,9 @@ class PublishService:
         self.schemas = schemas
         self.limits = limits
         self.idempotency_ttl = idempotency_ttl
+        # Requests without an Idempotency-Key share write transactions (group commit); keyed
+        # ones keep a transaction of their own with the key and the saved response.
+        self.coalescer = AppendCoalescer(event_log)
 
     async def publish(self, tenant: TenantContext, request: PublishRequest) -> PublishResponse:
         key = _checked_key(request.idempotency_key)
@@ -85,21 +89,22 @@ class PublishService:
         if not request.partial:
             _refuse_if_any_problem(items)
         drafts = [item for item in items if isinstance(item, EventDraft)]
-        fingerprint = _fingerprint(tenant.org_id, request) if key else ""
+        if key is None:
+            results = await self.coalescer.append(tenant.org_id, drafts, stream=request.stream)
+            return _response(items, results, batch=parsed.batch, partial=request.partial)
+        fingerprint = _fingerprint(tenant.org_id, request)
 
         async def work(conn: AsyncConnection) -> tuple[PublishResponse, list[StoredEvent]]:
-            if key is not None:
-                replay = await self._take_key(conn, tenant.org_id, key, fingerprint)
-                if replay is not None:
-                    return replay, []
+            replay = await self._take_key(conn, tenant.org_id, key, fingerprint)
+            if replay is not None:
+                return replay, []
             results, stored = await self.event_log.append_in(
                 conn, tenant.org_id, drafts, stream=request.stream
             )
             response = _response(items, results, batch=parsed.batch, partial=request.partial)
-            if key is not None:
-                await idempotency.save_response(
-                    conn, tenant.org_id, key, response.status, response.body
-                )
+            await idempotency.save_response(
+                conn, tenant.org_id, key, response.status, response.body
+            )
             return response, stored
 
         response, stored = await self.event_log.write_retrying(work)

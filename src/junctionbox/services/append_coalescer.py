@@ -1,0 +1,104 @@
+"""Group commit for concurrent appends: requests that arrive while a write is in flight share
+the next write transaction.
+
+Each publish would otherwise take the write lock, reserve offsets, insert and commit on its
+own; under many concurrent single-event publishes the commits, not the work, set the pace.
+Here the first caller writes at once (no added latency when idle) and everyone who arrives
+meanwhile is written together in the next transaction: one offset reservation per partition
+and one multi-row insert for all of them. Every caller is answered only after the commit
+that holds its events, so an acknowledgement still means durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from junctionbox.domain.events import DEFAULT_STREAM, AppendResult, EventDraft, StoredEvent
+from junctionbox.services.event_log import EventLog
+
+DEFAULT_MAX_EVENTS = 5000
+
+
+@dataclass
+class _Waiting:
+    org_id: int
+    drafts: list[EventDraft]
+    answer: asyncio.Future[list[AppendResult]]
+
+
+class AppendCoalescer:
+    def __init__(self, event_log: EventLog, *, max_events: int = DEFAULT_MAX_EVENTS) -> None:
+        self.event_log = event_log
+        self.max_events = max_events
+        self._waiting: list[_Waiting] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def append(
+        self, org_id: int, drafts: Sequence[EventDraft], *, stream: str | None = None
+    ) -> list[AppendResult]:
+        """Append and commit, possibly together with other callers; a result per draft."""
+        named = [
+            d if d.stream else dataclasses.replace(d, stream=stream or DEFAULT_STREAM)
+            for d in drafts
+        ]
+        answer: asyncio.Future[list[AppendResult]] = asyncio.get_running_loop().create_future()
+        self._waiting.append(_Waiting(org_id, named, answer))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_all())
+        # Shielded: a caller that goes away (client disconnect) must not cancel the write
+        # of the others it shares a transaction with.
+        return await asyncio.shield(answer)
+
+    async def _write_all(self) -> None:
+        while self._waiting:
+            batch = self._take_batch()
+            try:
+                results, stored = await self.event_log.write_retrying(
+                    functools.partial(_append_batch, self.event_log, batch=batch)
+                )
+            except Exception as exc:  # every caller of the failed transaction hears of it
+                for waiting in batch:
+                    if not waiting.answer.done():
+                        waiting.answer.set_exception(exc)
+                continue
+            for waiting, result in zip(batch, results, strict=True):
+                if not waiting.answer.done():
+                    waiting.answer.set_result(result)
+            self.event_log.notify(stored)
+
+    def _take_batch(self) -> list[_Waiting]:
+        taken, count = 0, 0
+        for waiting in self._waiting:
+            if taken and count + len(waiting.drafts) > self.max_events:
+                break
+            taken += 1
+            count += len(waiting.drafts)
+        batch, self._waiting = self._waiting[:taken], self._waiting[taken:]
+        return batch
+
+
+async def _append_batch(
+    event_log: EventLog, conn: AsyncConnection, *, batch: list[_Waiting]
+) -> tuple[list[list[AppendResult]], list[StoredEvent]]:
+    """One ``append_in`` per tenant for the whole batch, results split back per caller."""
+    by_org: dict[int, list[int]] = {}
+    for index, waiting in enumerate(batch):
+        by_org.setdefault(waiting.org_id, []).append(index)
+    results: list[list[AppendResult]] = [[] for _ in batch]
+    stored_all: list[StoredEvent] = []
+    for org_id, indexes in by_org.items():
+        merged = [draft for i in indexes for draft in batch[i].drafts]
+        merged_results, stored = await event_log.append_in(conn, org_id, merged)
+        stored_all.extend(stored)
+        position = 0
+        for i in indexes:
+            size = len(batch[i].drafts)
+            results[i] = merged_results[position : position + size]
+            position += size
+    return results, stored_all

@@ -1,0 +1,77 @@
+"""Group commit: concurrent appends share transactions without mixing up their answers."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from tests.support import World
+
+from junctionbox.domain.events import EventDraft
+from junctionbox.errors import ServiceUnavailableError
+from junctionbox.services.append_coalescer import AppendCoalescer
+from junctionbox.services.event_log import EventLog
+from junctionbox.store.queries import events as queries
+
+
+def draft(n: int, **fields: object) -> EventDraft:
+    return EventDraft(
+        type="order.created", payload=b'{"n": %d}' % n, value={"n": n}, has_value=True, **fields
+    )  # type: ignore[arg-type]
+
+
+class CountingLog(EventLog):
+    """The real log, counting its write transactions."""
+
+    transactions = 0
+
+    async def write_retrying(self, work, attempts=3):  # type: ignore[no-untyped-def]
+        self.transactions += 1
+        return await super().write_retrying(work, attempts)
+
+
+async def test_concurrent_callers_share_transactions_and_get_their_own_results(
+    world: World,
+) -> None:
+    log = CountingLog(world.services.db)
+    heard: list[int] = []
+    log.listeners.append(lambda events: heard.extend(e.offset for e in events))
+    coalescer = AppendCoalescer(log)
+    calls = [
+        coalescer.append(100 if n % 2 else 200, [draft(n, event_id=f"e{n}", partition_key="k")])
+        for n in range(60)
+    ]
+    results = await asyncio.gather(*calls)
+    assert log.transactions < 60  # callers arriving during a write joined the next one
+    assert [r.event_id for [r] in results] == [f"e{n}" for n in range(60)]
+    for org in (100, 200):
+        offsets = sorted(r.offset for n, [r] in enumerate(results) if (n % 2 == 1) == (org == 100))
+        assert offsets == list(range(30))  # contiguous per tenant's partition, none lost
+    assert len(heard) == 60
+    async with world.services.db.read() as conn:
+        stored = await queries.read_after(conn, 100, "default", results[1][0].partition, -1, 100)
+    assert len(stored) == 30
+
+
+async def test_a_repeat_in_a_later_caller_of_the_same_batch_is_a_duplicate(world: World) -> None:
+    coalescer = AppendCoalescer(world.services.event_log)
+    first, second = await asyncio.gather(
+        coalescer.append(100, [draft(1, event_id="same", source="crm")]),
+        coalescer.append(100, [draft(2, event_id="same", source="crm")]),
+    )
+    assert (first[0].duplicate, second[0].duplicate) == (False, True)
+    assert first[0].offset == second[0].offset
+
+
+async def test_a_failed_write_fails_every_caller_sharing_it(world: World) -> None:
+    class BrokenLog(EventLog):
+        async def append_in(self, conn, org_id, drafts, *, stream=None):  # type: ignore[no-untyped-def]
+            raise ServiceUnavailableError("database unavailable")
+
+    coalescer = AppendCoalescer(BrokenLog(world.services.db))
+    outcomes = await asyncio.gather(
+        *(coalescer.append(100, [draft(n)]) for n in range(5)), return_exceptions=True
+    )
+    assert all(isinstance(o, ServiceUnavailableError) for o in outcomes)
+    with pytest.raises(ServiceUnavailableError):
+        await coalescer.append(100, [draft(9)])  # and the next caller is not stuck
