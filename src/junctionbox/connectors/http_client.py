@@ -173,6 +173,10 @@ class GuardedHttpClient:
         self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
         self._session: aiohttp.ClientSession | None = None
 
+    @property
+    def user_agent(self) -> str:
+        return self._user_agent
+
     async def __aenter__(self) -> GuardedHttpClient:
         await self.start()
         return self
