@@ -12,6 +12,7 @@ engine compiles them again from the stored document and caches the result.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
+from junctionbox.domain.redaction import is_secret_key
 from junctionbox.domain.retry import RetryPolicy
 from junctionbox.errors import FieldProblem, JunctionboxError, ValidationError
 
@@ -95,6 +97,8 @@ REQUIRED_AUTH_FIELDS: Mapping[AuthType, tuple[str, ...]] = {
     AuthType.OAUTH2: ("tokenUrl", "clientId", "clientSecret"),
     AuthType.CUSTOM_HEADERS: ("headers",),
 }
+# Options that are not credentials although their names look like it (``tokenUrl``).
+_PLAIN_AUTH_FIELDS = frozenset({"name", "in", "username", "tokenUrl", "clientId", "scope"})
 # Accepted spellings from other tools, folded to ours.
 _AUTH_ALIASES = {"headerName": "name", "apiKey": "value", "key": "value", "accessToken": "token"}
 
@@ -261,7 +265,7 @@ def parse_integration(body: Mapping[str, Any]) -> OutboundIntegration:
         rate_limit=_rate_limit(p, body.get("rateLimits")),
         scope=_enum(p, body, "scope", Scope, Scope.ALL_ENTITIES),
         excluded_entity_rids=_rids(p, body.get("excludedEntityRids")),
-        filter=_text(p, body, "filter", limit=4000),
+        filter=(_text(p, body, "filter", limit=4000) or "").strip() or None,  # "": no filter
         retry_policy=_retry_policy(p, body.get("retryPolicy")),
         timeout_ms=_int(p, body, "timeoutMs", DEFAULT_TIMEOUT_MS, 1, MAX_TIMEOUT_MS),
         ordering=_ordering(p, body.get("ordering")),
@@ -313,7 +317,12 @@ def _int(
     value = body.get(key)
     if value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)  # int() of NaN or infinity raises
+        or value != int(value)
+    ):
         p.add([*loc, key], "must be an integer")
         return default
     if not low <= value <= high:
@@ -436,10 +445,31 @@ def _auth(p: _Problems, body: Mapping[str, Any]) -> OutgoingAuth:
     for key, value in config.items():
         if isinstance(value, str) and _FORBIDDEN_VALUE_CHARS.search(value):
             p.add([*loc, key], "must not contain CR, LF or NUL")
-    secret_keys = SECRET_AUTH_FIELDS[kind]
-    settings = {k: v for k, v in config.items() if k not in secret_keys}
+    secret_keys = _secret_keys_of(kind, config)
+    # Another type's credential (left over when the type was switched) is dropped rather
+    # than kept: it would otherwise land among the plain-text settings.
+    foreign = _ALL_SECRET_FIELDS - set(secret_keys)
+    settings = {k: v for k, v in config.items() if k not in secret_keys and k not in foreign}
     secrets = {k: v for k, v in config.items() if k in secret_keys and v is not None}
     return OutgoingAuth(kind, settings, secrets)
+
+
+_ALL_SECRET_FIELDS = frozenset(k for keys in SECRET_AUTH_FIELDS.values() for k in keys)
+
+
+def _secret_keys_of(kind: AuthType, config: Mapping[str, Any]) -> tuple[str, ...]:
+    """The type's credential fields, plus any extra key whose name says it is secret
+    (``refreshToken``, ``privateKey`` ...): those are sealed and masked too, never stored
+    in plain text."""
+    extra = tuple(
+        k
+        for k in config
+        if k not in SECRET_AUTH_FIELDS[kind]
+        and k not in _ALL_SECRET_FIELDS
+        and k not in _PLAIN_AUTH_FIELDS
+        and is_secret_key(k)
+    )
+    return (*SECRET_AUTH_FIELDS[kind], *extra)
 
 
 def _header(p: _Problems, name: Any, value: Any, loc: list[str | int]) -> None:
@@ -729,6 +759,83 @@ def with_secrets(document: Mapping[str, Any], auth_secrets: Mapping[str, Any]) -
     merged = dict(document)
     merged["outgoingAuthConfig"] = {**(document.get("outgoingAuthConfig") or {}), **auth_secrets}
     return merged
+
+
+# ---------------------------------------------------------------- masked credentials
+
+MASK_PREFIX = "****"
+_MASK_VISIBLE = 4
+_MASK_MIN_LENGTH = 12  # shorter credentials are masked whole: 4 characters would be a third
+
+
+def mask_secret(value: Any) -> str:
+    """A credential as responses show it: ``****`` and at most its last 4 characters."""
+    text = value if isinstance(value, str) else str(value)
+    if len(text) < _MASK_MIN_LENGTH:
+        return MASK_PREFIX
+    return MASK_PREFIX + text[-_MASK_VISIBLE:]
+
+
+def _mask_value(value: Any) -> Any:
+    if isinstance(value, Mapping):  # CUSTOM_HEADERS: names shown, values masked
+        return {str(name): mask_secret(item) for name, item in value.items()}
+    return mask_secret(value)
+
+
+def masked_auth_config(auth: OutgoingAuth) -> dict[str, Any]:
+    """``outgoingAuthConfig`` as every response shows it: options in clear, credentials
+    masked."""
+    shown = dict(auth.settings)
+    shown.update({key: _mask_value(value) for key, value in auth.secrets.items()})
+    return shown
+
+
+def is_masked(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith(MASK_PREFIX)
+
+
+def restore_masked(submitted: Any, stored: Mapping[str, Any], *, keep_omitted: bool) -> Any:
+    """The submitted ``outgoingAuthConfig`` with masked credentials put back.
+
+    Credentials are write-only: a value equal to the mask of the stored one means "keep it"
+    (what a client sends after reading the integration back); with ``keep_omitted`` (the
+    auth type is unchanged), an omitted credential is kept too. A masked value that matches
+    nothing stored is refused, so a mask is never saved as if it were the credential.
+    """
+    if submitted is None:
+        submitted = {}
+    if not isinstance(submitted, Mapping):
+        return submitted  # parse_integration reports the shape
+    p = _Problems()
+    restored: dict[str, Any] = {}
+    for raw_key, value in submitted.items():
+        key = str(_AUTH_ALIASES.get(raw_key, raw_key))
+        restored[key] = _restore_one(p, key, value, stored.get(key))
+    if keep_omitted:
+        for key, value in stored.items():
+            restored.setdefault(key, value)
+    p.raise_if_any()
+    return restored
+
+
+def _restore_one(p: _Problems, key: str, value: Any, stored: Any) -> Any:
+    loc: list[str | int] = ["outgoingAuthConfig", key]
+    if isinstance(value, Mapping):
+        known = stored if isinstance(stored, Mapping) else {}
+        return {
+            name: _restore_scalar(p, [*loc, str(name)], item, known.get(name))
+            for name, item in value.items()
+        }
+    return _restore_scalar(p, loc, value, stored)
+
+
+def _restore_scalar(p: _Problems, loc: list[str | int], value: Any, stored: Any) -> Any:
+    if not is_masked(value):
+        return value
+    if stored is not None and not isinstance(stored, Mapping) and mask_secret(stored) == value:
+        return stored
+    p.add(loc, "is a masked value that matches no stored credential; send the credential")
+    return value
 
 
 # ---------------------------------------------------------------- as stored

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Select, delete, func, insert, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -20,7 +20,10 @@ from junctionbox.domain.outbound import (
     parse_integration,
     with_secrets,
 )
+from junctionbox.domain.paging import PageRequest
 from junctionbox.domain.secretbox import SecretBox
+from junctionbox.errors import ConflictError
+from junctionbox.store.queries.common import fetch_page
 from junctionbox.store.tables import integration_versions, outbound_integrations
 
 INTEGRATION_ID_PREFIX = "int"
@@ -130,8 +133,15 @@ async def save_integration(
     actor: str | None,
     now: datetime,
     reset_failures: bool = False,
+    disabled_reason: str | None = None,
 ) -> StoredIntegration:
-    """Write a new version (``change``: UPDATED, RESTORED, ENABLED, DISABLED, ROTATED ...)."""
+    """Write a new version (``change``: UPDATED, RESTORED, ENABLED, DISABLED, ROTATED ...).
+
+    The write is conditional on ``current`` (its version and active state): a concurrent
+    change in between raises ``ConflictError`` instead of two writers both producing the next
+    version, or a save undoing an auto-disable it did not see. Switching an
+    integration off records ``disabled_reason`` (default: by a user) and the time.
+    """
     keys = current.signing_keys if signing_keys is None else tuple(signing_keys)
     sealed = seal_secrets(box, current.id, integration.auth.secrets, keys)
     document = integration_document(integration)
@@ -148,11 +158,23 @@ async def save_integration(
     if reset_failures or (integration.is_active and not current.is_active):
         # Re-enabling resets the auto-disable streak (seed 003).
         values.update(consecutive_failures=0, disabled_reason=None, disabled_at=None)
-    await conn.execute(
-        update(outbound_integrations)
-        .where(outbound_integrations.c.id == current.id)
+    elif current.is_active and not integration.is_active:
+        values.update(disabled_reason=(disabled_reason or "disabled by a user")[:200])
+        values.update(disabled_at=now)
+    table = outbound_integrations
+    # is_active too: the engine switches integrations off (auto-disable, 410) without a new
+    # version, and a save based on the earlier state must not silently undo that.
+    result = await conn.execute(
+        update(table)
+        .where(
+            table.c.id == current.id,
+            table.c.version == current.version,
+            table.c.is_active.is_(current.is_active),
+        )
         .values(**values)
     )
+    if result.rowcount != 1:
+        raise ConflictError("the integration was changed concurrently; read it again and retry")
     await _record_version(
         conn, current.id, current.org_id, version, change, document, sealed, actor, now
     )
@@ -291,3 +313,81 @@ async def disable_integration(
 async def count_integrations(conn: AsyncConnection, org_ids: Collection[int]) -> int:
     query = select(func.count()).where(outbound_integrations.c.org_id.in_(list(org_ids)))
     return int((await conn.execute(query)).scalar_one())
+
+
+# ---------------------------------------------------------------- the API's reads and writes
+
+
+async def name_taken(
+    conn: AsyncConnection, org_id: int, name: str, except_id: str | None = None
+) -> bool:
+    table = outbound_integrations
+    query = select(table.c.id).where(table.c.org_id == org_id, table.c.name == name)
+    if except_id is not None:
+        query = query.where(table.c.id != except_id)
+    return (await conn.execute(query.limit(1))).first() is not None
+
+
+def event_type_patterns(event_type: str) -> list[str]:
+    """The stored ``eventType`` values that match ``event_type`` (see
+    ``domain.outbound.event_type_matches``): itself, ``*`` and each ``prefix.*`` above it."""
+    parts = event_type.split(".")
+    prefixes = [".".join(parts[:n]) + ".*" for n in range(1, len(parts))]
+    return [event_type, "*", *prefixes]
+
+
+async def list_integrations(
+    conn: AsyncConnection,
+    box: SecretBox,
+    page: PageRequest,
+    *,
+    org_id: int,
+    is_active: bool | None = None,
+    event_type: str | None = None,
+    search: str | None = None,
+) -> tuple[list[StoredIntegration], int]:
+    """One page of a tenant's integrations by name; ``event_type`` keeps those an event of
+    that type would match, ``search`` is a case-insensitive substring of the name."""
+    table = outbound_integrations
+    query: Select[Any] = select(table).where(table.c.org_id == org_id)
+    if is_active is not None:
+        query = query.where(table.c.is_active.is_(is_active))
+    if event_type:
+        query = query.where(table.c.event_type.in_(event_type_patterns(event_type)))
+    if search:
+        escaped = search.lower().replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_")
+        query = query.where(func.lower(table.c.name).like(f"%{escaped}%", escape="\\"))
+    rows, total = await fetch_page(conn, query, page, table.c.name, table.c.id)
+    return [stored_integration(box, row) for row in rows], total
+
+
+async def load_version(
+    conn: AsyncConnection, integration_id: str, org_id: int, version: int
+) -> RowMapping | None:
+    query = select(integration_versions).where(
+        integration_versions.c.integration_id == integration_id,
+        integration_versions.c.org_id == org_id,
+        integration_versions.c.version == version,
+    )
+    return (await conn.execute(query)).mappings().first()
+
+
+def version_secrets(
+    box: SecretBox, row: RowMapping
+) -> tuple[dict[str, Any], tuple[SigningKey, ...]]:
+    """The credentials and signing keys a version row was saved with."""
+    return open_secrets(box, row["integration_id"], row["sealed_secrets"])
+
+
+async def delete_integration(conn: AsyncConnection, integration_id: str, org_id: int) -> bool:
+    """Delete the integration and its history; False when it was not there."""
+    table = outbound_integrations
+    result = await conn.execute(
+        delete(table).where(table.c.id == integration_id, table.c.org_id == org_id)
+    )
+    if result.rowcount != 1:
+        return False
+    await conn.execute(
+        delete(integration_versions).where(integration_versions.c.integration_id == integration_id)
+    )
+    return True
