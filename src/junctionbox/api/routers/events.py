@@ -12,6 +12,7 @@ from junctionbox.api.deps import PageDep, ServicesDep, TenantDep
 from junctionbox.api.schemas import ApiModel, RequestModel, as_utc
 from junctionbox.domain.events import StoredEvent
 from junctionbox.services.publish import PublishRequest
+from junctionbox.services.replay import MAX_TYPE_PATTERNS, ReplayRequest, ReplayService
 from junctionbox.services.streams import StreamInfo, StreamMetrics, StreamSettings
 from junctionbox.store.queries.consumer_offsets import GroupPosition
 from junctionbox.store.queries.events import EventFilter
@@ -421,6 +422,68 @@ async def group_delete(
 ) -> Response:
     await svc.streams.group_delete(tenant, group, stream_id)
     return Response(status_code=204)
+
+
+# --- replay ---
+
+
+class ReplayIn(RequestModel):
+    """Which stored events to dispatch again: an offset range or a time range."""
+
+    stream: StreamName
+    partition: int | None = Field(None, ge=0, description="One partition (default: all).")
+    from_offset: int | None = Field(None, ge=0, description="First offset (per partition).")
+    to_offset: int | None = Field(None, ge=0, description="Last offset, inclusive.")
+    from_time: datetime | None = Field(None, description="Received at or after.")
+    to_time: datetime | None = Field(None, description="Received at or before.")
+    event_types: list[Annotated[str, Field(max_length=202)]] = Field(
+        default_factory=list,
+        max_length=MAX_TYPE_PATTERNS,
+        description="Exact types, prefix patterns such as order.*, or *.",
+    )
+    integration_id: str | None = Field(
+        None, min_length=1, max_length=40, description="Only this integration (default: all)."
+    )
+    dry_run: bool = Field(False, description="Count, enqueue nothing.")
+
+
+class ReplayOut(ApiModel):
+    replay_id: str | None = Field(description="Correlates the replayed deliveries; null if dry.")
+    dry_run: bool
+    events: int = Field(description="Events in the range (of the types asked for).")
+    deliveries: int = Field(description="Deliveries enqueued (or that would be).")
+
+
+@router.post(
+    "/replay",
+    response_model=ReplayOut,
+    status_code=202,
+    summary="Dispatch stored events again (by offset or time range)",
+    responses={200: {"model": ReplayOut, "description": "Dry run: counts only"}},
+)
+async def replay_events(
+    body: ReplayIn, tenant: TenantDep, svc: ServicesDep, response: Response
+) -> ReplayOut:
+    request = ReplayRequest(
+        stream=body.stream,
+        partition=body.partition,
+        from_offset=body.from_offset,
+        to_offset=body.to_offset,
+        from_time=as_utc(body.from_time),
+        to_time=as_utc(body.to_time),
+        event_types=tuple(body.event_types),
+        integration_id=body.integration_id,
+        dry_run=body.dry_run,
+    )
+    result = await ReplayService(svc.db, svc.queue).replay(tenant, request)
+    if result.dry_run:
+        response.status_code = 200
+    return ReplayOut(
+        replay_id=result.replay_id,
+        dry_run=result.dry_run,
+        events=result.events,
+        deliveries=result.deliveries,
+    )
 
 
 def _type_patterns(patterns: list[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -1,0 +1,377 @@
+"""The outbound dispatcher: reads every tenant's event log and enqueues delivery jobs.
+
+It is the consumer group ``$dispatcher`` (a system group: retention never removes an event
+it has not committed). Per partition it reads from the committed offset (a partition it
+never committed starts at its first retained offset, so every acknowledged event is
+dispatched), up to ``dispatcher_batch`` events at a time, matches them
+(:mod:`junctionbox.services.fanout`), and in ONE transaction enqueues every job of the batch
+and moves the committed offset past it. A crash before that commit leaves nothing behind and
+the batch is dispatched again; jobs' dedupe keys (``dlv:{message_id}``) would absorb a
+repeat in any case.
+
+One dispatcher per partition at a time: on PostgreSQL each batch's transaction first takes
+a transaction-scoped advisory lock on its partition (``pg_try_advisory_xact_lock``); a node
+that finds it taken leaves the partition to the holder. Nothing to expire or renew: the
+lock ends with the transaction, even if its node dies. Any number of nodes may run the
+dispatcher role and they share the partitions. On SQLite a write transaction is already
+exclusive. Independently of the lock, the offset moves by compare-and-set, so a batch whose
+starting offset was moved by someone else rolls back instead of committing twice.
+
+Wake-ups: the dispatcher hears this process's appends at once (an ``EventLog`` listener,
+called after their commit) and, on PostgreSQL, every node's (``NOTIFY jb_events``, carrying
+the partition and offsets). Both only say which partitions to look at; the log itself is
+always what is read. Without a wake-up it rescans every partition for lag each
+``poll_seconds`` (and after a lost LISTEN connection), so a missed notification costs at
+most that much latency, never an event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final
+
+import orjson
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from junctionbox.domain.events import StoredEvent
+from junctionbox.services.container import Services
+from junctionbox.services.event_log import EVENTS_CHANNEL
+from junctionbox.services.fanout import Fanout, FanoutPlan, IntegrationCatalog
+from junctionbox.store.pg_listener import PgListener, asyncpg_dsn
+from junctionbox.store.queries import dispatch as queries
+from junctionbox.store.queries import events as event_queries
+from junctionbox.store.queries.dispatch import PartitionPosition
+from junctionbox.store.types import utcnow
+
+log = logging.getLogger(__name__)
+GROUP: Final = "$dispatcher"
+MAX_BACKOFF_SECONDS: Final = 30.0
+PartitionKey = tuple[int, str, int]  # (org id, stream, partition)
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    events: int
+    more: bool  # the batch was full or lost a race: look again at once
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        services: Services,
+        *,
+        node_id: str,
+        poll_seconds: float = 1.0,
+        batch_size: int | None = None,
+        parallel: int | None = None,
+        integration_refresh_seconds: float = 0.0,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.services = services
+        self.db = services.db
+        self.node_id = node_id
+        self.poll_seconds = poll_seconds
+        self.batch_size = batch_size or services.settings.dispatcher_batch
+        # SQLite has one writer: partitions take turns. PostgreSQL: a few at once.
+        self.parallel = parallel or (1 if self.db.is_sqlite else 4)
+        self.clock = clock
+        self.fanout = Fanout(
+            services.queue,
+            catalog=IntegrationCatalog(refresh_seconds=integration_refresh_seconds),
+            clock=clock,
+        )
+        self._dirty: dict[PartitionKey, int] = {}  # partition -> last offset announced
+        self._done: dict[PartitionKey, int] = {}  # partition -> next offset we committed
+        self._failing: dict[PartitionKey, tuple[int, float]] = {}  # -> (failures, retry at)
+        self._wake = asyncio.Event()
+        self._rescan = True
+        self._last_scan = 0.0
+        self._listener: PgListener | None = None
+        self.dispatched = 0  # events, since start (for metrics and tests)
+
+    # --- running ---
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Dispatch until ``stop`` is set; a failing pass is logged and retried with backoff."""
+        self._listen()
+        relay = asyncio.create_task(self._relay(stop), name="jb-dispatcher-stop")
+        failures = 0
+        try:
+            while not stop.is_set():
+                try:
+                    worked = await self._pass(full_scan=self._take_rescan())
+                    failures = 0
+                except Exception:  # the store may be down: back off, then rescan everything
+                    failures += 1
+                    log.exception("dispatcher pass failed (%d in a row)", failures)
+                    self._rescan = True
+                    await self._sleep(stop, min(MAX_BACKOFF_SECONDS, 0.5 * 2**failures))
+                    continue
+                if worked or self._dirty:
+                    continue
+                await self._wait(self.poll_seconds)  # a timeout makes the next pass a full scan
+        finally:
+            relay.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await relay
+            await self._unlisten()
+
+    async def dispatch_pending(self) -> int:
+        """Dispatch everything committed so far, partition by partition, until caught up;
+        the number of events dispatched. Errors propagate (tests, one-shot runs)."""
+        total = 0
+        full = True
+        while True:
+            worked = await self._pass(full_scan=full, raise_errors=True)
+            total += worked
+            full = False
+            if not worked and not self._dirty:
+                return total
+
+    def invalidate(self, owner: int | None = None) -> None:
+        """Forget cached integrations (of one owner entity, or all)."""
+        self.fanout.catalog.invalidate(owner)
+
+    # --- one pass ---
+
+    async def _pass(self, *, full_scan: bool, raise_errors: bool = False) -> int:
+        """Dispatch the partitions heard about (and, on a full scan, every lagging one),
+        batch after batch, until each is caught up; the number of events dispatched."""
+        # partition -> whether to start from our own cursor (not after a full scan: the
+        # scan is what finds a partition whose log restarted under our cursor)
+        pending = dict.fromkeys(self._take_dirty(), True)
+        if full_scan:
+            self._last_scan = time.monotonic()
+            pending.update((_key_of(p), False) for p in await self._scan())
+        total = 0
+        while pending := self._not_backing_off(pending, raise_errors):
+            results = await self._dispatch_all(sorted(pending.items()))
+            pending = {}
+            for key, result in results:
+                if isinstance(result, BatchResult):
+                    self._failing.pop(key, None)
+                    total += result.events
+                    if result.more:
+                        pending[key] = True
+                elif raise_errors or not isinstance(result, Exception):
+                    raise result
+                else:
+                    self._back_off(key, result)
+        self.dispatched += total
+        return total
+
+    def _not_backing_off(
+        self, pending: dict[PartitionKey, bool], ignore: bool
+    ) -> dict[PartitionKey, bool]:
+        """Partitions whose last batch failed wait out their backoff (the periodic scan
+        brings them back), so one broken partition neither floods the log nor holds up
+        the others."""
+        if ignore or not self._failing:
+            return pending
+        now = time.monotonic()
+        return {k: t for k, t in pending.items() if self._failing.get(k, (0, 0.0))[1] <= now}
+
+    def _back_off(self, key: PartitionKey, error: Exception) -> None:
+        failures = self._failing.get(key, (0, 0.0))[0] + 1
+        delay = min(MAX_BACKOFF_SECONDS, 0.5 * 2**failures)
+        self._failing[key] = (failures, time.monotonic() + delay)
+        log.error(
+            "dispatching %s/%s/%d failed (%d in a row); retrying in %.1f s",
+            *key,
+            failures,
+            delay,
+            exc_info=error,
+        )
+
+    async def _dispatch_all(
+        self, items: list[tuple[PartitionKey, bool]]
+    ) -> list[tuple[PartitionKey, BatchResult | BaseException]]:
+        if len(items) == 1:  # the common case at low latency: no task to create
+            ((key, trust),) = items
+            try:
+                return [(key, await self.dispatch_batch(*key, trust_cursor=trust))]
+            except Exception as exc:
+                return [(key, exc)]
+        slots = asyncio.Semaphore(self.parallel)
+
+        async def one(key: PartitionKey, trust: bool) -> BatchResult:
+            async with slots:
+                return await self.dispatch_batch(*key, trust_cursor=trust)
+
+        results = await asyncio.gather(*(one(*item) for item in items), return_exceptions=True)
+        return [(key, result) for (key, _), result in zip(items, results, strict=True)]
+
+    async def _scan(self) -> list[PartitionPosition]:
+        """Every partition with undispatched events; also gives partitions the group has no
+        row for one, so retention waits for the dispatcher from now on."""
+        async with self.db.read() as conn:
+            lagging = await queries.lagging_partitions(conn, GROUP)
+            unprotected = await queries.unprotected_partitions(conn, GROUP)
+        if unprotected:
+            async with self.db.write() as conn:
+                await queries.protect(conn, GROUP, unprotected, self.clock())
+        return lagging
+
+    async def dispatch_batch(
+        self, org_id: int, stream: str, partition: int, *, trust_cursor: bool = True
+    ) -> BatchResult:
+        """Dispatch the next batch of one partition: its jobs and the new committed offset
+        in one transaction.
+
+        It starts at the offset this dispatcher committed last (saving a query on the hot
+        path; the compare-and-set of the commit verifies it), or, without one (or with
+        ``trust_cursor`` False, as full scans do), at the group's committed offset.
+        """
+        key = (org_id, stream, partition)
+        cursor = self._done.get(key) if trust_cursor else None
+        try:
+            async with self.db.write() as conn:
+                batch = await self._batch(conn, key, cursor)
+        except _Raced:
+            self._done.pop(key, None)
+            log.info("dispatcher: %s/%s/%d moved under this batch; reading it again", *key)
+            return BatchResult(0, True)
+        if batch.following is None:
+            self._done.pop(key, None)
+        else:  # committed
+            self._done[key] = batch.following
+            _log_batch(key, batch.plan)
+        return batch.result
+
+    async def _batch(self, conn: AsyncConnection, key: PartitionKey, cursor: int | None) -> _Batch:
+        if not await queries.try_transaction_lock(conn, queries.lock_key(GROUP, *key)):
+            return _Batch(BatchResult(0, False))  # another node holds it; it will finish it
+        if cursor is not None:
+            return await self._batch_from(conn, key, cursor, cursor, None)
+        at = await queries.position(conn, *key, GROUP)
+        if at is None or at.lag == 0:
+            return _Batch(BatchResult(0, False), None if at is None else at.start)
+        return await self._batch_from(conn, key, at.start, at.committed, at.next_offset)
+
+    async def _batch_from(
+        self,
+        conn: AsyncConnection,
+        key: PartitionKey,
+        start: int,
+        committed: int | None,
+        end: int | None,
+    ) -> _Batch:
+        """Read, match, enqueue and commit one batch from ``start``; ``end`` is the
+        partition's next offset when known (None: starting from our own cursor)."""
+        events = await event_queries.read_after(conn, *key, start - 1, self.batch_size)
+        if not events and end is None:
+            # Nothing after our own cursor: nothing new, or the stream was deleted and made
+            # again (offsets restart). Forget the cursor; the next look reads the group's.
+            return _Batch(BatchResult(0, False))
+        plan = await self.fanout.plan(conn, events) if events else FanoutPlan()
+        await self.fanout.store(conn, plan)
+        # No events before the end: they were trimmed, or their stream deleted.
+        following = events[-1].offset + 1 if events else end or start
+        if not await queries.advance(conn, GROUP, *key, committed, following, self.clock()):
+            raise _Raced()
+        more = len(events) >= self.batch_size if end is None else following < end
+        return _Batch(BatchResult(len(events), more), following, plan)
+
+    # --- wake-ups ---
+
+    def _on_appended(self, stored: Sequence[StoredEvent]) -> None:
+        for event in stored:
+            self._mark((event.org_id, event.stream, event.partition), event.offset)
+
+    def _on_notify(self, payload: str) -> None:
+        try:
+            message = orjson.loads(payload)
+            key = (int(message["o"]), str(message["s"]), int(message["p"]))
+            self._mark(key, int(message["l"]))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            log.warning("ignoring a malformed %s notification", EVENTS_CHANNEL)
+
+    def _on_reconnected(self) -> None:
+        self._rescan = True  # notifications were lost while disconnected
+        self._wake.set()
+
+    def _mark(self, key: PartitionKey, last_offset: int) -> None:
+        if self._done.get(key, -1) > last_offset:
+            return  # already dispatched (both wake-up paths report local appends)
+        self._dirty[key] = max(last_offset, self._dirty.get(key, -1))
+        self._wake.set()
+
+    def _take_dirty(self) -> set[PartitionKey]:
+        dirty, self._dirty = self._dirty, {}
+        return {key for key, last in dirty.items() if self._done.get(key, -1) <= last}
+
+    def _take_rescan(self) -> bool:
+        """Whether this pass scans every partition: when asked to, and at least every
+        ``poll_seconds`` even under a steady stream of wake-ups."""
+        due = time.monotonic() - self._last_scan >= self.poll_seconds
+        rescan, self._rescan = self._rescan or due, False
+        return rescan
+
+    async def _wait(self, seconds: float) -> bool:
+        try:
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
+        except TimeoutError:
+            return False
+        finally:
+            self._wake.clear()
+        return True
+
+    async def _relay(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+        self._wake.set()
+
+    async def _sleep(self, stop: asyncio.Event, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await stop.wait()
+
+    def _listen(self) -> None:
+        event_log = self.services.event_log
+        if self._on_appended not in event_log.listeners:
+            event_log.listeners.append(self._on_appended)
+        if self.db.dialect == "postgresql" and self._listener is None:
+            self._listener = PgListener(
+                asyncpg_dsn(self.db.url), EVENTS_CHANNEL, self._on_notify, self._on_reconnected
+            )
+            self._listener.ensure_started()
+
+    async def _unlisten(self) -> None:
+        event_log = self.services.event_log
+        if self._on_appended in event_log.listeners:
+            event_log.listeners.remove(self._on_appended)
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            await listener.close()
+
+
+@dataclass(frozen=True)
+class _Batch:
+    result: BatchResult
+    following: int | None = None  # the committed offset after it; None: forget the cursor
+    plan: FanoutPlan | None = None
+
+
+class _Raced(Exception):
+    """The committed offset moved under this batch: roll it back (the other writer won)."""
+
+
+def _key_of(position: PartitionPosition) -> PartitionKey:
+    return (position.org_id, position.stream, position.partition)
+
+
+def _log_batch(key: PartitionKey, plan: FanoutPlan | None) -> None:
+    if plan is not None and plan.deliveries and log.isEnabledFor(logging.DEBUG):
+        log.debug(
+            "dispatched %d events of %s/%s/%d: %d jobs, %d scheduled",
+            plan.events,
+            *key,
+            len(plan.jobs),
+            len(plan.occurrences),
+        )

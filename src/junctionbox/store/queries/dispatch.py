@@ -1,0 +1,261 @@
+"""What the outbound dispatcher reads and writes besides jobs: its position per partition,
+the integrations it matches against, and the tenant chain of an event.
+
+The dispatcher is a system reader of every tenant's log (the ``$dispatcher`` consumer
+group), so :func:`lagging_partitions` spans tenants; every other function takes the tenant.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, and_, case, func, select, text, update
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from junctionbox.store.queries.events import insert_ignoring_conflicts
+from junctionbox.store.tables import (
+    consumer_offsets,
+    entities,
+    outbound_integrations,
+    stream_partitions,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionPosition:
+    """A partition's bounds and the group's committed offset (None: never committed)."""
+
+    org_id: int
+    stream: str
+    partition: int
+    first_offset: int
+    next_offset: int
+    committed: int | None
+
+    @property
+    def start(self) -> int:
+        """The next offset to dispatch: committed, or the first retained one."""
+        if self.committed is None:
+            return self.first_offset
+        return max(self.committed, self.first_offset)
+
+    @property
+    def lag(self) -> int:
+        return max(0, self.next_offset - self.start)
+
+
+def _positions(group: str) -> Select[Any]:
+    joined = stream_partitions.outerjoin(
+        consumer_offsets,
+        and_(
+            consumer_offsets.c.org_id == stream_partitions.c.org_id,
+            consumer_offsets.c.stream == stream_partitions.c.stream,
+            consumer_offsets.c.partition == stream_partitions.c.partition,
+            consumer_offsets.c.group_name == group,
+        ),
+    )
+    return select(
+        stream_partitions.c.org_id,
+        stream_partitions.c.stream,
+        stream_partitions.c.partition,
+        stream_partitions.c.first_offset,
+        stream_partitions.c.next_offset,
+        consumer_offsets.c.committed_offset.label("committed"),
+    ).select_from(joined)
+
+
+async def lagging_partitions(conn: AsyncConnection, group: str) -> list[PartitionPosition]:
+    """Every tenant's partitions with events the group has not committed yet."""
+    query = _positions(group).where(
+        stream_partitions.c.next_offset > stream_partitions.c.first_offset,
+        (consumer_offsets.c.committed_offset.is_(None))
+        | (consumer_offsets.c.committed_offset < stream_partitions.c.next_offset),
+    )
+    return [PartitionPosition(**row) for row in (await conn.execute(query)).mappings()]
+
+
+async def unprotected_partitions(conn: AsyncConnection, group: str) -> list[PartitionPosition]:
+    """Partitions the group has no committed row for (retention does not wait for it)."""
+    query = _positions(group).where(consumer_offsets.c.org_id.is_(None))
+    return [PartitionPosition(**row) for row in (await conn.execute(query)).mappings()]
+
+
+async def position(
+    conn: AsyncConnection, org_id: int, stream: str, partition: int, group: str
+) -> PartitionPosition | None:
+    query = _positions(group).where(
+        stream_partitions.c.org_id == org_id,
+        stream_partitions.c.stream == stream,
+        stream_partitions.c.partition == partition,
+    )
+    row = (await conn.execute(query)).mappings().first()
+    return PartitionPosition(**row) if row else None
+
+
+async def protect(
+    conn: AsyncConnection, group: str, partitions: Sequence[PartitionPosition], now: datetime
+) -> None:
+    """Give the group a committed row at each partition's start (if it has none), so
+    retention keeps what the group has not read."""
+    if not partitions:
+        return
+    rows = [
+        {
+            "org_id": p.org_id,
+            "group_name": group,
+            "stream": p.stream,
+            "partition": p.partition,
+            "committed_offset": p.start,
+            "updated_at": now,
+        }
+        for p in partitions
+    ]
+    await conn.execute(insert_ignoring_conflicts(conn, consumer_offsets), rows)
+
+
+async def advance(
+    conn: AsyncConnection,
+    group: str,
+    org_id: int,
+    stream: str,
+    partition: int,
+    expected: int | None,
+    new_offset: int,
+    now: datetime,
+) -> bool:
+    """Move the group's offset from ``expected`` (None: no row yet) to ``new_offset`` if
+    nobody moved it meanwhile (compare-and-set); False means the caller's work is stale and
+    must be rolled back."""
+    statement: Any
+    if expected is None:
+        statement = insert_ignoring_conflicts(conn, consumer_offsets).values(
+            org_id=org_id,
+            group_name=group,
+            stream=stream,
+            partition=partition,
+            committed_offset=new_offset,
+            updated_at=now,
+        )
+    else:
+        statement = (
+            update(consumer_offsets)
+            .where(
+                consumer_offsets.c.org_id == org_id,
+                consumer_offsets.c.group_name == group,
+                consumer_offsets.c.stream == stream,
+                consumer_offsets.c.partition == partition,
+                consumer_offsets.c.committed_offset == expected,
+            )
+            .values(committed_offset=new_offset, updated_at=now)
+        )
+    return (await conn.execute(statement)).rowcount == 1
+
+
+def lock_key(*parts: object) -> int:
+    """A signed 64-bit advisory-lock key for ``parts`` (a collision only makes two
+    partitions take turns)."""
+    text_key = "\x1f".join(str(p) for p in parts).encode()
+    return int.from_bytes(hashlib.blake2b(text_key, digest_size=8).digest(), "big", signed=True)
+
+
+async def try_transaction_lock(conn: AsyncConnection, key: int) -> bool:
+    """PostgreSQL: take the advisory lock ``key`` until this transaction ends, if free.
+    SQLite has one writer at a time, so a write transaction is already exclusive: True."""
+    if conn.dialect.name != "postgresql":
+        return True
+    locked = await conn.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": key})
+    return bool(locked.scalar_one())
+
+
+# --- integrations and tenants ---
+
+
+Stamp = tuple[int, int, int, datetime | None]
+
+
+async def integration_stamps(conn: AsyncConnection, org_ids: Collection[int]) -> dict[int, Stamp]:
+    """Per owner: how many integrations, the sum of their versions, how many are active, and
+    the latest change. Any create, update, restore, enable/disable (by a user or the engine)
+    or delete changes it, even when the nodes' clocks disagree (versions only grow)."""
+    table = outbound_integrations
+    query = (
+        select(
+            table.c.org_id,
+            func.count(),
+            func.coalesce(func.sum(table.c.version), 0),
+            func.coalesce(func.sum(case((table.c.is_active, 1), else_=0)), 0),
+            func.max(table.c.updated_at),
+        )
+        .where(table.c.org_id.in_(list(org_ids)))
+        .group_by(table.c.org_id)
+    )
+    found: dict[int, Stamp] = {}
+    for org_id, count, versions, active, changed in (await conn.execute(query)).all():
+        found[int(org_id)] = (int(count), int(versions), int(active), _aware(changed))
+    return found
+
+
+async def active_integration_rows(
+    conn: AsyncConnection, org_ids: Collection[int]
+) -> list[RowMapping]:
+    """The active integrations of these owners, oldest first, without their sealed secrets
+    (matching never needs a credential)."""
+    table = outbound_integrations
+    query = (
+        select(
+            table.c.id,
+            table.c.org_id,
+            table.c.version,
+            table.c.config,
+            table.c.consecutive_failures,
+            table.c.disabled_reason,
+            table.c.disabled_at,
+            table.c.created_by,
+            table.c.created_at,
+            table.c.updated_at,
+        )
+        .where(table.c.org_id.in_(list(org_ids)), table.c.is_active.is_(True))
+        .order_by(table.c.id)
+    )
+    return list((await conn.execute(query)).mappings().all())
+
+
+async def integration_state(
+    conn: AsyncConnection, integration_id: str, org_ids: Collection[int]
+) -> bool | None:
+    """Whether an integration of one of ``org_ids`` is active; None if there is none."""
+    table = outbound_integrations
+    query = select(table.c.is_active).where(
+        table.c.id == integration_id, table.c.org_id.in_(list(org_ids))
+    )
+    value = (await conn.execute(query)).scalar_one_or_none()
+    return None if value is None else bool(value)
+
+
+@dataclass(frozen=True, slots=True)
+class EntityLink:
+    id: int
+    parent_id: int | None
+    timezone: str | None
+
+
+async def entity_links(conn: AsyncConnection, entity_ids: Collection[int]) -> dict[int, EntityLink]:
+    query = select(entities.c.id, entities.c.parent_id, entities.c.timezone).where(
+        entities.c.id.in_(list(entity_ids))
+    )
+    return {
+        int(row.id): EntityLink(int(row.id), row.parent_id, row.timezone)
+        for row in (await conn.execute(query)).all()
+    }
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # func.max() loses the column type on SQLite (a naive or textual value comes back).
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(str(value))
