@@ -169,6 +169,7 @@ async def test_retention_trims_by_age_and_size_but_waits_for_system_groups(world
     )
     await publish(world, 10)
     later = StreamService(svc.db, clock=lambda: datetime.now(UTC) + timedelta(hours=2))
+    assert (await later.enforce_retention()).events == 0  # the dispatcher has not started here
     async with svc.db.write() as conn:
         await consumer_offsets.commit(conn, 100, "$dispatcher", "s1", {0: 4}, datetime.now(UTC))
     report = await later.enforce_retention()

@@ -43,6 +43,7 @@ from junctionbox.domain.events import StoredEvent
 from junctionbox.services.container import Services
 from junctionbox.services.event_log import EVENTS_CHANNEL
 from junctionbox.services.fanout import Fanout, FanoutPlan, IntegrationCatalog
+from junctionbox.services.streams import DISPATCHER_GROUP
 from junctionbox.store.pg_listener import PgListener, asyncpg_dsn
 from junctionbox.store.queries import dispatch as queries
 from junctionbox.store.queries import events as event_queries
@@ -50,7 +51,7 @@ from junctionbox.store.queries.dispatch import PartitionPosition
 from junctionbox.store.types import utcnow
 
 log = logging.getLogger(__name__)
-GROUP: Final = "$dispatcher"
+GROUP: Final = DISPATCHER_GROUP
 MAX_BACKOFF_SECONDS: Final = 30.0
 PartitionKey = tuple[int, str, int]  # (org id, stream, partition)
 

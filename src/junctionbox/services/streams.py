@@ -31,6 +31,9 @@ from junctionbox.store.types import utcnow
 
 log = logging.getLogger(__name__)
 SYSTEM_GROUP_PREFIX = "$"
+# Every event must be dispatched before retention may remove it: a partition this group has
+# not read yet keeps all of its events.
+DISPATCHER_GROUP = "$dispatcher"
 _GROUP = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 MAX_PARTITIONS = 1024
 
@@ -283,6 +286,8 @@ class StreamService:
         parts = {p.partition: p for p in await queries.partitions(conn, org_id, name)}
         part = parts.get(partition)
         if part is None:
+            return 0, 0
+        if await offsets.committed_offset(conn, org_id, DISPATCHER_GROUP, name, partition) is None:
             return 0, 0
         below = part.first_offset
         if stream.retention_seconds is not None:

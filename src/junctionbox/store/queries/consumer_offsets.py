@@ -103,6 +103,20 @@ async def forget(conn: AsyncConnection, org_id: int, group: str, stream: str | N
     return int((await conn.execute(statement)).rowcount or 0)
 
 
+async def committed_offset(
+    conn: AsyncConnection, org_id: int, group: str, stream: str, partition: int
+) -> int | None:
+    """The group's committed offset on one partition, None when it has none yet."""
+    query = select(consumer_offsets.c.committed_offset).where(
+        consumer_offsets.c.org_id == org_id,
+        consumer_offsets.c.group_name == group,
+        consumer_offsets.c.stream == stream,
+        consumer_offsets.c.partition == partition,
+    )
+    value = (await conn.execute(query)).scalar_one_or_none()
+    return None if value is None else int(value)
+
+
 async def protected_floor(
     conn: AsyncConnection, org_id: int, stream: str, partition: int, prefix: str
 ) -> int | None:
