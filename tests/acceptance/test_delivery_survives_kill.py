@@ -41,6 +41,8 @@ class Server:
             database_url,
             JB_SECRET_KEY="kill-test-secret-key-0123456789abcdefghijklmnop",
             JB_SSRF_ALLOWLIST=sink.allowlist_entry,
+            # Jobs the killed worker held are claimable again when their lease runs out.
+            JB_WORKER_LEASE_SECONDS="5",
         )
         self.tmp_path = tmp_path
         self.process: subprocess.Popen[bytes] | None = None
