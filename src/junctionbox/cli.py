@@ -76,7 +76,9 @@ def serve(
     roles: Annotated[
         str | None,
         typer.Option(
-            envvar="JB_ROLES", help="Comma-separated roles (api) or all.", show_envvar=True
+            envvar="JB_ROLES",
+            help="Comma-separated roles (api, dispatcher, worker, scheduler) or all.",
+            show_envvar=True,
         ),
     ] = None,
     log_format: Annotated[
@@ -163,6 +165,42 @@ def create_api_key(
     key_id, key = _run(run)
     err.print(f"created API key {key_id}; it is shown only now:")
     sys.stdout.write(key + "\n")
+
+
+@app.command()
+def receive(
+    port: Annotated[int, typer.Option(help="Port to listen on (127.0.0.1).")] = 9000,
+    secret: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="The integration's signing secret (whsec_… or whpk_…); repeat during a rotation.",
+            envvar="JB_RECEIVE_SECRET",
+            show_envvar=True,
+        ),
+    ] = None,
+    status: Annotated[int, typer.Option(help="Status to answer with.")] = 204,
+) -> None:
+    """Run a local webhook receiver that checks signatures and prints every delivery.
+
+    For trying integrations out: point one at http://127.0.0.1:PORT/… and allow it with
+    JB_SSRF_ALLOWLIST=127.0.0.1:PORT on the gateway.
+    """
+    from aiohttp import web
+
+    from junctionbox.connectors.webhook_receiver import ReceivedWebhook, receiver_app
+
+    def show(hook: ReceivedWebhook) -> None:
+        verdict = {None: "unchecked", True: "[green]valid[/green]", False: "[red]INVALID[/red]"}
+        out.print(
+            f"{hook.method} {hook.path}  webhook-id={hook.webhook_id}  "
+            f"signature {verdict[hook.signature_ok]}"
+            + (f" ({hook.problem})" if hook.problem else "")
+        )
+        out.print(hook.body.decode("utf-8", errors="replace"), markup=False, highlight=False)
+
+    err.print(f"receiving webhooks on http://127.0.0.1:{port}/ (Ctrl-C to stop)")
+    app_ = receiver_app(show, secrets=tuple(secret or ()), status=status)
+    web.run_app(app_, host="127.0.0.1", port=port, print=None, access_log=None)
 
 
 @app.command()
