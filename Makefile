@@ -9,6 +9,8 @@ JB_PORT ?= 8080
 # Local default admin for `make run` only; set your own for anything shared.
 JB_ADMIN_EMAIL    ?= admin@example.com
 JB_ADMIN_PASSWORD ?= junctionbox-admin
+# Local only: lets integrations reach `junctionbox receive` on this machine (README step 7).
+JB_SSRF_ALLOWLIST ?= 127.0.0.1:9000
 export JB_HOST JB_PORT
 
 .PHONY: run test lint bench venv clean
@@ -28,6 +30,7 @@ run: $(STAMP)
 	@echo "  log in   : POST /api/v1/auth/login {\"email\": \"$(JB_ADMIN_EMAIL)\", \"password\": \"$(JB_ADMIN_PASSWORD)\"}"
 	@echo "             (created on first start when no user exists; change it for anything shared)"
 	JB_ADMIN_EMAIL=$(JB_ADMIN_EMAIL) JB_ADMIN_PASSWORD=$(JB_ADMIN_PASSWORD) \
+	JB_SSRF_ALLOWLIST=$(JB_SSRF_ALLOWLIST) \
 	JB_LOG_FORMAT=$${JB_LOG_FORMAT:-console} $(BIN)/junctionbox serve
 
 test: $(STAMP)

@@ -1,9 +1,10 @@
 """The composition root: builds the store and services from Settings and runs the roles.
 
-Roles are what a process does. ``api`` serves HTTP; ``scheduler`` runs the time-driven loops
-(stream retention, idempotency-key expiry, SQL table sources). ``all`` runs every role, which
-is what ``make run`` does on the embedded SQLite store. Every process answers the health
-endpoints.
+Roles are what a process does. ``api`` serves HTTP; ``dispatcher`` reads the event log and
+queues a delivery job per matching integration; ``worker`` runs delivery jobs; ``scheduler``
+runs the time-driven loops (DLQ retries, stream retention, idempotency-key expiry, SQL table
+sources). ``all`` runs every role, which is what ``make run`` does on the embedded SQLite
+store. Every process answers the health endpoints.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ from junctionbox.connectors.http_client import GuardedHttpClient
 from junctionbox.domain.event_envelope import EnvelopeLimits
 from junctionbox.domain.netguard import parse_allowlist
 from junctionbox.domain.secretbox import SecretBox
+from junctionbox.engine.delivery_worker import DeliveryWorker
+from junctionbox.engine.dispatcher import Dispatcher
+from junctionbox.engine.dlq_worker import DlqWorker
 from junctionbox.engine.maintenance import Maintenance
 from junctionbox.engine.sql_poller import SqlSourcePoller
 from junctionbox.errors import ConfigurationError
@@ -58,7 +62,7 @@ from junctionbox.store.database import Database
 
 log = logging.getLogger(__name__)
 
-KNOWN_ROLES = ("api", "scheduler")
+KNOWN_ROLES = ("api", "dispatcher", "worker", "scheduler")
 SECRET_FILE = "secret.key"  # noqa: S105 (a file name, not a secret)
 
 
@@ -179,7 +183,13 @@ def role_loops(
 ) -> list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]]:
     """The long-running loops of the roles in ``plan``; each stops when its event is set."""
     loops: list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] = []
+    if "dispatcher" in plan.roles:
+        loops.append(Dispatcher(services, node_id=node_id()).run)
+    if "worker" in plan.roles:
+        listeners = (services.dlq, services.schedules)
+        loops.append(DeliveryWorker(services, node_id=node_id(), listeners=listeners).run)
     if "scheduler" in plan.roles:
+        loops.append(DlqWorker(services, node_id=node_id()).run)
         loops.append(Maintenance(services.streams, services.publisher).run)
         loops.append(SqlSourcePoller(services.sources, node_id=node_id()).run)
     return loops

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import builtins
 import secrets
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -204,6 +204,64 @@ class JobQueue:
         values = {"state": READY, "attempts": jobs.c.attempts - 1, **_NO_LEASE}
         return bool(await self._fenced(conn, [Lease(job_id, lease_token)], values, wake=True))
 
+    async def defer(
+        self,
+        job_id: str,
+        lease_token: str,
+        run_at: datetime,
+        *,
+        conn: AsyncConnection | None = None,
+    ) -> bool:
+        """Back to ready at ``run_at`` without spending the attempt (a rate limit, an open
+        circuit or a busy destination held the job up: nothing was sent)."""
+        return bool(await self.defer_many([(Lease(job_id, lease_token), run_at)], conn=conn))
+
+    async def defer_many(
+        self,
+        items: Sequence[tuple[Lease, datetime]],
+        *,
+        conn: AsyncConnection | None = None,
+        notes: Mapping[str, str] | None = None,
+    ) -> set[str]:
+        """:meth:`defer` for several jobs in one statement; the ids whose leases were ours.
+
+        ``notes`` (by job id) replace those jobs' ``last_error`` (why they wait); the
+        others keep theirs.
+        """
+        if not items:
+            return set()
+        _require_aware(when for _, when in items)
+        run_at = _per_job({lease.job_id: when for lease, when in items}, jobs.c.run_at)
+        values = {"state": READY, "run_at": run_at, "attempts": jobs.c.attempts - 1, **_NO_LEASE}
+        if notes:
+            whens = {job_id: literal(clip_error(note)) for job_id, note in notes.items()}
+            values["last_error"] = case(whens, value=jobs.c.id, else_=jobs.c.last_error)
+        now = self.clock()
+        wake = any(when <= now for _, when in items)
+        return set(await self._fenced(conn, [lease for lease, _ in items], values, wake=wake))
+
+    async def retry_many(
+        self,
+        items: Sequence[tuple[Lease, datetime, str]],
+        *,
+        conn: AsyncConnection | None = None,
+    ) -> set[str]:
+        """:meth:`retry` for several jobs (lease, run_at, error) in one statement."""
+        if not items:
+            return set()
+        _require_aware(when for _, when, _ in items)
+        run_at = _per_job({lease.job_id: when for lease, when, _ in items}, jobs.c.run_at)
+        errors = {lease.job_id: clip_error(error) for lease, _, error in items}
+        values = {
+            "state": READY,
+            "run_at": run_at,
+            "last_error": _per_job(errors, jobs.c.last_error),
+            **_NO_LEASE,
+        }
+        now = self.clock()
+        wake = any(when <= now for _, when, _ in items)
+        return set(await self._fenced(conn, [lease for lease, _, _ in items], values, wake=wake))
+
     async def _fenced(
         self,
         conn: AsyncConnection | None,
@@ -342,6 +400,18 @@ class JobQueue:
         )
 
     # ------------------------------------------------------------------ introspection
+
+    async def unfinished(self, queue: str, *, due_before: datetime | None = None) -> int:
+        """How many jobs of ``queue`` are running, or ready (and due before ``due_before``,
+        when given): zero means the queue is idle up to that instant."""
+        waiting = jobs.c.state == READY
+        if due_before is not None:
+            waiting = and_(waiting, jobs.c.run_at <= due_before)
+        query = select(func.count()).where(
+            jobs.c.queue == queue, or_(jobs.c.state == RUNNING, waiting)
+        )
+        async with self.db.read() as conn:
+            return int((await conn.execute(query)).scalar_one())
 
     async def get(self, job_id: str, *, org_id: int | Collection[int] | None = None) -> Job | None:
         query = select(jobs).where(jobs.c.id == job_id, *_scoped(org_id))
@@ -506,6 +576,19 @@ def _reap_expired(queue: str, now: datetime) -> Update:
             **_NO_LEASE,
         )
     )
+
+
+def _require_aware(moments: Iterable[datetime]) -> None:
+    if any(moment.tzinfo is None for moment in moments):
+        raise ValueError("run_at must be timezone-aware")
+
+
+def _per_job(values: dict[str, Any], column: Any) -> Any:
+    """A value per job id for one column of a multi-job update (``CASE id WHEN ...``)."""
+    if len(set(values.values())) == 1:
+        return literal(next(iter(values.values())), column.type)
+    whens = {job_id: literal(value, column.type) for job_id, value in values.items()}
+    return case(whens, value=jobs.c.id)
 
 
 def _holding(leases: Sequence[Lease]) -> ColumnElement[bool]:

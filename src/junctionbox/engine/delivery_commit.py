@@ -1,0 +1,331 @@
+"""Writing attempt outcomes: log rows and job transitions, many per transaction.
+
+One transaction per batch of finished attempts:
+
+1. the jobs move on, each fenced by its claim's lease token: completed (delivered,
+   skipped), retried at their time, dead-lettered, or deferred/released without spending
+   the attempt. A job whose lease was lost (its lease expired and someone else claimed it,
+   or an operator cancelled it) is left out of everything below: no log row, no listener
+   effect, as if its transaction had been rolled back;
+2. the attempts' ``delivery_logs`` rows are inserted (one executemany);
+3. per integration: the auto-disable streak (reset by a delivery, counted by a final
+   failure; the Nth consecutive one disables the integration and raises an alert), and
+   410 Gone disables at once;
+4. the next action of a multi-action integration is enqueued after a delivered one;
+5. every listener (DLQ, schedules) hears how each finished job ended;
+6. the circuit breakers that changed are saved.
+
+A job is never acknowledged without its log row: both are in the same commit. If the batch
+fails (a listener raised, the database hiccuped), each outcome is tried again in a
+transaction of its own, so one bad outcome cannot hold up the others; an outcome that still
+cannot be written is left to its lease, which expires, and the job runs again (the same
+``webhook-id``: at-least-once).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from junctionbox.domain.delivery import (
+    DELIVERY_JOB_KIND,
+    DELIVERY_QUEUE,
+    DeliveryJob,
+    DeliveryOutcome,
+    FinalState,
+    message_id,
+)
+from junctionbox.engine.delivery_attempt import FINAL_DISPOSITIONS, AttemptOutcome, Disposition
+from junctionbox.queue.jobs import Lease, NewJob
+from junctionbox.queue.store import JobQueue
+from junctionbox.services.breakers import Breakers
+from junctionbox.services.delivery_hooks import DeliveryListener
+from junctionbox.store.database import Database
+from junctionbox.store.queries.alerts import raise_alert
+from junctionbox.store.queries.delivery_attempts import cap_text, insert_attempts
+from junctionbox.store.queries.integrations import disable_integration, record_outcome
+from junctionbox.store.types import utcnow
+
+log = logging.getLogger(__name__)
+
+ALERT_AUTO_DISABLED = "INTEGRATION_AUTO_DISABLED"
+ALERT_GONE = "INTEGRATION_GONE"
+_ORIGINAL_PAYLOAD_BYTES = 64 * 1024
+
+
+class AttemptCommitter:
+    """Writes outcomes; returns which jobs were still ours (the others were dropped)."""
+
+    def __init__(
+        self,
+        db: Database,
+        queue: JobQueue,
+        breakers: Breakers,
+        listeners: Sequence[DeliveryListener] = (),
+        *,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.db = db
+        self.queue = queue
+        self.breakers = breakers
+        self.listeners = tuple(listeners)
+        self.clock = clock
+
+    async def commit(self, outcomes: Sequence[AttemptOutcome]) -> tuple[set[str], set[str]]:
+        """Write ``outcomes``: (ids committed, ids whose lease was lost). Ids in neither
+        could not be written now (the caller may try again later)."""
+        if not outcomes:
+            return set(), set()
+        try:
+            return await self._commit_batch(outcomes)
+        except Exception:
+            if len(outcomes) == 1:
+                log.exception("could not record the outcome of job %s", outcomes[0].job_id)
+                return set(), set()
+            log.warning("batch of %d outcomes failed; writing one by one", len(outcomes))
+        kept: set[str] = set()
+        lost: set[str] = set()
+        for outcome in outcomes:
+            try:
+                done, gone = await self._commit_batch([outcome])
+            except Exception:
+                log.exception("could not record the outcome of job %s", outcome.job_id)
+                continue
+            kept |= done
+            lost |= gone
+        return kept, lost
+
+    async def _commit_batch(self, outcomes: Sequence[AttemptOutcome]) -> tuple[set[str], set[str]]:
+        now = self.clock()
+        async with self.db.write() as conn:
+            kept = await self._move_jobs(conn, outcomes)
+            mine = [o for o in outcomes if o.job_id in kept]
+            await insert_attempts(conn, [o.row for o in mine if o.row is not None])
+            finals = await self._integrations(conn, mine, now)
+            await self._next_actions(conn, mine, now)
+            await self._tell_listeners(conn, mine, finals)
+            breaker_rows = self.breakers.dirty_rows(now.timestamp())
+            await self.breakers.save(conn, breaker_rows)
+        self.breakers.saved(breaker_rows)
+        lost = {o.job_id for o in outcomes} - kept
+        for job_id in sorted(lost):
+            log.warning("lease of job %s was lost; its outcome is not recorded", job_id)
+        return kept, lost
+
+    async def _move_jobs(
+        self, conn: AsyncConnection, outcomes: Sequence[AttemptOutcome]
+    ) -> set[str]:
+        by: dict[Disposition, list[AttemptOutcome]] = {}
+        for outcome in outcomes:
+            by.setdefault(outcome.disposition, []).append(outcome)
+        done = [*by.get(Disposition.DELIVERED, []), *by.get(Disposition.SKIP, [])]
+        kept = await self.queue.complete_many([_lease(o) for o in done], conn=conn)
+        retries = [
+            (_lease(o), _when(o), o.error or "failed") for o in by.get(Disposition.RETRY, [])
+        ]
+        kept |= await self.queue.retry_many(retries, conn=conn)
+        for outcome in [*by.get(Disposition.DEAD_LETTER, []), *by.get(Disposition.DISABLE, [])]:
+            error = outcome.error or "failed"
+            if await self.queue.dead_letter(outcome.job_id, _token(outcome), error, conn=conn):
+                kept.add(outcome.job_id)
+        waiting = [*by.get(Disposition.DEFER, []), *by.get(Disposition.RELEASE, [])]
+        notes = {o.job_id: o.note for o in waiting if o.note is not None}
+        kept |= await self.queue.defer_many(
+            [(_lease(o), _when(o)) for o in waiting], conn=conn, notes=notes
+        )
+        return kept
+
+    async def _integrations(
+        self, conn: AsyncConnection, outcomes: Sequence[AttemptOutcome], now: datetime
+    ) -> dict[str, FinalState]:
+        """Streaks, auto-disable, 410 Gone (in integration order, so that two nodes lock
+        integration rows in the same order); the final state of each finished job."""
+        finals: dict[str, FinalState] = {}
+        delivered: set[str] = set()
+        ordered = sorted(
+            (o for o in outcomes if o.disposition in FINAL_DISPOSITIONS),
+            key=lambda o: (o.delivery.integration_id if o.delivery else "", o.job_id),
+        )
+        for outcome in ordered:
+            finals[outcome.job_id] = await self._final(conn, outcome, delivered, now)
+        return finals
+
+    async def _final(
+        self, conn: AsyncConnection, outcome: AttemptOutcome, delivered: set[str], now: datetime
+    ) -> FinalState:
+        stored = outcome.prepared.stored
+        if outcome.disposition is Disposition.SKIP:
+            delivery = outcome.delivery
+            log.info(
+                "delivery %s skipped: %s",
+                delivery.message_id if delivery else outcome.job_id,
+                outcome.error,
+            )
+            return FinalState.SKIPPED
+        if stored is None:
+            return FinalState.DEAD_LETTERED
+        if outcome.disposition is Disposition.DELIVERED:
+            if stored.id not in delivered:  # one reset per integration and batch is enough
+                delivered.add(stored.id)
+                await record_outcome(conn, stored.id, failed=False, disable_after=0, now=now)
+            return FinalState.DELIVERED
+        if outcome.disposition is Disposition.DISABLE:
+            reason = "the destination answered 410 Gone"
+            await disable_integration(conn, stored.id, reason, now)
+            await self._alert(conn, outcome, ALERT_GONE, f"{stored.integration.name}: {reason}")
+            return FinalState.DISABLED
+        if not outcome.counts_toward_disable:
+            return FinalState.DEAD_LETTERED
+        disable_after = stored.integration.disable_after_failures
+        if await record_outcome(conn, stored.id, failed=True, disable_after=disable_after, now=now):
+            message = (
+                f"{stored.integration.name}: disabled after {disable_after} consecutive "
+                "failed deliveries"
+            )
+            await self._alert(conn, outcome, ALERT_AUTO_DISABLED, message)
+            return FinalState.DISABLED
+        return FinalState.DEAD_LETTERED
+
+    async def _alert(
+        self, conn: AsyncConnection, outcome: AttemptOutcome, kind: str, message: str
+    ) -> None:
+        stored = outcome.prepared.stored
+        assert stored is not None
+        log.warning("integration %s disabled: %s", stored.id, message)
+        await raise_alert(
+            conn,
+            org_id=stored.org_id,
+            kind=kind,
+            message=message,
+            now=self.clock(),
+            severity="ERROR",
+            subject_id=stored.id,
+            details={
+                "integrationId": stored.id,
+                "deliveryId": outcome.delivery.message_id if outcome.delivery else None,
+                "lastError": outcome.error,
+                "errorCategory": outcome.error_category,
+            },
+        )
+
+    async def _next_actions(
+        self, conn: AsyncConnection, outcomes: Sequence[AttemptOutcome], now: datetime
+    ) -> None:
+        jobs = [
+            job
+            for o in outcomes
+            if o.disposition is Disposition.DELIVERED
+            and (job := _next_action_job(o, now)) is not None
+        ]
+        if jobs:
+            await self.queue.enqueue(conn, jobs)
+
+    async def _tell_listeners(
+        self,
+        conn: AsyncConnection,
+        outcomes: Sequence[AttemptOutcome],
+        finals: dict[str, FinalState],
+    ) -> None:
+        if not self.listeners:
+            return
+        for outcome in outcomes:
+            state = finals.get(outcome.job_id)
+            if state is None or outcome.delivery is None:
+                continue
+            told = _delivery_outcome(outcome, state)
+            for listener in self.listeners:
+                await listener.on_final(conn, outcome.delivery, told)
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _lease(outcome: AttemptOutcome) -> Lease:
+    return Lease(outcome.job_id, _token(outcome))
+
+
+def _token(outcome: AttemptOutcome) -> str:
+    token = outcome.prepared.job.lease_token
+    if token is None:
+        raise ValueError(f"job {outcome.job_id} was not claimed")
+    return token
+
+
+def _when(outcome: AttemptOutcome) -> datetime:
+    if outcome.run_at is None:
+        raise ValueError(f"outcome of job {outcome.job_id} has no time")
+    return outcome.run_at
+
+
+def _delivery_outcome(outcome: AttemptOutcome, state: FinalState) -> DeliveryOutcome:
+    p, row = outcome.prepared, outcome.row
+    payload = p.ready.event.payload if p.ready is not None else None
+    return DeliveryOutcome(
+        state=state,
+        attempts=p.job.attempts,
+        error=outcome.error if state is not FinalState.DELIVERED else None,
+        error_category=outcome.error_category if state is not FinalState.DELIVERED else None,
+        response_status=outcome.response_status,
+        trace_id=row.trace_id if row is not None else None,
+        target_url=row.target_url if row is not None else None,
+        http_method=row.http_method if row is not None else None,
+        integration_name=p.stored.integration.name if p.stored is not None else None,
+        original_payload=cap_text(payload, _ORIGINAL_PAYLOAD_BYTES),
+    )
+
+
+def _next_action_job(outcome: AttemptOutcome, now: datetime) -> NewJob | None:
+    """After action i of a multi-action integration was delivered: action i+1's job, due
+    after its delay. Its dedupe key makes a redelivery of action i enqueue it only once."""
+    ready = outcome.prepared.ready
+    if ready is None:
+        return None
+    actions = ready.stored.integration.effective_actions()
+    index = ready.delivery.action_index + 1
+    if index >= len(actions):
+        return None
+    current, event = ready.delivery, ready.event
+    following = replace(
+        current,
+        action_index=index,
+        message_id=message_id(
+            current.org_id,
+            event.source,
+            current.event_id,
+            current.integration_id,
+            index,
+            _occurrence(current),
+        ),
+        # The schedule and the DLQ entry are decided by the chain's first job: this one is
+        # a delivery of its own (with its own retries and, if it fails, its own DLQ entry).
+        scheduled_id=None,
+        dlq_entry_id=None,
+        integration_version=ready.stored.version,
+    )
+    job = outcome.prepared.job
+    policy = ready.stored.integration.retry_policy
+    return NewJob(
+        kind=DELIVERY_JOB_KIND,
+        payload=following.to_payload(),
+        queue=DELIVERY_QUEUE,
+        org_id=job.org_id,
+        priority=job.priority,
+        run_at=now + timedelta(milliseconds=actions[index].delay_ms),
+        max_attempts=policy.max_retries + 1,
+        ordering_key=job.ordering_key,
+        dedupe_key=f"dlv:{following.message_id}",
+    )
+
+
+def _occurrence(delivery: DeliveryJob) -> int:
+    """A RECURRING occurrence's later actions must differ from the other occurrences':
+    the job does not carry the occurrence number, but its message id is unique to it."""
+    if delivery.scheduled_id is None:
+        return 0
+    digest = hashlib.sha256(delivery.message_id.encode()).digest()
+    return int.from_bytes(digest[:6], "big")

@@ -1,0 +1,211 @@
+"""Loading what a batch of claimed delivery jobs needs, in one read transaction.
+
+For each job: its payload as a :class:`DeliveryJob`, the integration (parsed configuration
+with opened credentials, cached until its change stamp moves), the action, the event from
+the log and the destination origin (the key of fairness and of the circuit breaker). A job
+that cannot run gets a :class:`Problem` saying how it ends instead: skipped (integration
+deleted, inactive, not the tenant's, or the action no longer exists) or failed for good
+(the event is no longer in the log, the payload or the integration cannot be read).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from junctionbox.domain.delivery import DeliveryJob
+from junctionbox.domain.events import StoredEvent
+from junctionbox.domain.outbound import Action, StoredIntegration
+from junctionbox.domain.secretbox import SecretBox
+from junctionbox.queue.jobs import Job
+from junctionbox.services.breakers import Breakers, origin_of
+from junctionbox.store.database import Database
+from junctionbox.store.queries.delivery_attempts import (
+    IntegrationStamp,
+    Position,
+    events_at,
+    integration_stamps,
+    parents_of,
+)
+from junctionbox.store.queries.integrations import load_integration
+
+log = logging.getLogger(__name__)
+
+_MAX_CACHED = 10_000
+
+
+class ProblemKind(StrEnum):
+    SKIP = "SKIP"  # nothing to deliver any more: the job completes, no attempt is logged
+    FAIL = "FAIL"  # cannot be delivered: logged as failed and dead-lettered
+
+
+@dataclass(frozen=True)
+class Problem:
+    kind: ProblemKind
+    message: str
+    category: str
+
+
+@dataclass(frozen=True)
+class Ready:
+    """Everything a runnable delivery needs."""
+
+    delivery: DeliveryJob
+    stored: StoredIntegration
+    action: Action
+    event: StoredEvent
+    destination: str  # ``scheme://host:port`` of the action's target
+
+    @property
+    def breaker_key(self) -> tuple[int, str]:
+        """Breakers are per (integration owner, destination origin)."""
+        return (self.stored.org_id, self.destination)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A claimed job, ``ready`` to run, or with the ``problem`` that ends it (and whatever
+    could be found for that problem's log row)."""
+
+    job: Job
+    delivery: DeliveryJob | None
+    ready: Ready | None = None
+    problem: Problem | None = None
+    stored: StoredIntegration | None = None
+    action: Action | None = None
+
+    @property
+    def destination(self) -> str | None:
+        return self.ready.destination if self.ready is not None else None
+
+
+class DeliveryLoader:
+    """Prepares claimed jobs; keeps parsed integrations and tenants' parents cached."""
+
+    def __init__(self, db: Database, secretbox: SecretBox, breakers: Breakers) -> None:
+        self.db = db
+        self.secretbox = secretbox
+        self.breakers = breakers
+        self._integrations: dict[str, tuple[IntegrationStamp, StoredIntegration]] = {}
+        self._parents: dict[int, int | None] = {}
+
+    async def prepare(self, jobs: Sequence[Job]) -> list[Prepared]:
+        deliveries = [_delivery_of(job) for job in jobs]
+        wanted = [d for d in deliveries if d is not None]
+        async with self.db.read() as conn:
+            integrations = await self._load_integrations(conn, {d.integration_id for d in wanted})
+            positions = {_position(d) for d in wanted}
+            found_events = await events_at(conn, positions) if positions else {}
+            await self._load_parents(conn, {d.org_id for d in wanted})
+            prepared = [
+                self._prepare(job, delivery, integrations, found_events)
+                for job, delivery in zip(jobs, deliveries, strict=True)
+            ]
+            keys = {p.ready.breaker_key for p in prepared if p.ready is not None}
+            await self.breakers.refresh(conn, keys)
+        return prepared
+
+    def _prepare(
+        self,
+        job: Job,
+        delivery: DeliveryJob | None,
+        integrations: dict[str, StoredIntegration | Problem],
+        found_events: dict[Position, StoredEvent],
+    ) -> Prepared:
+        if delivery is None:
+            problem = Problem(ProblemKind.FAIL, "the job's payload is not a delivery", "INVALID")
+            return Prepared(job, None, problem=problem)
+        stored = integrations.get(delivery.integration_id)
+        if stored is None:
+            return _skip(job, delivery, "the integration was deleted")
+        if isinstance(stored, Problem):
+            return Prepared(job, delivery, problem=stored)
+        if not self._belongs(stored, delivery):
+            log.error(
+                "delivery job %s names integration %s of another tenant; skipped",
+                job.id,
+                stored.id,
+            )
+            return _skip(job, delivery, "the integration does not serve this tenant")
+        if not stored.is_active:
+            return _skip(job, delivery, "the integration is inactive", stored)
+        actions = stored.integration.effective_actions()
+        if not 0 <= delivery.action_index < len(actions):
+            return _skip(job, delivery, "the action no longer exists", stored)
+        action = actions[delivery.action_index]
+        event = found_events.get(_position(delivery))
+        if event is None or event.event_id != delivery.event_id:
+            problem = Problem(
+                ProblemKind.FAIL, "the event is no longer in the log", "EVENT_MISSING"
+            )
+            return Prepared(job, delivery, problem=problem, stored=stored, action=action)
+        ready = Ready(delivery, stored, action, event, origin_of(action.target_url))
+        return Prepared(job, delivery, ready, stored=stored, action=action)
+
+    def _belongs(self, stored: StoredIntegration, delivery: DeliveryJob) -> bool:
+        # An integration serves its own tenant's events and, unless scoped to the entity
+        # only, its units' (the dispatcher checks scope and exclusions when matching).
+        return stored.org_id in (delivery.org_id, self._parents.get(delivery.org_id))
+
+    async def _load_integrations(
+        self, conn: AsyncConnection, ids: set[str]
+    ) -> dict[str, StoredIntegration | Problem]:
+        if not ids:
+            return {}
+        stamps = await integration_stamps(conn, ids)
+        loaded: dict[str, StoredIntegration | Problem] = {}
+        for integration_id, stamp in stamps.items():
+            cached = self._integrations.get(integration_id)
+            if cached is not None and cached[0] == stamp:
+                loaded[integration_id] = cached[1]
+                continue
+            loaded[integration_id] = await self._load_one(conn, integration_id, stamp)
+        for gone in ids - stamps.keys():
+            self._integrations.pop(gone, None)
+        return loaded
+
+    async def _load_one(
+        self, conn: AsyncConnection, integration_id: str, stamp: IntegrationStamp
+    ) -> StoredIntegration | Problem:
+        try:
+            stored = await load_integration(conn, self.secretbox, integration_id)
+        except Exception:  # a configuration that no longer parses, or unreadable secrets
+            log.exception("integration %s cannot be loaded", integration_id)
+            message = "the integration's configuration cannot be read"
+            return Problem(ProblemKind.FAIL, message, "CONFIG_ERROR")
+        if stored is None:
+            return Problem(ProblemKind.SKIP, "the integration was deleted", "SKIPPED")
+        if len(self._integrations) >= _MAX_CACHED:
+            self._integrations.clear()
+        self._integrations[integration_id] = (stamp, stored)
+        return stored
+
+    async def _load_parents(self, conn: AsyncConnection, org_ids: set[int]) -> None:
+        unknown = org_ids - self._parents.keys()
+        if unknown:
+            found = await parents_of(conn, unknown)
+            self._parents.update({org_id: found.get(org_id) for org_id in unknown})
+
+
+def _delivery_of(job: Job) -> DeliveryJob | None:
+    try:
+        return DeliveryJob.from_payload(job.payload)
+    except (KeyError, TypeError, ValueError):
+        log.error("job %s has a payload that is not a delivery", job.id)
+        return None
+
+
+def _position(delivery: DeliveryJob) -> Position:
+    event = delivery.event
+    return (delivery.org_id, event.stream, event.partition, event.offset)
+
+
+def _skip(
+    job: Job, delivery: DeliveryJob, message: str, stored: StoredIntegration | None = None
+) -> Prepared:
+    problem = Problem(ProblemKind.SKIP, message, "SKIPPED")
+    return Prepared(job, delivery, problem=problem, stored=stored)
