@@ -84,7 +84,11 @@ async def test_each_event_becomes_one_job_per_matching_integration(svc: Services
             DELIVERY_QUEUE,
             f"dlv:{expected}",
         )
-        assert (job.org_id, job.max_attempts, job.ordering_key) == (101, 6, None)
+        assert (job.org_id, job.max_attempts, job.ordering_key) == (
+            101,
+            7,
+            None,
+        )  # 5 retries + first send + a spare claim
         assert (payload.integration_id, payload.integration_version) == (hook.id, 1)
         assert (payload.event_id, payload.event_type, payload.trigger) == (
             event["id"],
@@ -277,7 +281,7 @@ async def test_recurring_first_occurrence_is_in_the_tenants_time_zone(svc: Servi
     assert row.recurring_config["timezone"] == "Asia/Kolkata"
     assert row.recurring_config["delivery"] == {
         "source": "shop",
-        "maxAttempts": 4,
+        "maxAttempts": 5,
         "orderingKey": None,
     }
     assert (row.integration_id, row.org_id, row.status) == (hook.id, 101, ScheduleStatus.PENDING)

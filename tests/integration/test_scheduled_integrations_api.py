@@ -78,7 +78,7 @@ async def test_a_recurring_series_runs_to_its_max_occurrences(svc: Services) -> 
     assert (job.run_at, job.dedupe_key, job.max_attempts) == (
         second.scheduled_for,
         f"dlv:{expected}",
-        4,
+        5,
     )
     await finish(svc, second.job_id or "", DELIVERED)
     rows = await by_occurrence(svc)

@@ -52,6 +52,14 @@ class ScheduleStatus(StrEnum):
     CANCELLED = "CANCELLED"
 
 
+def job_max_attempts(max_retries: int) -> int:
+    """The queue's ``max_attempts`` of a delivery job: one claim more than the retry policy
+    sends. The policy decides the last send; the spare claim is for a worker that dies during
+    that last send: the lease reaper would otherwise dead-letter the job on its own, with no
+    DLQ entry, and the failure would not be visible where operators look."""
+    return max_retries + 2
+
+
 def message_id(
     org_id: int, source: str, event_id: str, integration_id: str, action: int, occurrence: int = 0
 ) -> str:

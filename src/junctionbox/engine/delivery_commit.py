@@ -38,6 +38,8 @@ from junctionbox.domain.delivery import (
     DeliveryJob,
     DeliveryOutcome,
     FinalState,
+    Trigger,
+    job_max_attempts,
     message_id,
 )
 from junctionbox.engine.delivery_attempt import FINAL_DISPOSITIONS, AttemptOutcome, Disposition
@@ -316,10 +318,18 @@ def _next_action_job(outcome: AttemptOutcome, now: datetime) -> NewJob | None:
         org_id=job.org_id,
         priority=job.priority,
         run_at=now + timedelta(milliseconds=actions[index].delay_ms),
-        max_attempts=policy.max_retries + 1,
+        max_attempts=job_max_attempts(policy.max_retries),
         ordering_key=job.ordering_key,
-        dedupe_key=f"dlv:{following.message_id}",
+        dedupe_key=_next_action_key(current, following.message_id),
     )
+
+
+def _next_action_key(current: DeliveryJob, following_id: str) -> str:
+    """The chain's dedupe key: a replay's chain must not collide with the original chain's
+    jobs (same message ids), so it keeps the replay's namespace."""
+    if current.trigger is Trigger.REPLAY and current.correlation_id:
+        return f"replay:{current.correlation_id}:{following_id}"
+    return f"dlv:{following_id}"
 
 
 def _occurrence(delivery: DeliveryJob) -> int:

@@ -42,6 +42,7 @@ from junctionbox.domain.delivery import (
     DeliveryJob,
     EventRef,
     Trigger,
+    job_max_attempts,
     message_id,
 )
 from junctionbox.domain.events import StoredEvent
@@ -385,7 +386,7 @@ class Fanout:
             job = _delivery_job(event, stored, options)
             settings = DeliverySettings(
                 event.source,
-                stored.integration.retry_policy.max_retries + 1,
+                job_max_attempts(stored.integration.retry_policy.max_retries),
                 ordering_key(stored, activation),
             )
             mode = stored.integration.scheduling.mode
