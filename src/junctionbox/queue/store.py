@@ -142,9 +142,15 @@ class JobQueue:
         chosen_kinds = tuple(kinds) if kinds is not None else None
         request = ClaimRequest(queue, owner, limit, lease_seconds, chosen_kinds)
         now = self.clock()
-        statement = _claim_statement(request, now, secrets.token_urlsafe(18))
         async with self.db.write() as conn:
             await conn.execute(_reap_expired(queue, now))
+            # Two statements, not UPDATE ... WHERE id IN (SELECT ... LIMIT n SKIP LOCKED):
+            # PostgreSQL may run that subquery once per row of a semi join, each run skipping
+            # the rows the statement itself has locked, and so claim more than ``limit``.
+            ids = list((await conn.execute(_due_ids(request, now))).scalars())
+            if not ids:
+                return []
+            statement = _lease_update(request, ids, now, secrets.token_urlsafe(18))
             rows = (await conn.execute(statement)).mappings().all()
         claimed = [_job_of(row) for row in rows]
         return sorted(claimed, key=lambda j: (-j.priority, j.run_at, j.created_at, j.id))
@@ -503,7 +509,7 @@ async def _ids_by_dedupe_key(
     return found
 
 
-def _claim_statement(request: ClaimRequest, now: datetime, token: str) -> Any:
+def _due_ids(request: ClaimRequest, now: datetime) -> Any:
     candidate = jobs.alias("candidate")
     chosen = (
         select(candidate.c.id)
@@ -521,9 +527,13 @@ def _claim_statement(request: ClaimRequest, now: datetime, token: str) -> Any:
     )
     if request.kinds is not None:
         chosen = chosen.where(candidate.c.kind.in_(request.kinds))
+    return chosen
+
+
+def _lease_update(request: ClaimRequest, ids: list[str], now: datetime, token: str) -> Any:
     return (
         update(jobs)
-        .where(jobs.c.id.in_(chosen))
+        .where(jobs.c.id.in_(ids), jobs.c.state == READY)
         .values(
             state=RUNNING,
             attempts=jobs.c.attempts + 1,
