@@ -57,6 +57,7 @@ DEFAULT_MAX_RESPONSE_BYTES: Final = 64 * 1024
 DEFAULT_TIMEOUT_SECONDS: Final = 30.0
 DEFAULT_USER_AGENT: Final = "junctionbox"
 _READ_CHUNK: Final = 16 * 1024
+_VETTED_URLS: Final = 4096  # URLs whose vetting is remembered (per client)
 
 
 class OutboundNetworkError(UpstreamError):
@@ -172,6 +173,11 @@ class GuardedHttpClient:
         self._user_agent = user_agent
         self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
         self._session: aiohttp.ClientSession | None = None
+        # URL string -> its vetted yarl URL. Vetting depends only on the string and the
+        # allowlist (fixed per client): an integration's URL is parsed and checked once,
+        # not at every delivery. Refusals are not remembered (they raise every time); DNS
+        # names are still vetted at each resolution by the resolver.
+        self._vetted: dict[str, URL] = {}
 
     @property
     def user_agent(self) -> str:
@@ -227,7 +233,12 @@ class GuardedHttpClient:
         Raises ``ValidationError`` for a malformed URL, ``TargetRefusedError`` for a refused
         destination and ``OutboundNetworkError`` (``OutboundTimeoutError``) for failures.
         """
-        target = _vet_url(url, self._allowlist)
+        target = self._vetted.get(url)
+        if target is None:
+            target = _vet_url(url, self._allowlist)
+            if len(self._vetted) >= _VETTED_URLS:
+                self._vetted.clear()
+            self._vetted[url] = target
         session = self._get_session()
         timeout = self._timeout_seconds if timeout_seconds is None else timeout_seconds
         request_headers = _headers(headers, self._user_agent)

@@ -20,7 +20,6 @@ cached token and the request is built and sent once more within the same attempt
 from __future__ import annotations
 
 import http
-import os
 import random as _random
 import time
 from collections.abc import Callable
@@ -571,4 +570,7 @@ def _log_id() -> str:
 
 
 def _trace_id() -> str:
-    return os.urandom(16).hex()  # W3C trace-id form: 32 lowercase hex digits
+    # W3C trace-id form: 32 lowercase hex digits, not all zero. A trace id only has to be
+    # unique, not unguessable: no system call per attempt. The module-level generator is
+    # seeded from os.urandom and reseeded in a forked child (a private Random is not).
+    return f"{_random.getrandbits(128) or 1:032x}"

@@ -13,11 +13,12 @@
   stuck keeps only a few claims and turns the rest back to the queue without spending an
   attempt, each with a turn at the lane's pace (so a backlog for a stuck endpoint is passed
   over about once, and cannot keep the claims from other endpoints' jobs).
-* **Batches.** Up to ``3 * concurrency`` claims are held (running, queued, or awaiting their
-  commit); with every slot busy, claims wait until a quarter of the slots can be claimed at
-  once. Finished attempts are gathered (up to ``commit_window``, or half ``concurrency`` of
-  them) and written in one transaction; a job is acknowledged only in the transaction that
-  inserts its log row.
+* **Batches.** Up to ``TRACKED_PER_SLOT * concurrency`` claims are held (running, queued, or
+  awaiting their commit): claims and commits take turns on the store, so the deeper this
+  pipeline, the larger (and cheaper per job) each claim and commit. With every slot busy,
+  claims wait until a quarter of the slots can be claimed at once. Finished attempts are
+  gathered (up to ``commit_window``, or half ``concurrency`` of them) and written in one
+  transaction; a job is acknowledged only in the transaction that inserts its log row.
 * **Leases.** One heartbeat task extends every lease this worker holds, each third of the
   lease. A lease found lost stops its attempt (nothing is recorded for it); the commit is
   fenced by the lease token too.
@@ -72,6 +73,7 @@ from junctionbox.store.types import utcnow
 
 log = logging.getLogger(__name__)
 
+TRACKED_PER_SLOT: Final = 6  # claims held per concurrency slot (see Batches above)
 HOLD_SECONDS: Final = 2.0  # a lane may hold claimed what it drains in this long
 TRIM_SECONDS: Final = 0.25  # how often lanes' queues are re-checked against their limits
 # A job turned away by a saturated lane is given a turn at the lane's pace, at most this far
@@ -163,7 +165,7 @@ class DeliveryWorker:
             random=random,
         )
         self.committer = AttemptCommitter(services.db, self.queue, self.breakers, listeners)
-        self._max_tracked = 3 * self.concurrency
+        self._max_tracked = TRACKED_PER_SLOT * self.concurrency
         self._min_claim = max(1, self.concurrency // 4)
         self._commit_min = max(1, min(commit_batch, self.concurrency // 2))
         self._reset()
@@ -247,9 +249,10 @@ class DeliveryWorker:
                 )
 
     def _budget(self) -> int:
-        """How many jobs to claim now. Claims are held up to ``3 * concurrency`` (running,
-        queued in lanes, or waiting to be committed). With a slot idle, claim at once (low
-        latency); with every slot busy, only once a good batch can be claimed."""
+        """How many jobs to claim now. Claims are held up to ``TRACKED_PER_SLOT *
+        concurrency`` (running, queued in lanes, or waiting to be committed). With a slot
+        idle, claim at once (low latency); with every slot busy, only once a good batch can
+        be claimed."""
         room = self._max_tracked - len(self._claims)
         if room <= 0:
             return 0

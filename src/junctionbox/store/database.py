@@ -8,6 +8,7 @@ between SQLite and PostgreSQL. Driver exceptions never leave this module: a lost
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -15,6 +16,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
@@ -50,11 +52,15 @@ class Database:
     def _create_engine(self, url: str, pool_size: int, busy_timeout_ms: int) -> AsyncEngine:
         if self.dialect == "sqlite":
             _ensure_sqlite_directory(url)
-            engine = create_async_engine(url)
+            engine = create_async_engine(
+                url, json_serializer=dumps_json, json_deserializer=loads_json
+            )
             _install_sqlite_hooks(engine, busy_timeout_ms)
             return engine
         return create_async_engine(
             url,
+            json_serializer=dumps_json,
+            json_deserializer=loads_json,
             pool_size=pool_size,
             max_overflow=pool_size,
             pool_pre_ping=True,
@@ -107,6 +113,28 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+_ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS
+
+
+def dumps_json(value: Any) -> str:
+    """JSON columns' serialiser: orjson (several times faster than ``json.dumps``; the
+    delivery worker writes a few JSON documents per attempt). Values orjson refuses (``str``
+    subclasses, integers beyond 64 bits) take the standard library's path."""
+    try:
+        return orjson.dumps(value, option=_ORJSON_OPTIONS).decode()
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
+        return json.dumps(value)
+
+
+def loads_json(text: str | bytes) -> Any:
+    """JSON columns' parser: orjson, or the standard library for what orjson refuses
+    (``NaN``, integers beyond 64 bits), so that every stored document still reads."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 def translate_error(exc: SQLAlchemyError) -> JunctionboxError:
