@@ -52,6 +52,7 @@ from junctionbox.services.live import LiveHub
 from junctionbox.services.lookups import LookupService
 from junctionbox.services.outbound_request import RequestBuilder
 from junctionbox.services.publish import PublishService
+from junctionbox.services.read_cache import credential_caches
 from junctionbox.services.schedules import ScheduleService
 from junctionbox.services.schema_registry import SchemaRegistry
 from junctionbox.services.streams import StreamService
@@ -114,6 +115,7 @@ def build_services(settings: Settings) -> Services:
     event_log = EventLog(db, default_partitions=settings.events_default_partitions)
     schemas = SchemaRegistry(db)
     queue = JobQueue(db)
+    credentials = credential_caches(db)
     http = GuardedHttpClient(parse_allowlist(settings.ssrf_allowlist))
     lookups = LookupService(db)
     limits = EnvelopeLimits(
@@ -126,8 +128,8 @@ def build_services(settings: Settings) -> Services:
         db=db,
         tenancy=TenancyService(db),
         users=UserService(db, hasher),
-        api_keys=ApiKeyService(db),
-        auth=AuthService(db, hasher, signer),
+        api_keys=ApiKeyService(db, credentials),
+        auth=AuthService(db, hasher, signer, credentials),
         audit=AuditService(db),
         secretbox=secretbox,
         event_log=event_log,

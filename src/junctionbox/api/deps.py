@@ -12,8 +12,11 @@ from junctionbox.errors import ForbiddenError, UnauthorizedError
 from junctionbox.observability import context
 from junctionbox.services.container import Services
 
+# Dependencies are ``async def`` even when they do not await: FastAPI runs plain functions
+# in its thread pool, a hand-over that costs more than the work on every request.
 
-def services(request: Request) -> Services:
+
+async def services(request: Request) -> Services:
     return request.app.state.services  # type: ignore[no-any-return]
 
 
@@ -66,7 +69,22 @@ async def tenant(
 TenantDep = Annotated[TenantContext, Depends(tenant)]
 
 
-def page_request(
+async def request_tenant(
+    request: Request,
+    org_id: Annotated[
+        int | None, Query(alias="orgId", ge=1, description="Tenant to act for.")
+    ] = None,
+) -> TenantContext:
+    """``tenant`` as one dependency rather than three, for the hottest routes (publishing):
+    FastAPI's cost per dependency is a good part of a small request's."""
+    svc: Services = request.app.state.services
+    return await svc.tenancy.resolve(await principal(request, svc), org_id)
+
+
+RequestTenantDep = Annotated[TenantContext, Depends(request_tenant)]
+
+
+async def page_request(
     page: Annotated[int, Query(ge=1)] = 1,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
 ) -> PageRequest:

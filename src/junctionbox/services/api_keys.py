@@ -10,6 +10,7 @@ from junctionbox.domain.paging import Page, PageRequest
 from junctionbox.errors import NotFoundError
 from junctionbox.services import audit
 from junctionbox.services.credentials import generate_api_key
+from junctionbox.services.read_cache import CredentialCaches, credential_caches
 from junctionbox.store.database import Database
 from junctionbox.store.queries import api_keys, entities
 from junctionbox.store.queries.api_keys import ApiKeyRecord
@@ -23,8 +24,11 @@ class CreatedApiKey:
 
 
 class ApiKeyService:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, credentials: CredentialCaches | None = None) -> None:
         self.db = db
+        # Shared with AuthService (the composition root passes one object to both), so that
+        # a revocation here drops the key AuthService has cached.
+        self.credentials = credentials if credentials is not None else credential_caches(db)
 
     async def create(self, actor: Principal | None, *, org_id: int, name: str) -> CreatedApiKey:
         material = generate_api_key()
@@ -59,6 +63,14 @@ class ApiKeyService:
         return Page(items, total, page)
 
     async def revoke(self, actor: Principal, key_id: str) -> ApiKeyRecord:
+        """Revoke the key; this node refuses it at once, others within CREDENTIAL_TTL."""
+        try:
+            return await self._revoke(actor, key_id)
+        finally:
+            # After the commit (and on failure too, harmlessly): drop the cached key here.
+            self.credentials.forget_api_key(key_id)
+
+    async def _revoke(self, actor: Principal, key_id: str) -> ApiKeyRecord:
         async with self.db.write() as conn:
             before = await api_keys.get(conn, key_id)
             if before is None:

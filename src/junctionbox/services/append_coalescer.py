@@ -12,7 +12,6 @@ that holds its events, so an acknowledgement still means durable.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,7 +27,8 @@ DEFAULT_MAX_EVENTS = 5000
 @dataclass
 class _Waiting:
     org_id: int
-    drafts: list[EventDraft]
+    stream: str  # for the drafts that name none
+    drafts: Sequence[EventDraft]
     answer: asyncio.Future[list[AppendResult]]
 
 
@@ -43,12 +43,8 @@ class AppendCoalescer:
         self, org_id: int, drafts: Sequence[EventDraft], *, stream: str | None = None
     ) -> list[AppendResult]:
         """Append and commit, possibly together with other callers; a result per draft."""
-        named = [
-            d if d.stream else dataclasses.replace(d, stream=stream or DEFAULT_STREAM)
-            for d in drafts
-        ]
         answer: asyncio.Future[list[AppendResult]] = asyncio.get_running_loop().create_future()
-        self._waiting.append(_Waiting(org_id, named, answer))
+        self._waiting.append(_Waiting(org_id, stream or DEFAULT_STREAM, drafts, answer))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_all())
         # Shielded: a caller that goes away (client disconnect) must not cancel the write
@@ -86,15 +82,16 @@ class AppendCoalescer:
 async def _append_batch(
     event_log: EventLog, conn: AsyncConnection, *, batch: list[_Waiting]
 ) -> tuple[list[list[AppendResult]], list[StoredEvent]]:
-    """One ``append_in`` per tenant for the whole batch, results split back per caller."""
-    by_org: dict[int, list[int]] = {}
+    """One ``append_in`` per tenant (and default stream) for the whole batch, results split
+    back per caller."""
+    groups: dict[tuple[int, str], list[int]] = {}
     for index, waiting in enumerate(batch):
-        by_org.setdefault(waiting.org_id, []).append(index)
+        groups.setdefault((waiting.org_id, waiting.stream), []).append(index)
     results: list[list[AppendResult]] = [[] for _ in batch]
     stored_all: list[StoredEvent] = []
-    for org_id, indexes in by_org.items():
+    for (org_id, stream), indexes in groups.items():
         merged = [draft for i in indexes for draft in batch[i].drafts]
-        merged_results, stored = await event_log.append_in(conn, org_id, merged)
+        merged_results, stored = await event_log.append_in(conn, org_id, merged, stream=stream)
         stored_all.extend(stored)
         position = 0
         for i in indexes:

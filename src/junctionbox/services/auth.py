@@ -1,7 +1,11 @@
 """Login, logout and turning a credential (JWT or API key) into a Principal.
 
-Every request re-reads the user or key, so deactivation, role changes and revocation take
-effect at once rather than when a token expires.
+What a credential stands for is read from the database (and a token's signature checked)
+and then kept for a few seconds (``read_cache.CREDENTIAL_TTL``) so that a busy producer does
+not cost a read per request. Changes made on this node take effect at once: logout and API
+key revocation drop the cached entry, and any change to a user (deactivation, role,
+deletion) drops the cached tokens. Other nodes see such changes within the TTL. Token expiry
+is checked on every request.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from junctionbox.services.credentials import (
     TokenSigner,
     hash_api_key,
 )
+from junctionbox.services.read_cache import CachedKey, CredentialCaches, credential_caches
 from junctionbox.store.database import Database
 from junctionbox.store.queries import api_keys, tokens, users
 from junctionbox.store.queries.users import UserRecord
@@ -40,10 +45,17 @@ def principal_of(user: UserRecord) -> Principal:
 
 
 class AuthService:
-    def __init__(self, db: Database, hasher: PasswordHasher, signer: TokenSigner) -> None:
+    def __init__(
+        self,
+        db: Database,
+        hasher: PasswordHasher,
+        signer: TokenSigner,
+        caches: CredentialCaches | None = None,
+    ) -> None:
         self.db = db
         self.hasher = hasher
         self.signer = signer
+        self.caches = caches if caches is not None else credential_caches(db)
 
     async def login(self, email: str, password: str) -> tuple[IssuedToken, UserRecord]:
         async with self.db.read() as conn:
@@ -60,31 +72,59 @@ class AuthService:
 
     async def logout(self, token: str) -> None:
         claims = self.signer.verify(token)
-        async with self.db.write() as conn:
-            await tokens.revoke(conn, claims.jti, claims.expires_at)
-            await tokens.purge_expired(conn, utcnow())
+        try:
+            async with self.db.write() as conn:
+                await tokens.revoke(conn, claims.jti, claims.expires_at)
+                await tokens.purge_expired(conn, utcnow())
+        finally:
+            self.caches.tokens.invalidate(lambda _, cached: cached[0].jti == claims.jti)
 
     async def authenticate_token(self, token: str) -> Principal:
+        cache = self.caches.tokens
+        hit = cache.get(token)
+        if hit is not None:  # this very token was verified moments ago; expiry still counts
+            claims, found = hit[0]
+            if claims.expires_at <= utcnow():
+                raise UnauthorizedError("token expired")
+            return found
         claims = self.signer.verify(token)
+        generation = cache.generation
         async with self.db.read() as conn:
             user = await users.get(conn, claims.subject)
             revoked = await tokens.is_revoked(conn, claims.jti)
         if user is None or not user.is_active or revoked:
             raise UnauthorizedError("invalid token")
-        return principal_of(user)
+        found = principal_of(user)
+        cache.put(token, (claims, found), generation)
+        return found
 
     async def authenticate_api_key(self, key: str) -> Principal:
         if not key.startswith(API_KEY_PREFIX):
             raise UnauthorizedError("invalid API key")
-        async with self.db.read() as conn:
-            record = await api_keys.find_by_hash(conn, hash_api_key(key))
-        if record is None or record.revoked_at is not None:
-            raise UnauthorizedError("invalid API key")
+        digest = hash_api_key(key)
+        cache = self.caches.keys
+        hit = cache.get(digest)
+        if hit is None:
+            generation = cache.generation
+            async with self.db.read() as conn:
+                record = await api_keys.find_by_hash(conn, digest)
+            if record is None or record.revoked_at is not None:
+                raise UnauthorizedError("invalid API key")
+            principal = Principal(PrincipalKind.API_KEY, record.id, Role.API_KEY, record.org_id)
+            cached = CachedKey(principal, record.last_used_at)
+            cache.put(digest, cached, generation)
+        else:
+            cached = hit[0]
+        await self._touch(cached)
+        return cached.principal
+
+    async def _touch(self, cached: CachedKey) -> None:
         now = utcnow()
-        if record.last_used_at is None or now - record.last_used_at > _TOUCH_EVERY:
-            async with self.db.write() as conn:
-                await api_keys.touch(conn, record.id, now)
-        return Principal(PrincipalKind.API_KEY, record.id, Role.API_KEY, record.org_id)
+        if cached.last_used_at is not None and now - cached.last_used_at <= _TOUCH_EVERY:
+            return
+        cached.last_used_at = now  # first, so that concurrent requests do not all write
+        async with self.db.write() as conn:
+            await api_keys.touch(conn, cached.principal.id, now)
 
     async def current_user(self, principal: Principal) -> UserRecord | None:
         if principal.kind is PrincipalKind.API_KEY:

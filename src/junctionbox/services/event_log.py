@@ -12,9 +12,13 @@ reader that has seen offset n never later finds an uncommitted n-1 appearing.
 
 from __future__ import annotations
 
-import dataclasses
+import base64
+import functools
 import logging
+import os
+import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -32,6 +36,7 @@ from junctionbox.domain.events import (
 from junctionbox.domain.ids import new_id
 from junctionbox.domain.partitioning import partition_for
 from junctionbox.errors import ConflictError
+from junctionbox.services.read_cache import ReadCache
 from junctionbox.store.database import Database
 from junctionbox.store.queries import events as queries
 from junctionbox.store.types import utcnow
@@ -42,6 +47,7 @@ T = TypeVar("T")
 # commit, dropped on rollback): payload ``{"o": org, "s": stream, "p": partition, "f": first,
 # "l": last}``.
 EVENTS_CHANNEL = "jb_events"
+STREAM_TTL = 5.0
 Listener = Callable[[Sequence[StoredEvent]], None]
 
 
@@ -57,6 +63,11 @@ class EventLog:
         self.default_partitions = default_partitions
         self.clock = clock
         self.listeners: list[Listener] = []
+        # (org, stream) -> partition count, so that an append need not read it: partitions
+        # are only ever added, and an append that finds its partition gone (the stream was
+        # deleted) forgets the count and retries. Streams given partitions elsewhere get
+        # events in the new partitions STREAM_TTL seconds later at most.
+        self._partition_counts: ReadCache[tuple[int, str], int] = ReadCache(STREAM_TTL)
 
     async def append(
         self, org_id: int, drafts: Sequence[EventDraft], *, stream: str | None = None
@@ -95,19 +106,18 @@ class EventLog:
         """Append in the caller's transaction. Returns a result per draft (in order) and the
         events newly stored, for ``notify`` once the caller has committed."""
         received_at = self.clock()
-        named = [_identified(draft, stream) for draft in drafts]
+        named = _identified(drafts, stream or DEFAULT_STREAM)
         supplied = [d.event_id for d in drafts if d.event_id is not None]
         known = await queries.find_ids(conn, org_id, supplied) if supplied else {}
         fresh, repeats = _first_of_each(named, known)
-        counts = await self._streams(conn, org_id, {d.stream or "" for d in fresh})
+        counts = await self._streams(conn, org_id, {n.stream for n in fresh})
         stored = await self._offsets(conn, org_id, _place(fresh, counts), received_at)
         if stored:
-            await queries.insert_events(conn, [queries.event_row(e) for e in stored])
+            await queries.insert_events(conn, stored)
             await self._announce(conn, stored)
         where = {(e.source, e.event_id): e for e in stored}
         results = [
-            _result(draft, known, where, repeat=index in repeats)
-            for index, draft in enumerate(named)
+            _result(name, known, where, repeat=index in repeats) for index, name in enumerate(named)
         ]
         return results, stored
 
@@ -117,13 +127,14 @@ class EventLog:
         ranges: dict[tuple[str, int], list[int]] = {}
         for event in stored:
             ranges.setdefault((event.stream, event.partition), []).append(event.offset)
-        for (stream, partition), offsets in ranges.items():
+        parameters: dict[str, str] = {"channel": EVENTS_CHANNEL}
+        for index, ((stream, partition), offsets) in enumerate(ranges.items()):
             message = {"o": stored[0].org_id, "s": stream, "p": partition}
             message |= {"f": min(offsets), "l": max(offsets)}
-            await conn.execute(
-                text("SELECT pg_notify(:channel, :message)"),
-                {"channel": EVENTS_CHANNEL, "message": orjson.dumps(message).decode()},
-            )
+            parameters[f"m{index}"] = orjson.dumps(message).decode()
+        # One round trip for all the ranges.
+        calls = ", ".join(f"pg_notify(:channel, :m{index})" for index in range(len(ranges)))
+        await conn.execute(text(f"SELECT {calls}"), parameters)
 
     def notify(self, stored: Sequence[StoredEvent]) -> None:
         if not stored:
@@ -135,8 +146,24 @@ class EventLog:
                 log.exception("event listener failed")
 
     async def _streams(self, conn: AsyncConnection, org_id: int, names: set[str]) -> dict[str, int]:
-        if not names:
-            return {}
+        """The partition count of each stream, creating the streams that do not exist."""
+        known: dict[str, int] = {}
+        for name in names:
+            hit = self._partition_counts.get((org_id, name))
+            if hit is not None:
+                known[name] = hit[0]
+        missing = names - known.keys()
+        if not missing:
+            return known
+        generation = self._partition_counts.generation
+        counts = await self._read_streams(conn, org_id, missing)
+        for name, count in counts.items():
+            self._partition_counts.put((org_id, name), count, generation)
+        return known | counts
+
+    async def _read_streams(
+        self, conn: AsyncConnection, org_id: int, names: set[str]
+    ) -> dict[str, int]:
         counts = await queries.partition_counts(conn, org_id, names)
         for name in names - counts.keys():
             now = self.clock()
@@ -161,99 +188,150 @@ class EventLog:
         self,
         conn: AsyncConnection,
         org_id: int,
-        placed: dict[tuple[str, int], list[EventDraft]],
+        placed: dict[tuple[str, int], list[_Named]],
         received_at: datetime,
     ) -> list[StoredEvent]:
         """The drafts as events of the log, at offsets reserved partition by partition."""
         stored: list[StoredEvent] = []
-        for (stream, partition), drafts in sorted(placed.items()):
-            size = sum(len(d.payload) for d in drafts)
+        for (stream, partition), names in sorted(placed.items()):
+            size = sum(len(n.draft.payload) for n in names)
             first = await queries.allocate_offsets(
-                conn, org_id, stream, partition, len(drafts), size
+                conn, org_id, stream, partition, len(names), size
             )
+            if first is None:  # the stream was deleted since its count was kept
+                self._partition_counts.invalidate()
+                raise ConflictError(f"stream {stream!r} changed meanwhile")  # write_retrying
             stored.extend(
-                _stored(org_id, stream, partition, first + index, draft, received_at)
-                for index, draft in enumerate(drafts)
+                _stored(org_id, partition, first + index, name, received_at)
+                for index, name in enumerate(names)
             )
         return stored
 
 
-def _identified(draft: EventDraft, stream: str | None) -> EventDraft:
-    """The draft with its id, source and stream filled in."""
-    changes: dict[str, Any] = {}
-    if draft.event_id is None:
-        changes["event_id"] = new_id("evt")
-    if draft.source is None:
-        changes["source"] = DEFAULT_SOURCE
-    if draft.stream is None:
-        changes["stream"] = stream or DEFAULT_STREAM
-    return dataclasses.replace(draft, **changes) if changes else draft
+@dataclass(slots=True)
+class _Named:
+    """A draft with its id, source and stream decided (the draft itself is left as is)."""
+
+    draft: EventDraft
+    event_id: str
+    source: str
+    stream: str
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.source, self.event_id)
+
+
+def _identified(drafts: Sequence[EventDraft], stream: str) -> list[_Named]:
+    """Each draft with its id (new where it has none), source and stream filled in."""
+    ids = iter(new_event_ids(sum(d.event_id is None for d in drafts)))
+    return [
+        _Named(
+            d,
+            d.event_id if d.event_id is not None else next(ids),
+            d.source if d.source is not None else DEFAULT_SOURCE,
+            d.stream if d.stream is not None else stream,
+        )
+        for d in drafts
+    ]
+
+
+# domain.ids' encoding for many ids at once. The ids of one call are a ULID and its
+# successors (ULID's "monotonic" mode): the random part of the first has its low 20 bits
+# cleared and each id adds its index there, so the ids share all but their last four
+# characters (4 x 5 bits) and sort in the order given. ``new_id`` would cost a syscall and a
+# (pure Python) base32 encoding per id.
+_TO_CROCKFORD = bytes.maketrans(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", b"0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+)
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_LOW_BITS = 20
+
+
+@functools.cache
+def _suffixes(count: int) -> tuple[str, ...]:
+    """The last four characters of the ids ``0 .. count - 1`` above a common part."""
+    return tuple(
+        "".join(_CROCKFORD[(n >> shift) & 31] for shift in (15, 10, 5, 0)) for n in range(count)
+    )
+
+
+def new_event_ids(count: int) -> list[str]:
+    """``count`` new ``evt_`` ids in the format of ``new_id("evt")``, made at once."""
+    if count == 0:
+        return []
+    if count > 1 << _LOW_BITS:
+        return [new_id("evt") for _ in range(count)]
+    millis = time.time_ns() // 1_000_000
+    value = (millis << 80) | (int.from_bytes(os.urandom(10), "big") >> _LOW_BITS << _LOW_BITS)
+    encoded = base64.b32encode(value.to_bytes(20, "big"))[6:].translate(_TO_CROCKFORD).decode()
+    common = "evt_" + encoded[:-4]
+    return [common + suffix for suffix in _suffixes(_bucket(count))[:count]]
+
+
+def _bucket(count: int) -> int:
+    """``count`` rounded up to a power of two, so that few suffix tables are kept."""
+    return 1 << (count - 1).bit_length()
 
 
 def _first_of_each(
-    named: list[EventDraft], known: dict[tuple[str, str], Any]
-) -> tuple[list[EventDraft], set[int]]:
+    named: list[_Named], known: dict[tuple[str, str], Any]
+) -> tuple[list[_Named], set[int]]:
     """Drafts to store (not already logged, the first of repeats within the batch) and the
     indexes of the repeats."""
     seen: set[tuple[str, str]] = set(known)
     fresh, repeats = [], set()
-    for index, draft in enumerate(named):
-        key = (draft.source or "", draft.event_id or "")
+    for index, name in enumerate(named):
+        key = name.key
         if key in seen:
             repeats.add(index)
             continue
         seen.add(key)
-        fresh.append(draft)
+        fresh.append(name)
     return fresh, repeats
 
 
-def _place(
-    fresh: list[EventDraft], counts: dict[str, int]
-) -> dict[tuple[str, int], list[EventDraft]]:
-    placed: dict[tuple[str, int], list[EventDraft]] = {}
-    for draft in fresh:
-        stream = draft.stream or DEFAULT_STREAM
-        key = draft.partition_key if draft.partition_key is not None else draft.event_id or ""
-        placed.setdefault((stream, partition_for(key, counts[stream])), []).append(draft)
+def _place(fresh: list[_Named], counts: dict[str, int]) -> dict[tuple[str, int], list[_Named]]:
+    placed: dict[tuple[str, int], list[_Named]] = {}
+    for name in fresh:
+        partition_key = name.draft.partition_key
+        key = partition_key if partition_key is not None else name.event_id
+        placed.setdefault((name.stream, partition_for(key, counts[name.stream])), []).append(name)
     return placed
 
 
 def _stored(
-    org_id: int,
-    stream: str,
-    partition: int,
-    offset: int,
-    draft: EventDraft,
-    received_at: datetime,
+    org_id: int, partition: int, offset: int, name: _Named, received_at: datetime
 ) -> StoredEvent:
+    draft = name.draft
     return StoredEvent(
-        org_id=org_id,
-        stream=stream,
-        partition=partition,
-        offset=offset,
-        event_id=draft.event_id or "",
-        source=draft.source or DEFAULT_SOURCE,
-        type=draft.type,
-        subject=draft.subject,
-        time=draft.time,
-        received_at=received_at,
-        partition_key=draft.partition_key,
-        data_content_type=draft.data_content_type,
-        data_schema=draft.data_schema,
-        extensions=draft.extensions,
-        payload=draft.payload,
+        org_id,
+        name.stream,
+        partition,
+        offset,
+        name.event_id,
+        name.source,
+        draft.type,
+        draft.subject,
+        draft.time,
+        received_at,
+        draft.partition_key,
+        draft.data_content_type,
+        draft.data_schema,
+        draft.extensions,
+        draft.payload,
     )
 
 
 def _result(
-    draft: EventDraft,
+    name: _Named,
     known: dict[tuple[str, str], tuple[str, int, int]],
     stored: dict[tuple[str, str], StoredEvent],
     *,
     repeat: bool,
 ) -> AppendResult:
     """Where the draft's event is; a repeat within one batch points at its first occurrence."""
-    key = (draft.source or "", draft.event_id or "")
+    key = name.key
     if key in known:
         stream, partition, offset = known[key]
         return AppendResult(key[1], stream, partition, offset, duplicate=True)

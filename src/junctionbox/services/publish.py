@@ -117,9 +117,8 @@ class PublishService:
         drafts = [item for item in items if isinstance(item, EventDraft)]
         if not drafts:
             return items
-        chain = entity_chain(tenant)
-        async with self.db.read() as conn:
-            validators = await self.schemas.validators(conn, chain, {d.type for d in drafts})
+        types = {d.type for d in drafts}
+        validators = await self.schemas.validators_for(entity_chain(tenant), types)
         if not validators:
             return items
         checked: list[Item] = []
@@ -207,29 +206,31 @@ def _response(
 ) -> PublishResponse:
     placed = iter(results)
     rows: list[dict[str, Any]] = []
+    counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
     for index, item in enumerate(items):
         if isinstance(item, list):
             errors = [{"pointer": p.pointer, "message": p.message} for p in item]
-            rows.append({"index": index, "status": "rejected", "errors": errors})
+            row: dict[str, Any] = {"index": index, "status": "rejected", "errors": errors}
         else:
-            rows.append({"index": index, **_placement(next(placed))})
-    stored_new = any(row["status"] == "accepted" for row in rows)
-    rejected = any(row["status"] == "rejected" for row in rows)
-    status = 201 if stored_new and not rejected else 200
+            row = _placement(index, next(placed))
+        counts[row["status"]] += 1
+        rows.append(row)
+    status = 201 if counts["accepted"] and not counts["rejected"] else 200
     if not batch and not partial:
         rows[0].pop("index")
         return PublishResponse(status, orjson.dumps(rows[0]))
     body = {
-        "accepted": sum(row["status"] == "accepted" for row in rows),
-        "duplicates": sum(row["status"] == "duplicate" for row in rows),
-        "rejected": sum(row["status"] == "rejected" for row in rows),
+        "accepted": counts["accepted"],
+        "duplicates": counts["duplicate"],
+        "rejected": counts["rejected"],
         "events": rows,
     }
     return PublishResponse(status, orjson.dumps(body))
 
 
-def _placement(result: AppendResult) -> dict[str, Any]:
+def _placement(index: int, result: AppendResult) -> dict[str, Any]:
     return {
+        "index": index,
         "status": "duplicate" if result.duplicate else "accepted",
         "id": result.event_id,
         "stream": result.stream,

@@ -42,6 +42,7 @@ from junctionbox.domain.schema_compat import (
 from junctionbox.domain.schema_fields import SchemaField, schema_fields
 from junctionbox.errors import ConflictError, FieldProblem, NotFoundError, ValidationError
 from junctionbox.services import audit
+from junctionbox.services.read_cache import ReadCache
 from junctionbox.store.database import Database
 from junctionbox.store.queries import event_types as queries
 from junctionbox.store.queries.event_types import (
@@ -66,6 +67,8 @@ _NAME: Final = re.compile(r"[^\s/\x00-\x1f\x7f]{1,200}")
 _REASONS_IN_MESSAGE: Final = 3
 _UNSET: Final[Any] = object()
 
+# How long another node may validate with a schema replaced (or deleted) elsewhere.
+SCHEMA_TTL = 5.0
 K = TypeVar("K")
 V = TypeVar("V")
 
@@ -131,6 +134,11 @@ class SchemaRegistry:
         self.db = db
         self._validators: _Lru[tuple[str, int], EventValidator] = _Lru(cache_size)
         self._fields: _Lru[tuple[str, int], list[SchemaField]] = _Lru(cache_size)
+        # (entity chain, type) -> the validator of its latest schema, or None when no schema
+        # is registered; see ``validators_for``.
+        self._applies: ReadCache[tuple[tuple[int, ...], str], EventValidator | None] = ReadCache(
+            SCHEMA_TTL
+        )
 
     # --- registration ---------------------------------------------------------------------
 
@@ -151,16 +159,19 @@ class SchemaRegistry:
         if example is not None:
             _check_example(validator, example)
         digest = fingerprint(schema)
-        async with self.db.write() as conn:
-            current = await queries.get_own(conn, tenant.org_id, event_type, for_update=True)
-            if current is None:
-                view = await self._create(
-                    conn, tenant, event_type, schema, digest, mode, description, example
+        try:
+            async with self.db.write() as conn:
+                current = await queries.get_own(conn, tenant.org_id, event_type, for_update=True)
+                if current is None:
+                    view = await self._create(
+                        conn, tenant, event_type, schema, digest, mode, description, example
+                    )
+                    return view, True
+                return await self._evolve(
+                    conn, tenant, current, schema, digest, validator, mode, description, example
                 )
-                return view, True
-            return await self._evolve(
-                conn, tenant, current, schema, digest, validator, mode, description, example
-            )
+        finally:
+            self._applies.invalidate()  # after the commit: publishes here use it at once
 
     async def _create(
         self,
@@ -387,6 +398,12 @@ class SchemaRegistry:
 
     async def delete_type(self, tenant: TenantContext, name: str) -> None:
         """Delete the type and all its versions; events already logged are kept."""
+        try:
+            await self._delete_type(tenant, name)
+        finally:
+            self._applies.invalidate()  # after the commit
+
+    async def _delete_type(self, tenant: TenantContext, name: str) -> None:
         async with self.db.write() as conn:
             current = await self._own(conn, tenant, name, for_update=True)
             await queries.delete_type(conn, current.id)
@@ -401,6 +418,32 @@ class SchemaRegistry:
             )
 
     # --- the publish path ---------------------------------------------------------------------
+
+    async def validators_for(
+        self, entity_chain: tuple[int, ...], types: Iterable[str]
+    ) -> dict[str, EventValidator]:
+        """``validators`` in a read transaction of its own, answered from memory for
+        ``SCHEMA_TTL`` seconds after a lookup (most types have no schema: that is kept too).
+
+        Registering or deleting a type through this registry drops what is kept, so this
+        node validates with the new schema at once; other nodes within ``SCHEMA_TTL``.
+        """
+        found: dict[str, EventValidator] = {}
+        missing: set[str] = set()
+        for name in set(types):
+            hit = self._applies.get((entity_chain, name))
+            if hit is None:
+                missing.add(name)
+            elif hit[0] is not None:
+                found[name] = hit[0]
+        if not missing:
+            return found
+        generation = self._applies.generation
+        async with self.db.read() as conn:
+            read = await self.validators(conn, entity_chain, missing)
+        for name in missing:
+            self._applies.put((entity_chain, name), read.get(name), generation)
+        return found | read
 
     async def validators(
         self, conn: AsyncConnection, entity_chain: tuple[int, ...], types: Iterable[str]

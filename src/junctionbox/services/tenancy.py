@@ -2,6 +2,11 @@
 
 Access to an entity a caller may not act for answers NOT_FOUND, never FORBIDDEN, so that ids
 of other tenants cannot be probed.
+
+Resolving a request's tenant reads the entity once per ``ENTITY_TTL`` seconds at most (every
+API request resolves one); changes made through this service drop the cached entity at once,
+other nodes see them within ``ENTITY_TTL``. Whether the caller may act for the entity is
+decided on every request.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from junctionbox.domain.paging import Page, PageRequest
 from junctionbox.errors import ConflictError, NotFoundError, ValidationError
 from junctionbox.observability import context
 from junctionbox.services import audit
+from junctionbox.services.read_cache import ReadCache
 from junctionbox.store.database import Database
 from junctionbox.store.queries import entities as queries
 from junctionbox.store.queries.entities import EntityRecord
@@ -23,9 +29,13 @@ def _entity(record: EntityRecord) -> Entity:
     return Entity(record.id, record.parent_id, record.name, record.timezone)
 
 
+ENTITY_TTL = 5.0
+
+
 class TenancyService:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._entities: ReadCache[int, EntityRecord] = ReadCache(ENTITY_TTL)
 
     async def resolve(self, principal: Principal, org_id: int | None) -> TenantContext:
         """The tenant a request acts for. Without ``orgId``, a non-admin acts for its org."""
@@ -33,12 +43,25 @@ class TenancyService:
             if principal.org_id is None:
                 raise ValidationError("orgId query parameter is required")
             org_id = principal.org_id
-        async with self.db.read() as conn:
-            record = await queries.get(conn, org_id)
+        record = await self._cached(org_id)
         if record is None or not may_act_for(principal, _entity(record)):
             raise NotFoundError("organization not found")
         context.bind(org_id=record.id)
         return TenantContext(_entity(record), principal)
+
+    async def _cached(self, entity_id: int) -> EntityRecord | None:
+        hit = self._entities.get(entity_id)
+        if hit is not None:
+            return hit[0]
+        generation = self._entities.generation
+        async with self.db.read() as conn:
+            record = await queries.get(conn, entity_id)
+        if record is not None:  # absence is not kept: a new entity is usable at once
+            self._entities.put(entity_id, record, generation)
+        return record
+
+    def _forget(self, entity_id: int) -> None:
+        self._entities.invalidate(lambda key, _: key == entity_id)
 
     async def describe(self, tenant: TenantContext) -> tuple[EntityRecord, EntityRecord, list[int]]:
         """The entity, its organization and the organization's unit ids."""
@@ -96,6 +119,14 @@ class TenancyService:
     async def update(
         self, actor: Principal, entity_id: int, changes: dict[str, Any], *, unit: bool
     ) -> EntityRecord:
+        try:
+            return await self._update(actor, entity_id, changes, unit=unit)
+        finally:
+            self._forget(entity_id)  # after the commit
+
+    async def _update(
+        self, actor: Principal, entity_id: int, changes: dict[str, Any], *, unit: bool
+    ) -> EntityRecord:
         async with self.db.write() as conn:
             before = await _existing(conn, entity_id, unit=unit)
             after = await queries.update_profile(
@@ -116,6 +147,12 @@ class TenancyService:
         return after
 
     async def delete(self, actor: Principal, entity_id: int, *, unit: bool) -> None:
+        try:
+            await self._delete(actor, entity_id, unit=unit)
+        finally:
+            self._forget(entity_id)  # after the commit
+
+    async def _delete(self, actor: Principal, entity_id: int, *, unit: bool) -> None:
         async with self.db.write() as conn:
             before = await _existing(conn, entity_id, unit=unit)
             if await queries.is_referenced(conn, entity_id):

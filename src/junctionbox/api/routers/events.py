@@ -8,9 +8,10 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from pydantic import Field
 
-from junctionbox.api.deps import PageDep, ServicesDep, TenantDep
+from junctionbox.api.deps import PageDep, RequestTenantDep, ServicesDep, TenantDep
 from junctionbox.api.schemas import ApiModel, RequestModel, as_utc
 from junctionbox.domain.events import StoredEvent
+from junctionbox.services.container import Services
 from junctionbox.services.publish import PublishRequest
 from junctionbox.services.replay import MAX_TYPE_PATTERNS, ReplayRequest, ReplayService
 from junctionbox.services.streams import StreamInfo, StreamMetrics, StreamSettings
@@ -84,14 +85,14 @@ _PUBLISH_BODY = {
 )
 async def publish(
     request: Request,
-    tenant: TenantDep,
-    svc: ServicesDep,
+    tenant: RequestTenantDep,
     stream: Annotated[
         StreamName | None, Query(description="Stream for events that name none.")
     ] = None,
     partial: Annotated[bool, Query(description="Accept the valid events of a batch.")] = False,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> Response:
+    svc: Services = request.app.state.services
     outcome = await svc.publisher.publish(
         tenant,
         PublishRequest(
