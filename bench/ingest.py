@@ -35,6 +35,7 @@ import orjson
 
 from junctionbox.store import migrate
 from junctionbox.store.database import Database
+from junctionbox.store.queries.events import INSERT_COLUMNS
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 EMAIL, PASSWORD = "bench@example.com", "bench-password-1"
@@ -80,24 +81,7 @@ def raw_rows(count: int) -> list[tuple[object, ...]]:
     ]
 
 
-COLUMNS = (
-    "org_id",
-    "stream",
-    "partition",
-    "log_offset",
-    "event_id",
-    "source",
-    "type",
-    "subject",
-    "event_time",
-    "received_at",
-    "partition_key",
-    "data_content_type",
-    "data_schema",
-    "extensions",
-    "payload",
-    "size",
-)
+COLUMNS = INSERT_COLUMNS  # the same columns, in the order the service inserts them
 
 
 async def raw_sqlite(path: Path, batches: int) -> float:

@@ -60,6 +60,14 @@ def job_max_attempts(max_retries: int) -> int:
     return max_retries + 2
 
 
+def delivery_dedupe_key(message_id: str, replay_id: str | None = None) -> str:
+    """The job queue's dedupe key of a delivery: one job per message id, so dispatching an
+    event again creates nothing; a replay has a namespace of its own, so it does."""
+    if replay_id is not None:
+        return f"replay:{replay_id}:{message_id}"
+    return f"dlv:{message_id}"
+
+
 def message_id(
     org_id: int, source: str, event_id: str, integration_id: str, action: int, occurrence: int = 0
 ) -> str:

@@ -39,6 +39,7 @@ from junctionbox.domain.delivery import (
     DeliveryOutcome,
     FinalState,
     Trigger,
+    delivery_dedupe_key,
     job_max_attempts,
     message_id,
 )
@@ -326,10 +327,10 @@ def _next_action_job(outcome: AttemptOutcome, now: datetime) -> NewJob | None:
 
 def _next_action_key(current: DeliveryJob, following_id: str) -> str:
     """The chain's dedupe key: a replay's chain must not collide with the original chain's
-    jobs (same message ids), so it keeps the replay's namespace."""
-    if current.trigger is Trigger.REPLAY and current.correlation_id:
-        return f"replay:{current.correlation_id}:{following_id}"
-    return f"dlv:{following_id}"
+    jobs (same message ids), so it keeps the replay's namespace (its id is the job's
+    correlation id)."""
+    replay = current.correlation_id if current.trigger is Trigger.REPLAY else None
+    return delivery_dedupe_key(following_id, replay)
 
 
 def _occurrence(delivery: DeliveryJob) -> int:

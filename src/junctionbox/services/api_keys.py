@@ -10,7 +10,7 @@ from junctionbox.domain.paging import Page, PageRequest
 from junctionbox.errors import NotFoundError
 from junctionbox.services import audit
 from junctionbox.services.credentials import generate_api_key
-from junctionbox.services.read_cache import CredentialCaches, credential_caches
+from junctionbox.services.read_cache import CredentialCaches
 from junctionbox.store.database import Database
 from junctionbox.store.queries import api_keys, entities
 from junctionbox.store.queries.api_keys import ApiKeyRecord
@@ -24,11 +24,11 @@ class CreatedApiKey:
 
 
 class ApiKeyService:
-    def __init__(self, db: Database, credentials: CredentialCaches | None = None) -> None:
+    def __init__(self, db: Database, credentials: CredentialCaches) -> None:
         self.db = db
         # Shared with AuthService (the composition root passes one object to both), so that
         # a revocation here drops the key AuthService has cached.
-        self.credentials = credentials if credentials is not None else credential_caches(db)
+        self.credentials = credentials
 
     async def create(self, actor: Principal | None, *, org_id: int, name: str) -> CreatedApiKey:
         material = generate_api_key()

@@ -22,7 +22,7 @@ from junctionbox.services.credentials import (
     TokenSigner,
     hash_api_key,
 )
-from junctionbox.services.read_cache import CachedKey, CredentialCaches, credential_caches
+from junctionbox.services.read_cache import CachedKey, CredentialCaches
 from junctionbox.store.database import Database
 from junctionbox.store.queries import api_keys, tokens, users
 from junctionbox.store.queries.users import UserRecord
@@ -50,12 +50,12 @@ class AuthService:
         db: Database,
         hasher: PasswordHasher,
         signer: TokenSigner,
-        caches: CredentialCaches | None = None,
+        caches: CredentialCaches,
     ) -> None:
         self.db = db
         self.hasher = hasher
         self.signer = signer
-        self.caches = caches if caches is not None else credential_caches(db)
+        self.caches = caches
 
     async def login(self, email: str, password: str) -> tuple[IssuedToken, UserRecord]:
         async with self.db.read() as conn:

@@ -42,6 +42,7 @@ from junctionbox.domain.delivery import (
     DeliveryJob,
     EventRef,
     Trigger,
+    delivery_dedupe_key,
     job_max_attempts,
     message_id,
 )
@@ -299,9 +300,8 @@ class FanoutOptions:
     only_integration: str | None = None
 
     def dedupe_key(self, mid: str) -> str:
-        if self.trigger is Trigger.REPLAY:
-            return f"replay:{self.replay_id}:{mid}"
-        return f"dlv:{mid}"
+        replay = self.replay_id if self.trigger is Trigger.REPLAY else None
+        return delivery_dedupe_key(mid, replay)
 
 
 class Fanout:

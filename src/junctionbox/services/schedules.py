@@ -43,6 +43,7 @@ from junctionbox.domain.delivery import (
     FinalState,
     ScheduleStatus,
     Trigger,
+    delivery_dedupe_key,
     message_id,
 )
 from junctionbox.domain.identity import Principal, TenantContext
@@ -163,7 +164,7 @@ def new_occurrence(
         run_at=due,
         max_attempts=settings.max_attempts,
         ordering_key=settings.ordering_key,
-        dedupe_key=f"dlv:{mid}",
+        dedupe_key=delivery_dedupe_key(mid),
     )
     return Occurrence(row, new_job)
 

@@ -254,7 +254,7 @@ async def insert_events(conn: AsyncConnection, stored: Sequence[StoredEvent]) ->
 
 
 def _event_values(event: StoredEvent) -> tuple[Any, ...]:
-    """The row of ``events`` for ``event``, in ``_INSERT_COLUMNS`` order."""
+    """The row of ``events`` for ``event``, in ``INSERT_COLUMNS`` order."""
     return (
         event.org_id,
         event.stream,
@@ -275,7 +275,7 @@ def _event_values(event: StoredEvent) -> tuple[Any, ...]:
     )
 
 
-_INSERT_COLUMNS = (
+INSERT_COLUMNS = (
     "org_id",
     "stream",
     "partition",
@@ -298,17 +298,17 @@ _COMPILED: dict[tuple[str, str], tuple[str, Processors]] = {}
 
 
 def _compiled_insert(dialect: Dialect) -> tuple[str, Processors]:
-    """The driver-level INSERT of ``_INSERT_COLUMNS`` (positional parameters) and the bind
+    """The driver-level INSERT of ``INSERT_COLUMNS`` (positional parameters) and the bind
     processors of the columns that have one, by position."""
     found = _COMPILED.get((dialect.name, dialect.driver))
     if found is None:
-        statement = insert(events).values({name: bindparam(name) for name in _INSERT_COLUMNS})
+        statement = insert(events).values({name: bindparam(name) for name in INSERT_COLUMNS})
         compiled = statement.compile(dialect=dialect)
         order = compiled.positiontup or []
-        if list(order) != list(_INSERT_COLUMNS):
+        if list(order) != list(INSERT_COLUMNS):
             raise AssertionError(f"unexpected parameter order {order}")
         processors = []
-        for index, name in enumerate(_INSERT_COLUMNS):
+        for index, name in enumerate(INSERT_COLUMNS):
             if isinstance(events.c[name].type, LargeBinary):
                 continue  # both drivers take bytes as they are
             column_type = events.c[name].type.dialect_impl(dialect)
@@ -346,7 +346,7 @@ async def _copy(conn: AsyncConnection, rows: list[tuple[Any, ...]]) -> None:
     driver = raw.driver_connection
     assert driver is not None
     try:
-        await driver.copy_records_to_table("events", records=rows, columns=_INSERT_COLUMNS)
+        await driver.copy_records_to_table("events", records=rows, columns=INSERT_COLUMNS)
     except asyncpg.IntegrityConstraintViolationError as exc:
         # What SQLAlchemy would have turned into IntegrityError (the database layer into
         # ConflictError): a concurrent writer logged one of these (source, id) first.
