@@ -266,7 +266,9 @@ def _url(p: _Problems, value: Any, loc: tuple[str | int, ...]) -> str | None:
 def _schedule(p: _Problems, raw: Any) -> ScheduleSpec:
     loc: tuple[str | int, ...] = ("schedule",)
     if not isinstance(raw, Mapping):
-        p.add(loc, "is required: {type: CRON, expression, timezone?} or {type: INTERVAL, intervalMs}")
+        p.add(
+            loc, "is required: {type: CRON, expression, timezone?} or {type: INTERVAL, intervalMs}"
+        )
         return ScheduleSpec(ScheduleType.INTERVAL, interval_ms=MIN_INTERVAL_MS)
     kind = _choice(p, raw.get("type"), (*loc, "type"), ScheduleType, None)
     catch_up = _choice(p, raw.get("catchUp"), (*loc, "catchUp"), CatchUp, CatchUp.ONCE)

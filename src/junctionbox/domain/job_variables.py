@@ -33,7 +33,9 @@ from typing import Any, Final
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
-TOKEN: Final = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\.([A-Za-z_][A-Za-z0-9_]*)(\(\))?\s*\}\}")
+TOKEN: Final = re.compile(
+    r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\.([A-Za-z_][A-Za-z0-9_]*)(\(\))?\s*\}\}"
+)
 _QUOTED_TOKEN: Final = re.compile("'" + TOKEN.pattern + "'")
 DATE_FUNCTIONS: Final = ("today", "yesterday", "todayStart", "todayEnd", "now")
 CONFIG_FIELDS: Final = ("tenantId", "integrationId")
@@ -80,7 +82,10 @@ class VariableContext:
             return self._date(ref.name)
         if ref.namespace == "env" and not ref.call:
             if ref.name not in self.env:
-                raise VariableError(f"{ref.text}: {ref.name} is not an allowlisted variable")
+                raise VariableError(
+                    f"{ref.text}: {ref.name} is not an allowlisted environment variable "
+                    "(JB_SCHEDULED_JOBS_ENV_ALLOWLIST), or it is not set"
+                )
             return self.env[ref.name]
         raise VariableError(f"{ref.text} is not a known variable")
 
@@ -108,7 +113,9 @@ def refs(text: str) -> list[VarRef]:
 
 def check_refs(text: str, allowed_env: Sequence[str]) -> list[str]:
     """Problems with the tokens of ``text`` (empty when every token names a variable)."""
-    probe = VariableContext(0, "", datetime.now(UTC), ZoneInfo("UTC"), dict.fromkeys(allowed_env, ""))
+    probe = VariableContext(
+        0, "", datetime.now(UTC), ZoneInfo("UTC"), dict.fromkeys(allowed_env, "")
+    )
     problems = []
     for ref in refs(text):
         try:
