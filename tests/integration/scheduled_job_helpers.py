@@ -6,8 +6,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import uuid
-import warnings
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,8 +15,7 @@ from typing import Any
 import aiomysql
 import asyncpg
 import httpx
-import pytest
-from tests.support import World, make_settings, require_service
+from tests.support import World, make_settings
 
 from junctionbox.api.app import create_app
 from junctionbox.engine.scheduled_jobs import ScheduledJobWorker
@@ -93,7 +91,7 @@ def problems(response: httpx.Response) -> dict[tuple[Any, ...], str]:
 # --- external databases with a bills table ---
 
 
-def _sqlite_bills(path: Path) -> str:
+def sqlite_bills(path: Path) -> str:
     with sqlite3.connect(path) as conn:
         conn.execute("CREATE TABLE bills (id INTEGER, org INTEGER, day TEXT, amount NUMERIC)")
         conn.executemany(
@@ -103,7 +101,7 @@ def _sqlite_bills(path: Path) -> str:
     return f"sqlite:///{path}"
 
 
-async def _maria(statements: list[str], rows: list[tuple[Any, ...]] | None = None) -> None:
+async def maria(statements: list[str], rows: list[tuple[Any, ...]] | None = None) -> None:
     conn = await aiomysql.connect(
         host="127.0.0.1", port=3306, user="root", password="", db="test", autocommit=True
     )
@@ -121,7 +119,7 @@ async def _maria(statements: list[str], rows: list[tuple[Any, ...]] | None = Non
         conn.close()
 
 
-async def _pg(dsn: str, statements: list[str], rows: list[tuple[Any, ...]]) -> None:
+async def pg(dsn: str, statements: list[str], rows: list[tuple[Any, ...]]) -> None:
     conn = await asyncpg.connect(dsn)
     try:
         for statement in statements:
@@ -129,26 +127,3 @@ async def _pg(dsn: str, statements: list[str], rows: list[tuple[Any, ...]]) -> N
         await conn.executemany("INSERT INTO bills VALUES ($1, $2, $3, $4::numeric)", rows)
     finally:
         await conn.close()
-
-
-@pytest.fixture(params=["sqlite", "mariadb", "postgres"])
-def bills_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """A database URL (as users write it) and the name of its table of ``BILLS``."""
-    kind = request.param
-    if kind == "sqlite":
-        yield _sqlite_bills(tmp_path / "bills.db"), "bills"
-        return
-    if kind == "mariadb":
-        require_service("MariaDB", "127.0.0.1", 3306)
-        table = f"bills_{uuid.uuid4().hex[:8]}"
-        create = f"CREATE TABLE {table} (id INT, org INT, day DATE, amount DECIMAL(10,2))"
-        asyncio.run(_maria([create], list(BILLS)))
-        yield "mysql://root:@127.0.0.1:3306/test", table
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            asyncio.run(_maria([f"DROP TABLE IF EXISTS {table}"]))
-        return
-    url = str(request.getfixturevalue("fresh_pg_database")).replace("+asyncpg", "")
-    create = "CREATE TABLE bills (id int, org int, day date, amount numeric(10,2))"
-    asyncio.run(_pg(url, [create, "CREATE SEQUENCE s"], list(BILLS)))
-    yield url, "bills"

@@ -5,7 +5,9 @@ MariaDB and PostgreSQL databases."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import uuid
+import warnings
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,13 +16,16 @@ import pytest
 from sqlalchemy import select
 from tests.integration.scheduled_job_helpers import (
     BASE,
-    bills_db,  # noqa: F401 (a fixture)
+    BILLS,
     call,
     job_body,
+    maria,
+    pg,
     run_queued,
     sink_world,
+    sqlite_bills,
 )
-from tests.support import World, make_settings
+from tests.support import World, make_settings, require_service
 
 from junctionbox.runtime import build_services
 from junctionbox.services.container import Services
@@ -92,7 +97,9 @@ async def test_catch_up_after_downtime(db_url: str, tmp_path: Path) -> None:
         for _ in range(15):
             await world.services.scheduled_jobs.schedule_due()
         assert await ticks(world.services, once) == [T0 + timedelta(minutes=10)]
-        assert await ticks(world.services, each) == [T0 + timedelta(minutes=m) for m in range(1, 11)]
+        assert await ticks(world.services, each) == [
+            T0 + timedelta(minutes=m) for m in range(1, 11)
+        ]
         assert await ticks(world.services, skip) == [T0 + timedelta(minutes=10)]  # 30 s late: ok
         clock.now = T0 + timedelta(minutes=15)  # 10:15:00 exactly: on time for everyone
         for _ in range(6):
@@ -133,14 +140,37 @@ async def test_cron_ticks_follow_the_job_or_org_time_zone(db_url: str, tmp_path:
 # --- data sources against real databases (the gateway itself on SQLite) ---
 
 
+@pytest.fixture(params=["sqlite", "mariadb", "postgres"])
+def bills_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """A database URL (as users write it) and the name of its table of ``BILLS``."""
+    kind = request.param
+    if kind == "sqlite":
+        yield sqlite_bills(tmp_path / "bills.db"), "bills"
+        return
+    if kind == "mariadb":
+        require_service("MariaDB", "127.0.0.1", 3306)
+        table = f"bills_{uuid.uuid4().hex[:8]}"
+        create = f"CREATE TABLE {table} (id INT, org INT, day DATE, amount DECIMAL(10,2))"
+        asyncio.run(maria([create], list(BILLS)))
+        yield "mysql://root:@127.0.0.1:3306/test", table
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            asyncio.run(maria([f"DROP TABLE IF EXISTS {table}"]))
+        return
+    url = str(request.getfixturevalue("fresh_pg_database")).replace("+asyncpg", "")
+    create = "CREATE TABLE bills (id int, org int, day date, amount numeric(10,2))"
+    asyncio.run(pg(url, [create, "CREATE SEQUENCE s"], list(BILLS)))
+    yield url, "bills"
+
+
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
-    from tests.conftest import migrate  # noqa: PLC0415
+    from tests.conftest import migrate
 
     url = f"sqlite+aiosqlite:///{tmp_path}/junctionbox.db"
 
     async def up() -> None:
-        from junctionbox.store.database import Database  # noqa: PLC0415
+        from junctionbox.store.database import Database
 
         db = Database(url)
         await migrate.upgrade(db)
@@ -186,13 +216,15 @@ async def test_unreachable_database_and_read_only_sessions(
             return await call(world, "POST", f"{BASE}/test-datasource", json={"dataSource": source})
 
         down = await test("SELECT 1", "mysql://root:pw-x@127.0.0.1:1/test")
-        assert down.status_code == 502 and "pw-x" not in down.text
+        assert down.status_code == 502
+        assert "pw-x" not in down.text
         refused = await test(f"DELETE FROM {table}", url)  # noqa: S608
         assert refused.status_code == 400
         if url.startswith("postgresql"):
             # A write the static check cannot see fails in the read-only session.
             write = await test("SELECT nextval('s')", url)
-            assert write.status_code == 502 and "read-only" in write.text
+            assert write.status_code == 502
+            assert "read-only" in write.text
         still = await test(f"SELECT count(*) AS n FROM {table}", url)  # noqa: S608
         assert still.json()["sample"][0]["n"] == 4
 
@@ -201,4 +233,5 @@ async def test_row_cap_fails_the_fetch_instead_of_cutting(sqlite_url: str, tmp_p
     async with sink_world(sqlite_url, tmp_path, scheduled_jobs_max_rows=3) as (world, _sink):
         source = {"type": "SQL", "query": "SELECT id FROM entities"}  # 4 entities
         response = await call(world, "POST", f"{BASE}/test-datasource", json={"dataSource": source})
-        assert response.status_code == 502 and "more than 3 rows" in response.text
+        assert response.status_code == 502
+        assert "more than 3 rows" in response.text

@@ -13,12 +13,12 @@ from sqlalchemy import update
 from tests.integration.scheduled_job_helpers import (
     BASE,
     YESTERDAY,
-    _sqlite_bills,
     call,
     job_body,
     problems,
     run_queued,
     sink_world,
+    sqlite_bills,
 )
 
 from junctionbox.engine.scheduled_jobs import ScheduledJobWorker
@@ -49,13 +49,11 @@ async def logs_of(world: Any, job_id: str, **params: Any) -> list[dict[str, Any]
 
 
 async def test_daily_export_walk_through(db_url: str, tmp_path: Path) -> None:
-    bills = _sqlite_bills(tmp_path / "bills.db")
+    bills = sqlite_bills(tmp_path / "bills.db")
     async with sink_world(db_url, tmp_path) as (world, sink):
         source = {"type": "SQL", "query": EXPORT_SQL, "connectionString": bills}
         # 1. Try the data source: at most 10 records, nothing delivered.
-        tried = await call(
-            world, "POST", f"{BASE}/test-datasource", json={"dataSource": source}
-        )
+        tried = await call(world, "POST", f"{BASE}/test-datasource", json={"dataSource": source})
         assert tried.status_code == 200, tried.text
         assert tried.json()["recordsFetched"] == 2
         assert [r["id"] for r in tried.json()["sample"]] == [1, 2]
@@ -73,28 +71,35 @@ async def test_daily_export_walk_through(db_url: str, tmp_path: Path) -> None:
         created = await call(world, "POST", BASE, json=body)
         assert created.status_code == 201, created.text
         job = created.json()
-        assert job["nextRunAt"] is not None and job["schedule"]["effectiveTimezone"] == "UTC"
+        assert job["nextRunAt"] is not None
+        assert job["schedule"]["effectiveTimezone"] == "UTC"
         assert job["outgoingAuthConfig"]["token"].startswith("****")
         assert "partner-token-123456" not in created.text
         # 3. Run it now and read its log.
         queued = await call(world, "POST", f"{BASE}/{job['id']}/execute")
-        assert queued.status_code == 202 and queued.json()["status"] == "QUEUED"
+        assert queued.status_code == 202
+        assert queued.json()["status"] == "QUEUED"
         assert await run_queued(world.services) == 1
         [received] = sink.requests
         assert received.header("authorization") == "Bearer partner-token-123456"
         assert received.header("idempotency-key") == queued.json()["id"]
         sent = orjson.loads(received.body)
-        assert sent["count"] == 2 and sent["ids"] == [1, 2] and sent["total"] == 19.75
+        assert sent["count"] == 2
+        assert sent["ids"] == [1, 2]
+        assert sent["total"] == 19.75
         [log] = await logs_of(world, job["id"])
-        assert log["status"] == "SUCCESS" and log["trigger"] == "MANUAL"
+        assert log["status"] == "SUCCESS"
+        assert log["trigger"] == "MANUAL"
         assert (log["dataFetchStage"], log["transformationStage"], log["deliveryStage"]) == (
             "SUCCESS",
             "SUCCESS",
             "SUCCESS",
         )
-        assert log["recordsFetched"] == 2 and len(log["dataFetched"]) == 2
+        assert log["recordsFetched"] == 2
+        assert len(log["dataFetched"]) == 2
         assert log["transformedPayload"] == sent
-        assert log["responseStatus"] == 200 and log["errorContext"] is None
+        assert log["responseStatus"] == 200
+        assert log["errorContext"] is None
         assert log["httpRequest"]["headers"]["authorization"] == "Bearer ****"
         assert "partner-token-123456" not in log["curlCommand"]
         assert log["curlCommand"].startswith("curl -X POST")
@@ -105,7 +110,7 @@ async def test_daily_export_walk_through(db_url: str, tmp_path: Path) -> None:
 
 
 async def test_masked_credentials_are_kept_on_update(db_url: str, tmp_path: Path) -> None:
-    bills = _sqlite_bills(tmp_path / "bills.db")
+    bills = sqlite_bills(tmp_path / "bills.db")
     async with sink_world(db_url, tmp_path) as (world, sink):
         body = job_body(
             sink.url("/in"),
@@ -120,7 +125,8 @@ async def test_masked_credentials_are_kept_on_update(db_url: str, tmp_path: Path
         replaced = await call(world, "PUT", f"{BASE}/{job['id']}", json=shown_body)
         assert replaced.status_code == 200, replaced.text
         patched = await call(world, "PATCH", f"{BASE}/{job['id']}", json={"description": "d"})
-        assert patched.status_code == 200 and patched.json()["version"] == 3
+        assert patched.status_code == 200
+        assert patched.json()["version"] == 3
         await call(world, "POST", f"{BASE}/{job['id']}/execute")
         await run_queued(world.services)
         assert sink.requests[0].header("x-api-key") == "secret-value-0001"
@@ -134,7 +140,8 @@ async def test_masked_credentials_are_kept_on_update(db_url: str, tmp_path: Path
         other = await call(
             world, "POST", BASE, json=job_body(sink.url("/in"), name="o", dataSource=secret_db)
         )
-        assert other.status_code == 201 and "pw-secret-1" not in other.text
+        assert other.status_code == 201
+        assert "pw-secret-1" not in other.text
         assert "***" in other.json()["dataSource"]["connectionString"]
 
 
@@ -159,7 +166,8 @@ async def test_bad_input_is_a_400_naming_the_field(
         found = problems(response)
         assert any(loc[-1] == where for loc in found), found
         body = response.json()
-        assert body["code"] in ("VALIDATION_ERROR",) and body["statusCode"] == 400
+        assert body["code"] in ("VALIDATION_ERROR",)
+        assert body["statusCode"] == 400
 
 
 async def test_sql_sources_need_admin_and_api_sources_do_not(db_url: str, tmp_path: Path) -> None:
@@ -216,11 +224,13 @@ async def test_each_stage_failure_is_logged_with_its_stage(db_url: str, tmp_path
             assert log["errorContext"]["stage"] == stage, (name, log["errorContext"])
             assert "pw" not in orjson.dumps(log).decode().replace("pwd", "")
         down = (await logs_of(world, ids["target down"]))[0]
-        assert down["deliveryAttempts"] == 2 and down["responseStatus"] == 503  # maxRetries 1
+        assert down["deliveryAttempts"] == 2
+        assert down["responseStatus"] == 503
         assert len(sink.requests_to("/down")) == 2
         assert "not JSON" in (await logs_of(world, ids["non-json api"]))[0]["errorContext"]["error"]
         thrown = (await logs_of(world, ids["script throws"]))[0]
-        assert "bad row 1" in thrown["errorContext"]["error"] and thrown["deliveryStage"] is None
+        assert "bad row 1" in thrown["errorContext"]["error"]
+        assert thrown["deliveryStage"] is None
         assert sink.requests_to("/in") == []
 
 
@@ -257,13 +267,15 @@ async def test_pause_stops_ticks_and_resume_starts_from_the_next(
         body["schedule"] = {"type": "INTERVAL", "intervalMs": 1000}
         job = (await call(world, "POST", BASE, json=body)).json()
         paused = (await call(world, "POST", f"{BASE}/{job['id']}/pause")).json()
-        assert paused["isActive"] is False and paused["nextRunAt"] is None
+        assert paused["isActive"] is False
+        assert paused["nextRunAt"] is None
         svc = world.services.scheduled_jobs
         later = utcnow() + __import__("datetime").timedelta(seconds=5)
         svc.clock = lambda: later
         assert await svc.schedule_due() == 0
         resumed = (await call(world, "POST", f"{BASE}/{job['id']}/resume")).json()
-        assert resumed["isActive"] is True and resumed["nextRunAt"] > paused["updatedAt"]
+        assert resumed["isActive"] is True
+        assert resumed["nextRunAt"] > paused["updatedAt"]
 
 
 async def test_a_run_interrupted_by_a_crash_is_marked_failed(db_url: str, tmp_path: Path) -> None:
@@ -284,7 +296,8 @@ async def test_a_run_interrupted_by_a_crash_is_marked_failed(db_url: str, tmp_pa
         for task in await worker.run_once():
             await task
         [log] = await logs_of(world, job["id"])
-        assert log["status"] == "FAILED" and log["errorContext"]["stage"] == "DATA_FETCH"
+        assert log["status"] == "FAILED"
+        assert log["errorContext"]["stage"] == "DATA_FETCH"
         assert "interrupted" in log["errorContext"]["error"]
         assert sink.requests == []  # not run again: it may have delivered already
         # The first node's late result is not recorded over it.

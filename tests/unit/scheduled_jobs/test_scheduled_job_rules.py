@@ -82,7 +82,8 @@ def test_dates_follow_the_job_time_zone() -> None:
     start = ctx().value(VarRef("date", "todayStart", True))
     assert start == datetime(2026, 2, 28, 5, 0, tzinfo=UTC)  # midnight EST
     end = ctx().value(VarRef("date", "todayEnd", True))
-    assert isinstance(end, datetime) and end.astimezone(NEW_YORK).hour == 23
+    assert isinstance(end, datetime)
+    assert end.astimezone(NEW_YORK).hour == 23
     assert ctx().value(VarRef("date", "now", True)) == RUN_AT
 
 
@@ -142,11 +143,15 @@ def test_a_tick_not_due_yet_does_nothing() -> None:
 
 def test_on_time_ticks_run_under_every_policy() -> None:
     for policy in CatchUp:
-        tick = plan(cron("*/5 * * * *", catch_up=policy), at("2026-01-01T10:05:00"), now := at(
-            "2026-01-01T10:05:00.4"
-        ))
-        assert tick is not None and tick.run_for == at("2026-01-01T10:05:00"), policy
-        assert tick.next_run_at == at("2026-01-01T10:10:00") and tick.next_run_at > now
+        tick = plan(
+            cron("*/5 * * * *", catch_up=policy),
+            at("2026-01-01T10:05:00"),
+            now := at("2026-01-01T10:05:00.4"),
+        )
+        assert tick is not None, policy
+        assert tick.run_for == at("2026-01-01T10:05:00"), policy
+        assert tick.next_run_at == at("2026-01-01T10:10:00")
+        assert tick.next_run_at > now
 
 
 def test_catch_up_once_runs_the_latest_missed_tick_once() -> None:
@@ -161,15 +166,18 @@ def test_catch_up_once_runs_the_latest_missed_tick_once() -> None:
 def test_catch_up_skip_drops_late_ticks() -> None:
     schedule = cron("0 * * * *", catch_up=CatchUp.SKIP)
     tick = plan(schedule, at("2026-01-01T10:00:00"), at("2026-01-01T12:30:00"))
-    assert tick is not None and tick.run_for is None
-    assert tick.next_run_at == at("2026-01-01T13:00:00") and tick.skipped == 3
+    assert tick is not None
+    assert tick.run_for is None
+    assert tick.next_run_at == at("2026-01-01T13:00:00")
+    assert tick.skipped == 3
 
 
 def test_catch_up_all_runs_each_missed_tick_in_order_with_a_cap() -> None:
     schedule = every(60_000, CatchUp.ALL)
     now = at("2026-01-01T10:03:30")
     first = plan(schedule, at("2026-01-01T10:00:00"), now)
-    assert first is not None and first.run_for == at("2026-01-01T10:00:00")
+    assert first is not None
+    assert first.run_for == at("2026-01-01T10:00:00")
     assert first.next_run_at == at("2026-01-01T10:01:00")
     ran = [first.run_for]
     next_run = first.next_run_at
@@ -179,7 +187,8 @@ def test_catch_up_all_runs_each_missed_tick_in_order_with_a_cap() -> None:
     assert ran == [at(f"2026-01-01T10:0{m}:00") for m in range(4)]
     # A day down: only the most recent MAX_CATCH_UP ticks are kept.
     far = plan(schedule, at("2026-01-01T00:00:00"), at("2026-01-02T00:00:00"))
-    assert far is not None and far.run_for is None
+    assert far is not None
+    assert far.run_for is None
     assert far.skipped == 24 * 60 + 1 - MAX_CATCH_UP
     assert at("2026-01-02T00:00:00") - far.next_run_at == timedelta(minutes=MAX_CATCH_UP - 1)
 
@@ -208,8 +217,10 @@ def test_a_valid_job_parses_with_credentials_apart() -> None:
     config, secrets = parse_job(
         job(dataSource=source, outgoingAuthType="BEARER", outgoingAuthConfig={"token": "t0k"})
     )
-    assert config.source.external and secrets.connection_string == "mysql://u:p@db/x"
-    assert secrets.auth == {"token": "t0k"} and "token" not in config.auth.settings
+    assert config.source.external
+    assert secrets.connection_string == "mysql://u:p@db/x"
+    assert secrets.auth == {"token": "t0k"}
+    assert "token" not in config.auth.settings
 
 
 @pytest.mark.parametrize(

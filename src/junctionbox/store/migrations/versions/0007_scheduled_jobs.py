@@ -81,9 +81,7 @@ def upgrade() -> None:
         sa.Column("error_context", JSON, nullable=True),
         sa.Column("created_at", TIME, nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_scheduled_job_logs")),
-        sa.UniqueConstraint(
-            "job_id", "run_key", name=op.f("uq_scheduled_job_logs_job_id_run_key")
-        ),
+        sa.UniqueConstraint("job_id", "run_key", name=op.f("uq_scheduled_job_logs_job_id_run_key")),
     )
     op.create_index(
         op.f("ix_scheduled_job_logs_org_id_job_id_created_at"),
