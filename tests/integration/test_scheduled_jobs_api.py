@@ -4,6 +4,7 @@ SQLite and PostgreSQL; the sink is a real HTTP server on 127.0.0.1."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,6 @@ import pytest
 from sqlalchemy import update
 from tests.integration.scheduled_job_helpers import (
     BASE,
-    YESTERDAY,
     call,
     job_body,
     problems,
@@ -270,7 +270,7 @@ async def test_pause_stops_ticks_and_resume_starts_from_the_next(
         assert paused["isActive"] is False
         assert paused["nextRunAt"] is None
         svc = world.services.scheduled_jobs
-        later = utcnow() + __import__("datetime").timedelta(seconds=5)
+        later = utcnow() + timedelta(seconds=5)
         svc.clock = lambda: later
         assert await svc.schedule_due() == 0
         resumed = (await call(world, "POST", f"{BASE}/{job['id']}/resume")).json()
@@ -288,7 +288,7 @@ async def test_a_run_interrupted_by_a_crash_is_marked_failed(db_url: str, tmp_pa
         started = await execution.start(claimed)  # ... and node-a dies here
         assert started is not None
         async with services.db.write() as conn:  # its lease runs out
-            past = utcnow() - __import__("datetime").timedelta(seconds=1)
+            past = utcnow() - timedelta(seconds=1)
             await conn.execute(update(jobs).values(leased_until=past))
         worker = ScheduledJobWorker(
             services.scheduled_jobs, services.queue, node_id="b", concurrency=1, lease_seconds=30
@@ -307,7 +307,3 @@ async def test_a_run_interrupted_by_a_crash_is_marked_failed(db_url: str, tmp_pa
         with pytest.raises(Exception, match="sjr_"):
             await execution.finish(claimed, started, result)
         assert (await logs_of(world, job["id"]))[0]["status"] == "FAILED"
-
-
-def test_yesterday_is_what_the_fixture_uses() -> None:
-    assert YESTERDAY.isoformat() < __import__("datetime").date.today().isoformat() or True
