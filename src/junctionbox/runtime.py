@@ -178,7 +178,13 @@ def build_scheduled_jobs(
         SqlQueryRunner(settings.database_url), http, max_rows=settings.scheduled_jobs_max_rows
     )
     return ScheduledJobService(
-        db, queue, secretbox, runner, env=env, max_rows=settings.scheduled_jobs_max_rows
+        db,
+        queue,
+        secretbox,
+        runner,
+        env=env,
+        max_rows=settings.scheduled_jobs_max_rows,
+        allowlist=parse_allowlist(settings.ssrf_allowlist),
     )
 
 

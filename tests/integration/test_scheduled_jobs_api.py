@@ -307,3 +307,34 @@ async def test_a_run_interrupted_by_a_crash_is_marked_failed(db_url: str, tmp_pa
         with pytest.raises(Exception, match="sjr_"):
             await execution.finish(claimed, started, result)
         assert (await logs_of(world, job["id"]))[0]["status"] == "FAILED"
+
+
+async def test_private_addresses_are_refused_at_save_unless_allowlisted(
+    db_url: str, tmp_path: Path
+) -> None:
+    async with sink_world(db_url, tmp_path) as (world, sink):
+        other_port = f"http://127.0.0.1:{sink.port + 1}/in"
+        api = {"type": "API", "url": "http://169.254.169.254/latest/meta-data"}
+        for body in (job_body(other_port), job_body(sink.url("/in"), dataSource=api)):
+            response = await call(world, "POST", BASE, json=body)
+            assert response.status_code == 400, response.text
+        tried = await call(
+            world, "POST", f"{BASE}/test-datasource", json={"dataSource": api}, caller="user_a"
+        )
+        assert tried.status_code == 403  # refused when sent
+        assert (await call(world, "POST", BASE, json=job_body(sink.url("/in")))).status_code == 201
+
+
+async def test_patching_the_query_keeps_the_database(db_url: str, tmp_path: Path) -> None:
+    bills = sqlite_bills(tmp_path / "bills.db")
+    async with sink_world(db_url, tmp_path) as (world, sink):
+        source = {"type": "SQL", "query": "SELECT 1 AS one", "connectionString": bills}
+        job = (
+            await call(world, "POST", BASE, json=job_body(sink.url("/in"), dataSource=source))
+        ).json()
+        patch = {"dataSource": {"type": "SQL", "query": "SELECT count(*) AS n FROM bills"}}
+        patched = await call(world, "PATCH", f"{BASE}/{job['id']}", json=patch)
+        assert patched.status_code == 200, patched.text
+        await call(world, "POST", f"{BASE}/{job['id']}/execute")
+        await run_queued(world.services)
+        assert orjson.loads(sink.requests[0].body) == [{"n": 4}]  # still the bills database

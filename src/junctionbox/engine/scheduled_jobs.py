@@ -103,7 +103,14 @@ class ScheduledJobWorker:
                 with contextlib.suppress(Exception):
                     await self.queue.wait_for_work(self.poll_seconds, JOB_QUEUE)
         if self._tasks:
-            await asyncio.wait(self._tasks)
+            try:
+                await asyncio.wait(self._tasks)
+            except asyncio.CancelledError:
+                # Out of grace time: the runs stop here; their leases expire and another
+                # worker marks them interrupted.
+                for task in self._tasks:
+                    task.cancel()
+                raise
 
     async def execute(self, job: Job) -> None:
         """Run one claimed run, heartbeating its lease; never raises."""

@@ -25,6 +25,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from ipaddress import ip_address
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
@@ -46,6 +47,13 @@ from junctionbox.domain.job_config import (
 )
 from junctionbox.domain.job_timing import JobSchedule, plan
 from junctionbox.domain.job_variables import VariableContext, check_refs
+from junctionbox.domain.netguard import (
+    REFUSED_MESSAGE,
+    Allowlist,
+    TargetRefusedError,
+    check_target,
+    parse_outbound_url,
+)
 from junctionbox.domain.outbound import masked_auth_config, restore_masked
 from junctionbox.domain.paging import Page, PageRequest
 from junctionbox.domain.schedule import ScheduleError, resolve_zone
@@ -81,6 +89,7 @@ DUE_BATCH: Final = 100
 SCHEDULE, MANUAL = "SCHEDULE", "MANUAL"
 QUEUED, RUNNING, CANCELLED = "QUEUED", "RUNNING", "CANCELLED"
 RUN_STATUSES: Final = ("QUEUED", "RUNNING", "SUCCESS", "FAILED", "CANCELLED")
+_OMITTED: Final = object()
 
 
 @dataclass(frozen=True)
@@ -138,10 +147,12 @@ class ScheduledJobService:
         *,
         env: Mapping[str, str],
         max_rows: int,
+        allowlist: Allowlist | None = None,
         limits: Limits = DEFAULT_LIMITS,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.db = db
+        self.allowlist = allowlist or Allowlist()
         self.queue = queue
         self.secretbox = secretbox
         self.runner = runner
@@ -299,6 +310,15 @@ class ScheduledJobService:
         now = self.clock()
         async with self.db.write() as conn:
             await self._enqueue_run(conn, stored.record, MANUAL, now, f"manual:{run_id}", run_id)
+            await audit.record(
+                conn,
+                tenant.principal,
+                "scheduled_job.execute",
+                "scheduled_job",
+                job_id,
+                org_id=tenant.org_id,
+                after={"runId": run_id},
+            )
         return await self.run(tenant, job_id, run_id)
 
     async def runs(
@@ -343,7 +363,10 @@ class ScheduledJobService:
             due = await queries.due_jobs(conn, now, DUE_BATCH)
         queued = 0
         for record in due:
-            queued += await self._claim_tick(record, now)
+            try:
+                queued += await self._claim_tick(record, now)
+            except Exception:  # one broken job (unreadable secrets?) must not stop the rest
+                log.exception("scheduled job %s: tick not claimed", record.id)
         return queued
 
     async def _claim_tick(self, record: JobRecord, now: datetime) -> int:
@@ -427,6 +450,9 @@ class ScheduledJobService:
         self._check_variables(config.source.templates())
         if secrets.connection_string is not None:
             normalize_url(secrets.connection_string, field_name="dataSource.connectionString")
+        refused = address_problems(config, self.allowlist)
+        if refused:
+            raise ValidationError(refused[0].message, problems=refused)
         if config.transformation.mode is not None:
             compile_transformer(
                 config.transformation.mode,
@@ -460,11 +486,13 @@ class ScheduledJobService:
         merged["outgoingAuthConfig"] = restore_masked(
             merged.get("outgoingAuthConfig"), stored_auth, keep_omitted=same_type
         )
+        # The database URL: its mask, or leaving it out, keeps the stored one; an explicit
+        # null switches the query to the gateway's own database.
         source = merged.get("dataSource")
         stored_url = current.secrets.connection_string
         if isinstance(source, Mapping) and stored_url is not None:
-            sent = source.get("connectionString")
-            if sent == masked_connection(stored_url) or (partial and "dataSource" not in body):
+            sent = source.get("connectionString", _OMITTED)
+            if sent is _OMITTED or sent == masked_connection(stored_url):
                 merged["dataSource"] = {**source, "connectionString": stored_url}
         return merged
 
@@ -483,6 +511,35 @@ class ScheduledJobService:
 def _schedule_of(config: JobConfig, zone: str) -> JobSchedule:
     spec = config.schedule
     return JobSchedule(spec.type, spec.expression, spec.interval_ms, zone, spec.catch_up)
+
+
+def address_problems(config: JobConfig, allowlist: Allowlist) -> list[FieldProblem]:
+    """URLs whose host is written as an address (or localhost) the SSRF guard would refuse:
+    refused when saved. DNS names are checked when the request is sent (answers change)."""
+    urls: list[tuple[tuple[str | int, ...], str]] = [(("body", "targetUrl"), config.target_url)]
+    if config.source.url and "{{" not in config.source.url.split("/")[2]:
+        urls.append((("body", "dataSource", "url"), config.source.url))
+    return [FieldProblem(loc, REFUSED_MESSAGE) for loc, url in urls if _refused_now(url, allowlist)]
+
+
+_LOCALHOST: Final = (ip_address("127.0.0.1"), ip_address("::1"))
+
+
+def _refused_now(url: str, allowlist: Allowlist) -> bool:
+    target = parse_outbound_url(url)
+    if target.ip is not None:
+        candidates: tuple[Any, ...] = (target.ip,)
+    elif target.host == "localhost" or target.host.endswith(".localhost"):
+        candidates = _LOCALHOST
+    else:
+        return False
+    for address in candidates:
+        try:
+            check_target(target.host, target.port, [address], allowlist)
+            return False
+        except TargetRefusedError:
+            continue
+    return True
 
 
 def new_run_row(
