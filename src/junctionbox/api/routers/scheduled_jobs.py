@@ -16,7 +16,7 @@ from fastapi import APIRouter, Body, Path, Query, Response
 from pydantic import Field
 
 from junctionbox.api.deps import PageDep, ServicesDep, TenantDep
-from junctionbox.api.schemas import ApiModel, RequestModel
+from junctionbox.api.schemas import ApiModel, RequestModel, paged
 from junctionbox.domain.paging import Page
 from junctionbox.services.scheduled_jobs import StoredJob
 from junctionbox.store.queries.scheduled_jobs import RunRecord
@@ -38,6 +38,39 @@ JobBody = Annotated[
     ),
 ]
 RunStatus = Literal["QUEUED", "RUNNING", "SUCCESS", "FAILED", "CANCELLED"]
+
+
+class JobOut(ApiModel):
+    """A scheduled job as stored, credentials masked."""
+
+    id: str
+    org_id: int
+    name: str
+    type: str | None
+    description: str | None
+    is_active: bool
+    target_url: str
+    http_method: str
+    schedule: dict[str, Any] = Field(
+        description="type, expression, intervalMs, timezone (as configured), catchUp, "
+        "effectiveTimezone (the zone ticks are computed in)."
+    )
+    data_source: dict[str, Any] = Field(description="connectionString masked.")
+    transformation: dict[str, Any] | None
+    outgoing_auth_type: str
+    outgoing_auth_config: dict[str, Any] = Field(description="Credentials masked.")
+    retry_policy: dict[str, Any]
+    timeout_ms: int
+    next_run_at: datetime | None = Field(description="The next tick (UTC); null when paused.")
+    last_run_at: datetime | None
+    last_status: str | None
+    version: int
+    created_by: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+JobPage = paged("scheduledJobs", JobOut)
 
 
 class RunOut(ApiModel):
@@ -77,6 +110,9 @@ class RunOut(ApiModel):
         return cls(**fields, integration_id=run.job_id, tenant_id=run.org_id)
 
 
+RunPage = paged("logs", RunOut)
+
+
 class TestSourceIn(RequestModel):
     data_source: dict[str, Any] = Field(description="As in a job's dataSource.")
     timezone: str | None = Field(None, description="Zone of {{date.*}}; default the org's.")
@@ -99,16 +135,16 @@ def _page(name: str, page: Page[Any], convert: Any) -> dict[str, Any]:
     }
 
 
-def _view(job: StoredJob) -> dict[str, Any]:
-    return job.view()
+def _view(job: StoredJob) -> JobOut:
+    return JobOut.model_validate(job.view())
 
 
-@router.post("", status_code=201, summary="Create a scheduled job")
-async def create_job(body: JobBody, tenant: TenantDep, svc: ServicesDep) -> dict[str, Any]:
+@router.post("", status_code=201, response_model=JobOut, summary="Create a scheduled job")
+async def create_job(body: JobBody, tenant: TenantDep, svc: ServicesDep) -> JobOut:
     return _view(await svc.scheduled_jobs.create(tenant, body))
 
 
-@router.get("", summary="List the tenant's scheduled jobs")
+@router.get("", response_model=JobPage, summary="List the tenant's scheduled jobs")
 async def list_jobs(
     tenant: TenantDep,
     svc: ServicesDep,
@@ -134,22 +170,18 @@ async def test_datasource(body: TestSourceIn, tenant: TenantDep, svc: ServicesDe
     )
 
 
-@router.get("/{id}", summary="Get a scheduled job")
-async def get_job(job_id: JobId, tenant: TenantDep, svc: ServicesDep) -> dict[str, Any]:
+@router.get("/{id}", response_model=JobOut, summary="Get a scheduled job")
+async def get_job(job_id: JobId, tenant: TenantDep, svc: ServicesDep) -> JobOut:
     return _view(await svc.scheduled_jobs.get(tenant, job_id))
 
 
-@router.put("/{id}", summary="Replace a scheduled job")
-async def replace_job(
-    job_id: JobId, body: JobBody, tenant: TenantDep, svc: ServicesDep
-) -> dict[str, Any]:
+@router.put("/{id}", response_model=JobOut, summary="Replace a scheduled job")
+async def replace_job(job_id: JobId, body: JobBody, tenant: TenantDep, svc: ServicesDep) -> JobOut:
     return _view(await svc.scheduled_jobs.update(tenant, job_id, body, partial=False))
 
 
-@router.patch("/{id}", summary="Change some fields of a scheduled job")
-async def patch_job(
-    job_id: JobId, body: JobBody, tenant: TenantDep, svc: ServicesDep
-) -> dict[str, Any]:
+@router.patch("/{id}", response_model=JobOut, summary="Change some fields of a scheduled job")
+async def patch_job(job_id: JobId, body: JobBody, tenant: TenantDep, svc: ServicesDep) -> JobOut:
     return _view(await svc.scheduled_jobs.update(tenant, job_id, body, partial=True))
 
 
@@ -159,13 +191,15 @@ async def delete_job(job_id: JobId, tenant: TenantDep, svc: ServicesDep) -> Resp
     return Response(status_code=204)
 
 
-@router.post("/{id}/pause", summary="Stop scheduling runs")
-async def pause_job(job_id: JobId, tenant: TenantDep, svc: ServicesDep) -> dict[str, Any]:
+@router.post("/{id}/pause", response_model=JobOut, summary="Stop scheduling runs")
+async def pause_job(job_id: JobId, tenant: TenantDep, svc: ServicesDep) -> JobOut:
     return _view(await svc.scheduled_jobs.set_active(tenant, job_id, False))
 
 
-@router.post("/{id}/resume", summary="Schedule runs again from the next tick")
-async def resume_job(job_id: JobId, tenant: TenantDep, svc: ServicesDep) -> dict[str, Any]:
+@router.post(
+    "/{id}/resume", response_model=JobOut, summary="Schedule runs again from the next tick"
+)
+async def resume_job(job_id: JobId, tenant: TenantDep, svc: ServicesDep) -> JobOut:
     return _view(await svc.scheduled_jobs.set_active(tenant, job_id, True))
 
 
@@ -179,7 +213,7 @@ async def execute_job(job_id: JobId, tenant: TenantDep, svc: ServicesDep) -> Run
     return RunOut.of(await svc.scheduled_jobs.execute_now(tenant, job_id))
 
 
-@router.get("/{id}/logs", summary="Runs of a scheduled job, newest first")
+@router.get("/{id}/logs", response_model=RunPage, summary="Runs of a scheduled job, newest first")
 async def list_runs(
     job_id: JobId,
     tenant: TenantDep,
