@@ -27,6 +27,7 @@ from pydantic import SecretStr
 
 from junctionbox.api.app import create_app
 from junctionbox.connectors.http_client import GuardedHttpClient
+from junctionbox.connectors.job_sources import SqlQueryRunner
 from junctionbox.domain.event_envelope import EnvelopeLimits
 from junctionbox.domain.netguard import parse_allowlist
 from junctionbox.domain.secretbox import SecretBox
@@ -34,6 +35,7 @@ from junctionbox.engine.delivery_worker import DeliveryWorker
 from junctionbox.engine.dispatcher import Dispatcher
 from junctionbox.engine.dlq_worker import DlqWorker
 from junctionbox.engine.maintenance import Maintenance
+from junctionbox.engine.scheduled_jobs import JobTicker, ScheduledJobWorker
 from junctionbox.engine.sql_poller import SqlSourcePoller
 from junctionbox.errors import ConfigurationError
 from junctionbox.queue.store import JobQueue
@@ -53,6 +55,8 @@ from junctionbox.services.lookups import LookupService
 from junctionbox.services.outbound_request import RequestBuilder
 from junctionbox.services.publish import PublishService
 from junctionbox.services.read_cache import credential_caches
+from junctionbox.services.scheduled_job_runs import JobRunner
+from junctionbox.services.scheduled_jobs import ScheduledJobService
 from junctionbox.services.schedules import ScheduleService
 from junctionbox.services.schema_registry import SchemaRegistry
 from junctionbox.services.streams import StreamService
@@ -161,6 +165,26 @@ def build_services(settings: Settings) -> Services:
         delivery_logs=DeliveryLogService(db),
         dlq=DlqService(db, queue),
         schedules=ScheduleService(db, queue),
+        scheduled_jobs=build_scheduled_jobs(settings, db, queue, secretbox, http),
+    )
+
+
+def build_scheduled_jobs(
+    settings: Settings, db: Database, queue: JobQueue, secretbox: SecretBox, http: GuardedHttpClient
+) -> ScheduledJobService:
+    """Scheduled jobs; ``{{env.NAME}}`` sees the allowlisted variables as set at start."""
+    env = {n: os.environ[n] for n in settings.scheduled_jobs_env_names if n in os.environ}
+    runner = JobRunner(
+        SqlQueryRunner(settings.database_url), http, max_rows=settings.scheduled_jobs_max_rows
+    )
+    return ScheduledJobService(
+        db,
+        queue,
+        secretbox,
+        runner,
+        env=env,
+        max_rows=settings.scheduled_jobs_max_rows,
+        allowlist=parse_allowlist(settings.ssrf_allowlist),
     )
 
 
@@ -200,10 +224,21 @@ def role_loops(
     if "worker" in plan.roles:
         listeners = (services.dlq, services.schedules)
         loops.append(DeliveryWorker(services, node_id=node_id(), listeners=listeners).run)
+        loops.append(
+            ScheduledJobWorker(
+                services.scheduled_jobs,
+                services.queue,
+                node_id=node_id(),
+                concurrency=services.settings.scheduled_jobs_concurrency,
+                lease_seconds=services.settings.worker_lease_seconds,
+            ).run
+        )
     if "scheduler" in plan.roles:
         loops.append(DlqWorker(services, node_id=node_id()).run)
         loops.append(Maintenance(services.streams, services.publisher).run)
         loops.append(SqlSourcePoller(services.sources, node_id=node_id()).run)
+        poll = services.settings.scheduled_jobs_poll_seconds
+        loops.append(JobTicker(services.scheduled_jobs, poll_seconds=poll).run)
     return loops
 
 

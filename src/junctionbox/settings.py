@@ -104,6 +104,18 @@ class Settings(BaseModel):
     dlq_poll_seconds: float = Field(
         60.0, gt=0, le=3600, description="How often the DLQ worker looks for entries to retry."
     )
+    scheduled_jobs_poll_seconds: float = Field(
+        1.0, gt=0, le=3600, description="How often the scheduler looks for due scheduled jobs."
+    )
+    scheduled_jobs_concurrency: int = Field(
+        4, ge=1, le=256, description="Scheduled job runs one worker process runs at once."
+    )
+    scheduled_jobs_max_rows: int = Field(
+        10_000, ge=1, le=10_000_000, description="Most rows a scheduled job's SQL may return."
+    )
+    scheduled_jobs_env_allowlist: str = Field(
+        "", description="Comma-separated environment variables {{env.NAME}} may read."
+    )
 
     @field_validator("jwt_ttl", "idempotency_ttl", mode="before")
     @classmethod
@@ -145,6 +157,10 @@ class Settings(BaseModel):
     @property
     def trusted_proxy_list(self) -> list[str]:
         return [p.strip() for p in self.trusted_proxies.split(",") if p.strip()]
+
+    @property
+    def scheduled_jobs_env_names(self) -> list[str]:
+        return [n.strip() for n in self.scheduled_jobs_env_allowlist.split(",") if n.strip()]
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from junctionbox.api.routers import (
     lookups,
     outbound_integrations,
     scheduled_integrations,
+    scheduled_jobs,
     subscribe,
     templates,
     tenant,
@@ -84,6 +85,7 @@ def create_app(services: Services, lifespan: Lifespan | None = None) -> FastAPI:
         logs,
         dlq,
         scheduled_integrations,
+        scheduled_jobs,
     ):
         app.include_router(module.router)
     return app

@@ -874,3 +874,23 @@ class StoredIntegration:
     def keys_at(self, now: datetime) -> list[str]:
         """The keys that sign at ``now``: the current one and those still in overlap."""
         return [k.key for k in self.signing_keys if k.expires_at is None or k.expires_at > now]
+
+
+# ---------------------------------------------------------------- reuse by other resources
+
+
+def parse_outgoing_auth(body: Mapping[str, Any]) -> OutgoingAuth:
+    """``outgoingAuthType`` / ``outgoingAuthConfig`` of ``body`` validated alone (scheduled
+    jobs share this part of an integration's configuration)."""
+    p = _Problems()
+    auth = _auth(p, body)
+    p.raise_if_any()
+    return auth
+
+
+def parse_retry_policy(raw: Any) -> RetryPolicy:
+    """Seed 001's ``retryPolicy`` object (milliseconds) validated alone."""
+    p = _Problems()
+    policy = _retry_policy(p, raw)
+    p.raise_if_any()
+    return policy

@@ -20,6 +20,7 @@ from junctionbox.services.live import LiveHub
 from junctionbox.services.lookups import LookupService
 from junctionbox.services.outbound_request import RequestBuilder
 from junctionbox.services.publish import PublishService
+from junctionbox.services.scheduled_jobs import ScheduledJobService
 from junctionbox.services.schedules import ScheduleService
 from junctionbox.services.schema_registry import SchemaRegistry
 from junctionbox.services.streams import StreamService
@@ -53,6 +54,7 @@ class Services:
     delivery_logs: DeliveryLogService
     dlq: DlqService
     schedules: ScheduleService
+    scheduled_jobs: ScheduledJobService
     started_monotonic: float = field(default_factory=time.monotonic)
 
     async def close(self) -> None:
@@ -60,5 +62,6 @@ class Services:
         the database pool (in that order: the last needs the others closed)."""
         await self.sources.close()
         await self.queue.close()
+        await self.scheduled_jobs.runner.sql.close()
         await self.http.close()
         await self.db.dispose()

@@ -487,3 +487,66 @@ alerts = Table(
     Column("acknowledged_at", UTCDateTime()),
     Index(None, "org_id", "created_at"),
 )
+
+# --- Scheduled jobs (issue 6): time-driven fetch -> transform -> deliver, and their runs ---
+
+# ``config`` is the API document without credentials; ``secrets`` the sealed credentials
+# (outgoing auth, external database URL). ``next_run_at`` is the first tick not yet claimed:
+# a scheduler claims a tick by moving it with a compare-and-set.
+scheduled_jobs = Table(
+    "scheduled_jobs",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("org_id", BigInteger, ForeignKey("entities.id", ondelete="RESTRICT"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("is_active", Boolean, nullable=False),
+    Column("config", PortableJSON, nullable=False),
+    Column("secrets", Text),
+    Column("timezone", String(64), nullable=False),
+    Column("next_run_at", UTCDateTime()),
+    Column("last_run_at", UTCDateTime()),
+    Column("last_status", String(16)),
+    Column("version", Integer, nullable=False),
+    Column("created_by", String(320)),
+    *_timestamps(),
+    UniqueConstraint("org_id", "name"),
+    Index(None, "is_active", "next_run_at"),
+)
+
+# One row per run (seed 003's ``scheduled_job_logs``). ``run_key`` is ``tick:<instant>`` for
+# a scheduled tick or ``manual:<id>``: unique per job, the second lock on "once per tick".
+scheduled_job_logs = Table(
+    "scheduled_job_logs",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("job_id", String(40), nullable=False),
+    Column("org_id", BigInteger, nullable=False),
+    Column("run_key", String(80), nullable=False),
+    Column("trigger", String(16), nullable=False),
+    Column("scheduled_for", UTCDateTime(), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("stage", String(16)),
+    Column("queue_job_id", String(40)),
+    Column("attempt", Integer, nullable=False),
+    Column("started_at", UTCDateTime()),
+    Column("completed_at", UTCDateTime()),
+    Column("duration_ms", Integer),
+    Column("data_fetch_stage", String(16)),
+    Column("records_fetched", Integer),
+    Column("data_fetched", PortableJSON),
+    Column("data_truncated", Boolean, nullable=False),
+    Column("transformation_stage", String(16)),
+    Column("transformed_payload", PortableJSON),
+    Column("delivery_stage", String(16)),
+    Column("http_request", PortableJSON),
+    Column("curl_command", Text),
+    Column("response_status", Integer),
+    Column("response_headers", PortableJSON),
+    Column("response_body", Text),
+    Column("delivery_attempts", Integer, nullable=False),
+    Column("error_context", PortableJSON),
+    Column("created_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("job_id", "run_key"),
+    Index(None, "org_id", "job_id", "created_at"),
+    Index(None, "status", "created_at"),
+)
