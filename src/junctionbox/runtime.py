@@ -30,13 +30,18 @@ from junctionbox.connectors.http_client import GuardedHttpClient
 from junctionbox.domain.event_envelope import EnvelopeLimits
 from junctionbox.domain.netguard import parse_allowlist
 from junctionbox.domain.secretbox import SecretBox
+from junctionbox.engine.alert_loop import AlertLoop
 from junctionbox.engine.delivery_worker import DeliveryWorker
 from junctionbox.engine.dispatcher import Dispatcher
 from junctionbox.engine.dlq_worker import DlqWorker
+from junctionbox.engine.heartbeat import NodeHeartbeat
 from junctionbox.engine.maintenance import Maintenance
 from junctionbox.engine.sql_poller import SqlSourcePoller
 from junctionbox.errors import ConfigurationError
+from junctionbox.observability.telemetry import Telemetry
 from junctionbox.queue.store import JobQueue
+from junctionbox.services.alerting import AlertEvaluator, AlertService, ChannelSender
+from junctionbox.services.analytics import AnalyticsService
 from junctionbox.services.api_keys import ApiKeyService
 from junctionbox.services.audit import AuditService
 from junctionbox.services.auth import AuthService
@@ -50,6 +55,7 @@ from junctionbox.services.event_sources import EventSourceService
 from junctionbox.services.integrations import IntegrationService
 from junctionbox.services.live import LiveHub
 from junctionbox.services.lookups import LookupService
+from junctionbox.services.monitor import Monitor
 from junctionbox.services.outbound_request import RequestBuilder
 from junctionbox.services.publish import PublishService
 from junctionbox.services.read_cache import credential_caches
@@ -118,6 +124,8 @@ def build_services(settings: Settings) -> Services:
     credentials = credential_caches(db)
     http = GuardedHttpClient(parse_allowlist(settings.ssrf_allowlist))
     lookups = LookupService(db)
+    telemetry = Telemetry.from_env()
+    event_log.listeners.append(lambda stored: telemetry.metrics.events_ingested.inc(len(stored)))
     limits = EnvelopeLimits(
         max_batch=settings.events_max_batch,
         max_event_bytes=settings.events_max_event_bytes,
@@ -161,6 +169,10 @@ def build_services(settings: Settings) -> Services:
         delivery_logs=DeliveryLogService(db),
         dlq=DlqService(db, queue),
         schedules=ScheduleService(db, queue),
+        monitor=Monitor(db, settings, telemetry.metrics),
+        analytics=AnalyticsService(db),
+        alerting=AlertService(db, secretbox),
+        telemetry=telemetry,
     )
 
 
@@ -204,7 +216,30 @@ def role_loops(
         loops.append(DlqWorker(services, node_id=node_id()).run)
         loops.append(Maintenance(services.streams, services.publisher).run)
         loops.append(SqlSourcePoller(services.sources, node_id=node_id()).run)
+        loops.append(alert_loop(services).run)
+    loops.append(heartbeat(services, plan).run)
     return loops
+
+
+def alert_loop(services: Services) -> AlertLoop:
+    settings = services.settings
+    sender = ChannelSender(settings, services.http, services.secretbox)
+    return AlertLoop(
+        AlertEvaluator(services.db, settings, sender),
+        services.db,
+        interval=settings.alerts_interval_seconds,
+        retention_days=settings.rollup_retention_days,
+    )
+
+
+def heartbeat(services: Services, plan: RolePlan) -> NodeHeartbeat:
+    """Every process (whatever its roles) records that it is alive."""
+    return NodeHeartbeat(
+        services.db,
+        node_id=node_id(),
+        roles=plan.roles,
+        interval=services.settings.heartbeat_seconds,
+    )
 
 
 @asynccontextmanager

@@ -14,6 +14,8 @@ from junctionbox.api.errors import install_error_handlers
 from junctionbox.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from junctionbox.api.routers import (
     admin,
+    alerts,
+    analytics,
     auth,
     dlq,
     event_sources,
@@ -22,12 +24,14 @@ from junctionbox.api.routers import (
     health,
     logs,
     lookups,
+    metrics,
     outbound_integrations,
     scheduled_integrations,
     subscribe,
     templates,
     tenant,
 )
+from junctionbox.observability.http import TelemetryMiddleware
 from junctionbox.services.container import Services
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
@@ -35,7 +39,10 @@ Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 def build_middleware(services: Services) -> list[Middleware]:
     settings = services.settings
-    stack = [Middleware(RequestContextMiddleware)]
+    stack = [
+        Middleware(TelemetryMiddleware, telemetry=services.telemetry),
+        Middleware(RequestContextMiddleware),
+    ]
     if settings.cors_origin_list:
         stack.append(
             Middleware(
@@ -84,6 +91,9 @@ def create_app(services: Services, lifespan: Lifespan | None = None) -> FastAPI:
         logs,
         dlq,
         scheduled_integrations,
+        metrics,
+        analytics,
+        alerts,
     ):
         app.include_router(module.router)
     return app

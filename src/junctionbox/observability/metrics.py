@@ -16,7 +16,7 @@ in every process; aggregate them with ``max``, not ``sum``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -102,7 +102,10 @@ class StoreCollector(Collector):
             {(k,): float(v) for k, v in s.workers_alive.items()},
         )
         yield _family(
-            "junctionbox_circuits_open", "Destination circuit breakers open", [], {(): s.circuits_open}
+            "junctionbox_circuits_open",
+            "Destination circuit breakers open",
+            [],
+            {(): s.circuits_open},
         )
         yield _family(
             "junctionbox_store_scrape_ok",
@@ -167,7 +170,10 @@ class Metrics:
             registry=r,
         )
         self.retries = Counter(
-            "integration_retries_total", "Total number of retry attempts", ["adapter_id"], registry=r
+            "integration_retries_total",
+            "Total number of retry attempts",
+            ["adapter_id"],
+            registry=r,
         )
         self.events_ingested = Counter(
             "junctionbox_events_ingested_total", "Events appended to the event log", registry=r
@@ -242,6 +248,11 @@ class Metrics:
 
     def circuit_state(self, adapter_id: str, state: int) -> None:
         self.breaker.labels(self._adapter_label(adapter_id)).set(state)
+
+    def watch_slots(self, total: int, busy: Callable[[], int]) -> None:
+        """The delivery worker's slots, read at scrape time (nothing on the hot path)."""
+        self.slots_total.set(total)
+        self.slots_busy.set_function(lambda: float(busy()))
 
     def http_request(self, method: str, route: str | None, status: int, seconds: float) -> None:
         template = self._route_label(route) if route else UNMATCHED_ROUTE

@@ -52,13 +52,12 @@ def _exporter(name: str) -> Any:
         return ConsoleSpanExporter()
     if name == "otlp":
         try:
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # noqa: PLC0415
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
                 OTLPSpanExporter,
             )
         except ImportError as exc:
             raise RuntimeError(
-                "OTEL_TRACES_EXPORTER=otlp needs the OTLP exporter: pip install "
-                "'junctionbox[otlp]'"
+                "OTEL_TRACES_EXPORTER=otlp needs the OTLP exporter: pip install 'junctionbox[otlp]'"
             ) from exc
         return OTLPSpanExporter()
     raise RuntimeError(f"unsupported OTEL_TRACES_EXPORTER {name!r} (otlp, console or none)")

@@ -43,9 +43,7 @@ def upgrade() -> None:
         "delivery_rollups",
         ["org_id", "bucket_start"],
     )
-    op.create_index(
-        op.f("ix_delivery_rollups_bucket_start"), "delivery_rollups", ["bucket_start"]
-    )
+    op.create_index(op.f("ix_delivery_rollups_bucket_start"), "delivery_rollups", ["bucket_start"])
     op.create_table(
         "node_heartbeats",
         sa.Column("node_id", sa.String(length=120), nullable=False),
