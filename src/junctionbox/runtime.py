@@ -143,7 +143,12 @@ def build_services(settings: Settings) -> Services:
         event_log=event_log,
         schemas=schemas,
         publisher=PublishService(
-            db, event_log, schemas, limits=limits, idempotency_ttl=settings.idempotency_ttl
+            db,
+            event_log,
+            schemas,
+            limits=limits,
+            idempotency_ttl=settings.idempotency_ttl,
+            telemetry=telemetry,
         ),
         streams=StreamService(db),
         sources=EventSourceService(

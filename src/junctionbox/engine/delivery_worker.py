@@ -163,6 +163,7 @@ class DeliveryWorker:
             self.limiter,
             self.breakers,
             random=random,
+            telemetry=services.telemetry,
         )
         self.committer = AttemptCommitter(
             services.db,

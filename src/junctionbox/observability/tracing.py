@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import random
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Final
 
@@ -159,3 +159,14 @@ def outbound_traceparent(span: Span) -> tuple[str, str]:
 
 def mark_error(span: Span, message: str) -> None:
     span.set_status(Status(StatusCode.ERROR, message[:200]))
+
+
+def stamp_traceparent(extensions_of: Iterable[dict[str, Any]]) -> None:
+    """Give each event (its extensions dict) the current ``traceparent`` (CloudEvents'
+    distributed tracing extension), unless the producer set one: the dispatcher and the
+    delivery worker continue the trace from it."""
+    value = Tracing.current_traceparent()
+    if value is None:
+        return
+    for extensions in extensions_of:
+        extensions.setdefault("traceparent", value)
