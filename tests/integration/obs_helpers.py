@@ -38,7 +38,7 @@ class Obs:
         assert response.status_code == 201, response.text
         return response
 
-    async def deliver(self, *, horizon: float | None = None, timeout: float = 20.0) -> None:
+    async def deliver(self, *, horizon: float | None = None, timeout: float = 20.0) -> None:  # noqa: ASYNC109
         await Dispatcher(self.services, node_id="test-dispatcher").dispatch_pending()
         listeners = (self.services.dlq, self.services.schedules)
         worker = DeliveryWorker(self.services, node_id="test-worker", listeners=listeners)

@@ -88,7 +88,7 @@ def check_span_tree(obs: Obs) -> None:
     by_name: dict[str, list[Any]] = {}
     for span in spans:
         by_name.setdefault(span.name, []).append(span)
-    [server] = [s for s in by_name["POST /api/v1/integration/events/publish"]]
+    [server] = by_name["POST /api/v1/integration/events/publish"]
     [ingest] = by_name["ingest"]
     assert f"{server.parent.span_id:016x}" == INCOMING_SPAN
     assert ingest.parent.span_id == server.context.span_id
