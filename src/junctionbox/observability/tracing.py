@@ -124,12 +124,24 @@ class Tracing:
         attributes: Mapping[str, Any] | None = None,
     ) -> Iterator[Span]:
         """A span, current for the block, an error status if the block raises. ``parent``
-        None: the current span's child (a new trace without one)."""
+        None: the current span's child (a new trace without one). An exception is recorded
+        by its type only: its message may quote a secret (a URL, a header)."""
         attrs = {k: v for k, v in (attributes or {}).items() if v is not None}
         with self.tracer.start_as_current_span(
-            name, context=parent, kind=kind, attributes=attrs, record_exception=True
+            name,
+            context=parent,
+            kind=kind,
+            attributes=attrs,
+            record_exception=False,
+            set_status_on_exception=False,
         ) as span:
-            yield span
+            try:
+                yield span
+            except BaseException as exc:
+                if span.is_recording():
+                    span.set_attribute("error.type", type(exc).__name__)
+                    span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+                raise
 
     def shutdown(self) -> None:
         if self.provider is not None:

@@ -129,6 +129,7 @@ class Monitor:
 
     async def _snapshot(self) -> StoreSnapshot:
         now = utcnow()
+        stale = timedelta(seconds=self.settings.node_stale_seconds)
         try:
             async with self.db.read() as conn:
                 depth = await q.queue_depth(conn)
@@ -136,9 +137,7 @@ class Monitor:
                 lag = await q.dispatcher_lag(conn, DISPATCHER_GROUP)
                 dlq = await q.dlq_size(conn)
                 circuits = await q.open_circuits(conn)
-                seen = await q.nodes(
-                    conn, now - timedelta(seconds=self.settings.node_stale_seconds)
-                )
+                seen = await q.nodes(conn, now - stale)
         except Exception:  # a scrape must still answer (with the failure flagged)
             return StoreSnapshot(scrape_ok=False)
         return StoreSnapshot(
@@ -146,7 +145,7 @@ class Monitor:
             oldest_ready_age={k: (now - v).total_seconds() for k, v in due.items()},
             dispatcher_lag=lag,
             dlq_size=dlq,
-            workers_alive=_alive_by_role(seen, now - timedelta(days=1)),
+            workers_alive=_alive_by_role(seen, now - stale),
             circuits_open=len(circuits),
         )
 

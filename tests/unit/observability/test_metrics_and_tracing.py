@@ -102,3 +102,16 @@ def test_traceparent_header_goes_before_the_credential_headers() -> None:
         ("content-type", "application/json"),
         ("authorization", "Bearer ****"),
     ]
+
+
+def test_a_failing_span_keeps_the_error_type_not_its_message() -> None:
+    exporter = InMemorySpanExporter()
+    tracing = Tracing.with_processor(SimpleSpanProcessor(exporter))
+    try:
+        with tracing.span("work"):
+            raise RuntimeError("postgresql://jb:hunter2-secret@db/jb unreachable")
+    except RuntimeError:
+        pass
+    [span] = exporter.get_finished_spans()
+    assert span.attributes["error.type"] == "RuntimeError"
+    assert "hunter2" not in span.to_json()
