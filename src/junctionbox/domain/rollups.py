@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 BUCKET_SECONDS: Final = 300
@@ -52,20 +52,26 @@ def latency_key(ms: int) -> str:
 
 
 def aggregate(attempts: Iterable[AttemptFacts]) -> dict[RollupKey, tuple[int, int]]:
-    """(count, total ms) per rollup key, for one upsert per key."""
+    """(count, total ms) per rollup key, for one upsert per key. Runs in the commit of
+    every batch of attempts: kept to a few dictionary operations per attempt."""
     out: dict[RollupKey, tuple[int, int]] = {}
-
-    def add(key: RollupKey, ms: int = 0) -> None:
-        count, total = out.get(key, (0, 0))
-        out[key] = (count + 1, total + ms)
-
+    buckets: dict[int, datetime] = {}
     for a in attempts:
-        base = (a.org_id, a.integration_id, bucket_start(a.created_at))
-        add((*base, STATUS, a.status))
+        epoch = int(a.created_at.timestamp()) // BUCKET_SECONDS
+        start = buckets.get(epoch)
+        if start is None:
+            start = buckets[epoch] = datetime.fromtimestamp(epoch * BUCKET_SECONDS, tz=UTC)
+        keys: list[tuple[RollupKey, int]] = [
+            ((a.org_id, a.integration_id, start, STATUS, a.status), 0)
+        ]
         if a.error_category:
-            add((*base, ERROR, a.error_category[:64]))
+            keys.append(((a.org_id, a.integration_id, start, ERROR, a.error_category[:64]), 0))
         if a.response_time_ms is not None:
-            add((*base, LATENCY, latency_key(a.response_time_ms)), a.response_time_ms)
+            ms = a.response_time_ms
+            keys.append(((a.org_id, a.integration_id, start, LATENCY, latency_key(ms)), ms))
+        for key, ms in keys:
+            count, total = out.get(key, (0, 0))
+            out[key] = (count + 1, total + ms)
     return out
 
 
