@@ -3,8 +3,8 @@
 Roles are what a process does. ``api`` serves HTTP; ``dispatcher`` reads the event log and
 queues a delivery job per matching integration; ``worker`` runs delivery jobs; ``scheduler``
 runs the time-driven loops (DLQ retries, stream retention, idempotency-key expiry, SQL table
-sources, alert rules). ``all`` runs every role, which is what ``make run`` does on the embedded SQLite
-store. Every process answers the health endpoints.
+sources, alert rules). ``all`` runs every role, which is what ``make run`` does on the
+embedded SQLite store. Every process answers the health endpoints and records a heartbeat.
 """
 
 from __future__ import annotations
