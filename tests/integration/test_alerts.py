@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import socket
 from collections.abc import Iterator
+from datetime import timedelta
 from email import message_from_bytes
 from email.message import Message
 from pathlib import Path
@@ -21,8 +22,13 @@ from aiosmtpd.controller import Controller
 from tests.integration.delivery_helpers import add_integration
 from tests.integration.obs_helpers import Obs, observed
 
+from junctionbox.domain.rollups import AttemptFacts, aggregate
+from junctionbox.engine.heartbeat import NodeHeartbeat
 from junctionbox.runtime import alert_loop
 from junctionbox.services.alerting import _rate_conditions
+from junctionbox.store.queries.destination_breakers import BreakerRow, save_breakers
+from junctionbox.store.queries.rollups import add_rollups
+from junctionbox.store.types import utcnow
 from junctionbox.testing import Behaviour, RecordingSink
 
 WEBHOOK_SECRET = "alert-webhook-secret-0123456789"
@@ -178,3 +184,49 @@ def test_error_rate_rule_needs_enough_attempts_and_more_than_the_threshold() -> 
     fired = _rate_conditions(rows, 0.10, 900)  # type: ignore[arg-type]
     assert [(org, subject) for org, subject, _, _ in fired] == [(100, "int_a")]
     assert fired[0][3]["errorRate"] == 0.2
+
+
+async def test_error_rate_circuit_and_stopped_worker_rules_fire_from_the_store(
+    db_url: str, tmp_path: Path
+) -> None:
+    async with observed(db_url, tmp_path, []) as obs:
+        now = utcnow()
+        attempts = [
+            AttemptFacts(100, "int_flaky", now, "FAILED" if n < 3 else "SUCCESS", None, 10)
+            for n in range(10)
+        ]
+        async with obs.services.db.write() as conn:
+            await add_rollups(conn, aggregate(attempts))
+            await save_breakers(
+                conn, [BreakerRow(100, "https://partner.example", "OPEN", 5, 0, now, now)]
+            )
+        stale = timedelta(seconds=obs.services.settings.node_stale_seconds * 2)
+        await NodeHeartbeat(
+            obs.services.db,
+            node_id="node-x",
+            roles=["worker"],
+            interval=1,
+            clock=lambda: now - stale,
+        ).beat()
+        for kind in ("ERROR_RATE", "CIRCUIT_OPEN"):
+            await api(obs, "POST", "/api/v1/admin/alert-rules", json={"kind": kind})
+        await api(
+            obs, "POST", "/api/v1/admin/alert-rules", who="admin", json={"kind": "WORKER_STOPPED"}
+        )
+        # A tenant cannot see or make platform rules; it sees only its own.
+        assert len((await api(obs, "GET", "/api/v1/admin/alert-rules"))["data"]) == 2
+        evaluator = alert_loop(obs.services).evaluator
+        await evaluator.tick()
+        await evaluator.tick()  # cooling down: no second alert of any
+        mine = await api(obs, "GET", "/api/v1/admin/alerts")
+        assert sorted(a["kind"] for a in mine["data"]) == ["CIRCUIT_OPEN", "ERROR_RATE"]
+        rate = next(a for a in mine["data"] if a["kind"] == "ERROR_RATE")
+        assert rate["details"]["errorRate"] == 0.3
+        assert rate["subjectId"] == "int_flaky"
+        every = await api(obs, "GET", "/api/v1/admin/alerts", who="admin")
+        assert sorted(a["kind"] for a in every["data"]) == [
+            "CIRCUIT_OPEN",
+            "ERROR_RATE",
+            "WORKER_STOPPED",
+        ]
+        assert (await api(obs, "GET", "/api/v1/admin/alerts", who="user_b"))["total"] == 0
