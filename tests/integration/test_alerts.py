@@ -163,6 +163,7 @@ async def test_bad_rules_and_channels_are_4xx(db_url: str, tmp_path: Path) -> No
         headers = obs.world.headers["user_a"]
         for path, body in (
             ("/api/v1/admin/alert-rules", {"kind": "NOPE"}),
+            ("/api/v1/admin/alert-rules", {"kind": "WORKER_STOPPED"}),
             ("/api/v1/admin/alert-rules", {"kind": "ERROR_RATE", "threshold": "x"}),
             ("/api/v1/admin/alert-rules", {"kind": "DLQ_SIZE", "channelIds": ["ach_missing"]}),
             ("/api/v1/admin/alert-channels", {"type": "EMAIL", "recipients": ["not-an-address"]}),

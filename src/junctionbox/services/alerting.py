@@ -151,6 +151,13 @@ def _channel_values(body: dict[str, Any], box: SecretBox, channel_id: str) -> di
     }
 
 
+def _platform_only(tenant: TenantContext | None, values: dict[str, Any]) -> None:
+    if tenant is not None and values.get("kind") == "WORKER_STOPPED":
+        raise ValidationError(
+            "WORKER_STOPPED watches the platform's processes: an admin sets it without orgId"
+        )
+
+
 def rule_out(row: RowMapping) -> dict[str, Any]:
     return {
         "id": row["id"],
@@ -226,6 +233,7 @@ class AlertService:
 
     async def create_rule(self, tenant: TenantContext | None, body: dict[str, Any]) -> RowMapping:
         values = _rule_values(body)
+        _platform_only(tenant, values)
         now, rule_id = utcnow(), new_id("arl")
         async with self.db.write() as conn:
             await self._check_channels(conn, tenant, values["channel_ids"])
@@ -246,6 +254,7 @@ class AlertService:
         self, tenant: TenantContext | None, rule_id: str, body: dict[str, Any]
     ) -> RowMapping:
         values = _rule_values(body, partial=True)
+        _platform_only(tenant, values)
         async with self.db.write() as conn:
             await self._get(conn, alert_rules, tenant, rule_id)
             if "channel_ids" in values:
