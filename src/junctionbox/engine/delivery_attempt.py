@@ -50,6 +50,7 @@ from junctionbox.domain.retry import (
 )
 from junctionbox.engine.delivery_prefetch import Prepared, ProblemKind, Ready
 from junctionbox.errors import ExpressionRuntimeError, JunctionboxError
+from junctionbox.observability import context as log_context
 from junctionbox.observability.telemetry import Telemetry
 from junctionbox.observability.tracing import Tracing, mark_error, outbound_traceparent
 from junctionbox.queue.jobs import Job
@@ -236,9 +237,14 @@ class AttemptRunner:
             "correlation.id": _correlation_id(r.delivery, r.event),
         }
         tracing = self.telemetry.tracing
-        with tracing.span(
-            "delivery.attempt", parent=parent, kind=SpanKind.CLIENT, attributes=attributes
-        ) as span:
+        with (
+            log_context.bound(
+                org_id=r.delivery.org_id, correlation_id=attributes["correlation.id"]
+            ),
+            tracing.span(
+                "delivery.attempt", parent=parent, kind=SpanKind.CLIENT, attributes=attributes
+            ) as span,
+        ):
             outcome = await self._traced_attempt(p, r, span, probe=probe)
             if span.is_recording():
                 span.set_attribute("delivery.outcome", outcome.disposition.value)
