@@ -3,8 +3,8 @@
 Roles are what a process does. ``api`` serves HTTP; ``dispatcher`` reads the event log and
 queues a delivery job per matching integration; ``worker`` runs delivery jobs; ``scheduler``
 runs the time-driven loops (DLQ retries, stream retention, idempotency-key expiry, SQL table
-sources). ``all`` runs every role, which is what ``make run`` does on the embedded SQLite
-store. Every process answers the health endpoints.
+sources, alert rules). ``all`` runs every role, which is what ``make run`` does on the
+embedded SQLite store. Every process answers the health endpoints and records a heartbeat.
 """
 
 from __future__ import annotations
@@ -31,14 +31,19 @@ from junctionbox.connectors.job_sources import SqlQueryRunner
 from junctionbox.domain.event_envelope import EnvelopeLimits
 from junctionbox.domain.netguard import parse_allowlist
 from junctionbox.domain.secretbox import SecretBox
+from junctionbox.engine.alert_loop import AlertLoop
 from junctionbox.engine.delivery_worker import DeliveryWorker
 from junctionbox.engine.dispatcher import Dispatcher
 from junctionbox.engine.dlq_worker import DlqWorker
+from junctionbox.engine.heartbeat import NodeHeartbeat
 from junctionbox.engine.maintenance import Maintenance
 from junctionbox.engine.scheduled_jobs import JobTicker, ScheduledJobWorker
 from junctionbox.engine.sql_poller import SqlSourcePoller
 from junctionbox.errors import ConfigurationError
+from junctionbox.observability.telemetry import Telemetry
 from junctionbox.queue.store import JobQueue
+from junctionbox.services.alerting import AlertEvaluator, AlertService, ChannelSender
+from junctionbox.services.analytics import AnalyticsService
 from junctionbox.services.api_keys import ApiKeyService
 from junctionbox.services.audit import AuditService
 from junctionbox.services.auth import AuthService
@@ -52,6 +57,7 @@ from junctionbox.services.event_sources import EventSourceService
 from junctionbox.services.integrations import IntegrationService
 from junctionbox.services.live import LiveHub
 from junctionbox.services.lookups import LookupService
+from junctionbox.services.monitor import Monitor
 from junctionbox.services.outbound_request import RequestBuilder
 from junctionbox.services.publish import PublishService
 from junctionbox.services.read_cache import credential_caches
@@ -122,6 +128,8 @@ def build_services(settings: Settings) -> Services:
     credentials = credential_caches(db)
     http = GuardedHttpClient(parse_allowlist(settings.ssrf_allowlist))
     lookups = LookupService(db)
+    telemetry = Telemetry.from_env()
+    event_log.listeners.append(lambda stored: telemetry.metrics.events_ingested.inc(len(stored)))
     limits = EnvelopeLimits(
         max_batch=settings.events_max_batch,
         max_event_bytes=settings.events_max_event_bytes,
@@ -139,7 +147,12 @@ def build_services(settings: Settings) -> Services:
         event_log=event_log,
         schemas=schemas,
         publisher=PublishService(
-            db, event_log, schemas, limits=limits, idempotency_ttl=settings.idempotency_ttl
+            db,
+            event_log,
+            schemas,
+            limits=limits,
+            idempotency_ttl=settings.idempotency_ttl,
+            telemetry=telemetry,
         ),
         streams=StreamService(db),
         sources=EventSourceService(
@@ -166,6 +179,10 @@ def build_services(settings: Settings) -> Services:
         dlq=DlqService(db, queue),
         schedules=ScheduleService(db, queue),
         scheduled_jobs=build_scheduled_jobs(settings, db, queue, secretbox, http),
+        monitor=Monitor(db, settings, telemetry.metrics),
+        analytics=AnalyticsService(db),
+        alerting=AlertService(db, secretbox),
+        telemetry=telemetry,
     )
 
 
@@ -239,7 +256,30 @@ def role_loops(
         loops.append(SqlSourcePoller(services.sources, node_id=node_id()).run)
         poll = services.settings.scheduled_jobs_poll_seconds
         loops.append(JobTicker(services.scheduled_jobs, poll_seconds=poll).run)
+        loops.append(alert_loop(services).run)
+    loops.append(heartbeat(services, plan).run)
     return loops
+
+
+def alert_loop(services: Services) -> AlertLoop:
+    settings = services.settings
+    sender = ChannelSender(settings, services.http, services.secretbox)
+    return AlertLoop(
+        AlertEvaluator(services.db, settings, sender),
+        services.db,
+        interval=settings.alerts_interval_seconds,
+        retention_days=settings.rollup_retention_days,
+    )
+
+
+def heartbeat(services: Services, plan: RolePlan) -> NodeHeartbeat:
+    """Every process (whatever its roles) records that it is alive."""
+    return NodeHeartbeat(
+        services.db,
+        node_id=node_id(),
+        roles=plan.roles,
+        interval=services.settings.heartbeat_seconds,
+    )
 
 
 @asynccontextmanager

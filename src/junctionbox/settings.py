@@ -116,6 +116,37 @@ class Settings(BaseModel):
     scheduled_jobs_env_allowlist: str = Field(
         "", description="Comma-separated environment variables {{env.NAME}} may read."
     )
+    # observability
+    metrics_token: SecretStr | None = Field(
+        None, description="Bearer token for /metrics; unset: /metrics answers loopback only."
+    )
+    heartbeat_seconds: float = Field(
+        10.0, gt=0, le=300, description="How often a process records its heartbeat."
+    )
+    node_stale_seconds: float = Field(
+        60.0, gt=0, le=3600, description="A process unseen this long is presumed stopped."
+    )
+    health_lag_warn_seconds: float = Field(
+        60.0, gt=0, description="Oldest due job or undispatched event older: health degraded."
+    )
+    health_lag_fail_seconds: float = Field(
+        900.0, gt=0, description="Older than this: health unhealthy."
+    )
+    alerts_interval_seconds: float = Field(
+        30.0, gt=0, le=3600, description="How often the scheduler evaluates alert rules."
+    )
+    rollup_retention_days: int = Field(
+        90, ge=1, le=3650, description="Days of dashboard rollups kept."
+    )
+    redis_url: SecretStr | None = Field(
+        None, description="Redis URL, when Redis is used; the health check pings it."
+    )
+    smtp_host: str | None = Field(None, description="SMTP server for alert e-mails.")
+    smtp_port: int = Field(587, ge=1, le=65535, description="SMTP port.")
+    smtp_username: str | None = Field(None, description="SMTP user name.")
+    smtp_password: SecretStr | None = Field(None, description="SMTP password.")
+    smtp_from: str = Field("junctionbox@localhost", description="Sender of alert e-mails.")
+    smtp_starttls: bool = Field(False, description="Use STARTTLS with the SMTP server.")
 
     @field_validator("jwt_ttl", "idempotency_ttl", mode="before")
     @classmethod

@@ -14,6 +14,8 @@ from junctionbox.api.errors import install_error_handlers
 from junctionbox.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from junctionbox.api.routers import (
     admin,
+    alerts,
+    analytics,
     auth,
     dlq,
     event_sources,
@@ -22,6 +24,7 @@ from junctionbox.api.routers import (
     health,
     logs,
     lookups,
+    metrics,
     outbound_integrations,
     scheduled_integrations,
     scheduled_jobs,
@@ -29,6 +32,7 @@ from junctionbox.api.routers import (
     templates,
     tenant,
 )
+from junctionbox.observability.http import TelemetryMiddleware
 from junctionbox.services.container import Services
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
@@ -36,7 +40,10 @@ Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 def build_middleware(services: Services) -> list[Middleware]:
     settings = services.settings
-    stack = [Middleware(RequestContextMiddleware)]
+    stack = [
+        Middleware(TelemetryMiddleware, telemetry=services.telemetry),
+        Middleware(RequestContextMiddleware),
+    ]
     if settings.cors_origin_list:
         stack.append(
             Middleware(
@@ -86,6 +93,9 @@ def create_app(services: Services, lifespan: Lifespan | None = None) -> FastAPI:
         dlq,
         scheduled_integrations,
         scheduled_jobs,
+        metrics,
+        analytics,
+        alerts,
     ):
         app.include_router(module.router)
     return app

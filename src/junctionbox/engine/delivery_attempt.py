@@ -28,6 +28,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Final
 
+from opentelemetry.trace import Span, SpanKind
+
 from junctionbox.connectors.destinations.base import (
     Destination,
     DestinationError,
@@ -48,9 +50,12 @@ from junctionbox.domain.retry import (
 )
 from junctionbox.engine.delivery_prefetch import Prepared, ProblemKind, Ready
 from junctionbox.errors import ExpressionRuntimeError, JunctionboxError
+from junctionbox.observability import context as log_context
+from junctionbox.observability.telemetry import Telemetry
+from junctionbox.observability.tracing import Tracing, mark_error, outbound_traceparent
 from junctionbox.queue.jobs import Job
 from junctionbox.services.breakers import Breakers
-from junctionbox.services.outbound_request import PreparedRequest, RequestBuilder
+from junctionbox.services.outbound_request import PreparedRequest, RequestBuilder, with_header
 from junctionbox.services.outgoing_auth import OAuthTokenError
 from junctionbox.services.rate_limits import RateLimiter
 from junctionbox.store.queries.delivery_attempts import AttemptRow, cap_text
@@ -138,11 +143,14 @@ class _Trace:
     foreign (errors, the curl command) through ``cap_text`` themselves.
     """
 
-    __slots__ = ("origin", "steps")
+    __slots__ = ("origin", "steps", "trace_id", "traceparent")
 
     def __init__(self, origin: float) -> None:
         self.origin = origin
         self.steps: list[dict[str, Any]] = []
+        # The W3C trace context the request carries; its trace id is the row's.
+        self.traceparent: str | None = None
+        self.trace_id: str | None = None
 
     def add(self, name: str, state: str, started: float, **detail: Any) -> None:
         self.steps.append(
@@ -189,7 +197,9 @@ class AttemptRunner:
         *,
         random: Callable[[], float] = _random.random,
         log_circuit_open: bool = True,
+        telemetry: Telemetry | None = None,
     ) -> None:
+        self.telemetry = telemetry or Telemetry()
         self.requests = requests
         self.destination = destination
         self.limiter = limiter
@@ -214,8 +224,42 @@ class AttemptRunner:
     # ------------------------------------------------------------ the attempt
 
     async def _attempt(self, p: Prepared, r: Ready, *, probe: bool) -> AttemptOutcome:
+        """The attempt within its span: a child of the event's ``traceparent`` (the ingest
+        span), so that publish, dispatch and every attempt share one trace."""
+        parent = Tracing.context_of_traceparent(r.event.extensions.get("traceparent"))
+        attributes = {
+            "adapter.id": r.stored.id,
+            "tenant.id": r.delivery.org_id,
+            "event.id": r.event.event_id,
+            "event.type": r.event.type,
+            "delivery.id": r.delivery.message_id,
+            "delivery.attempt": p.job.attempts,
+            "correlation.id": _correlation_id(r.delivery, r.event),
+        }
+        tracing = self.telemetry.tracing
+        with (
+            log_context.bound(
+                org_id=r.delivery.org_id, correlation_id=attributes["correlation.id"]
+            ),
+            tracing.span(
+                "delivery.attempt", parent=parent, kind=SpanKind.CLIENT, attributes=attributes
+            ) as span,
+        ):
+            outcome = await self._traced_attempt(p, r, span, probe=probe)
+            if span.is_recording():
+                span.set_attribute("delivery.outcome", outcome.disposition.value)
+                if outcome.response_status is not None:
+                    span.set_attribute("http.response.status_code", outcome.response_status)
+                if outcome.disposition is not Disposition.DELIVERED:
+                    mark_error(span, outcome.error_category or outcome.disposition.value)
+            return outcome
+
+    async def _traced_attempt(
+        self, p: Prepared, r: Ready, span: Span, *, probe: bool
+    ) -> AttemptOutcome:
         started = time.time()
         trace = _Trace(started)
+        trace.traceparent, trace.trace_id = outbound_traceparent(span)
         trace.add(
             "match",
             "ok",
@@ -267,6 +311,8 @@ class AttemptRunner:
         except JunctionboxError as exc:  # a configuration that cannot be sent
             trace.add("transform", "error", started, error=cap_text(exc.message))
             return _not_sent(exc.message, CONFIG_ERROR)
+        if trace.traceparent is not None:
+            request = with_header(request, "traceparent", trace.traceparent)
         self._trace_request(r, request, trace, started, again)
         return await self._send(r, request, trace)
 
@@ -398,7 +444,7 @@ class AttemptRunner:
             response_headers=result.headers if result else None,
             response_body=_scrub_bytes(result.body, request) if result else None,
             correlation_id=_correlation_id(r.delivery, r.event),
-            trace_id=_trace_id(),
+            trace_id=trace.trace_id or _trace_id(),
             signature=request.signature if request else None,
             trigger_type=r.delivery.trigger.value,
             action_name=r.action.name,

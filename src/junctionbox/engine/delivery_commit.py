@@ -7,7 +7,8 @@ One transaction per batch of finished attempts:
    the attempt. A job whose lease was lost (its lease expired and someone else claimed it,
    or an operator cancelled it) is left out of everything below: no log row, no listener
    effect, as if its transaction had been rolled back;
-2. the attempts' ``delivery_logs`` rows are inserted (one executemany);
+2. the attempts' ``delivery_logs`` rows are inserted (one executemany), and added to the
+   dashboard's rollups (one upsert; see :mod:`junctionbox.engine.delivery_telemetry`);
 3. per integration: the auto-disable streak (reset by a delivery, counted by a final
    failure; the Nth consecutive one disables the integration and raises an alert), and
    410 Gone disables at once;
@@ -44,6 +45,8 @@ from junctionbox.domain.delivery import (
     message_id,
 )
 from junctionbox.engine.delivery_attempt import FINAL_DISPOSITIONS, AttemptOutcome, Disposition
+from junctionbox.engine.delivery_telemetry import add_to_rollups, record_metrics
+from junctionbox.observability.metrics import Metrics
 from junctionbox.queue.jobs import Lease, NewJob
 from junctionbox.queue.store import JobQueue
 from junctionbox.services.breakers import Breakers
@@ -72,7 +75,9 @@ class AttemptCommitter:
         listeners: Sequence[DeliveryListener] = (),
         *,
         clock: Callable[[], datetime] = utcnow,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics
         self.db = db
         self.queue = queue
         self.breakers = breakers
@@ -109,12 +114,15 @@ class AttemptCommitter:
             kept = await self._move_jobs(conn, outcomes)
             mine = [o for o in outcomes if o.job_id in kept]
             await insert_attempts(conn, [o.row for o in mine if o.row is not None])
+            await add_to_rollups(conn, mine)
             finals = await self._integrations(conn, mine, now)
             await self._next_actions(conn, mine, now)
             await self._tell_listeners(conn, mine, finals)
             breaker_rows = self.breakers.dirty_rows(now.timestamp())
             await self.breakers.save(conn, breaker_rows)
         self.breakers.saved(breaker_rows)
+        if self.metrics is not None:
+            record_metrics(self.metrics, self.breakers, mine)
         lost = {o.job_id for o in outcomes} - kept
         for job_id in sorted(lost):
             log.warning("lease of job %s was lost; its outcome is not recorded", job_id)

@@ -163,9 +163,17 @@ class DeliveryWorker:
             self.limiter,
             self.breakers,
             random=random,
+            telemetry=services.telemetry,
         )
-        self.committer = AttemptCommitter(services.db, self.queue, self.breakers, listeners)
+        self.committer = AttemptCommitter(
+            services.db,
+            self.queue,
+            self.breakers,
+            listeners,
+            metrics=services.telemetry.metrics,
+        )
         self._max_tracked = TRACKED_PER_SLOT * self.concurrency
+        services.telemetry.metrics.watch_slots(self.concurrency, lambda: self._running)
         self._min_claim = max(1, self.concurrency // 4)
         self._commit_min = max(1, min(commit_batch, self.concurrency // 2))
         self._reset()

@@ -40,6 +40,7 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from junctionbox.domain.events import StoredEvent
+from junctionbox.observability.tracing import Tracing
 from junctionbox.services.container import Services
 from junctionbox.services.event_log import EVENTS_CHANNEL
 from junctionbox.services.fanout import Fanout, FanoutPlan, IntegrationCatalog
@@ -265,6 +266,7 @@ class Dispatcher:
     ) -> _Batch:
         """Read, match, enqueue and commit one batch from ``start``; ``end`` is the
         partition's next offset when known (None: starting from our own cursor)."""
+        started = time.time_ns()
         events = await event_queries.read_after(conn, *key, start - 1, self.batch_size)
         if not events and end is None:
             # Nothing after our own cursor: nothing new, or the stream was deleted and made
@@ -277,6 +279,7 @@ class Dispatcher:
         if not await queries.advance(conn, GROUP, *key, committed, following, self.clock()):
             raise _Raced()
         more = len(events) >= self.batch_size if end is None else following < end
+        trace_dispatch(self.services.telemetry.tracing, events, plan, started)
         return _Batch(BatchResult(len(events), more), following, plan)
 
     # --- wake-ups ---
@@ -376,3 +379,31 @@ def _log_batch(key: PartitionKey, plan: FanoutPlan | None) -> None:
             len(plan.jobs),
             len(plan.occurrences),
         )
+
+
+def trace_dispatch(
+    tracing: Tracing, events: Sequence[StoredEvent], plan: FanoutPlan, started_ns: int
+) -> None:
+    """A ``dispatch`` span per event that carries a ``traceparent``, covering its batch's
+    read, match and enqueue (nothing to do, and no cost, when tracing is off)."""
+    if not tracing.recording or not events:
+        return
+    for event in events:
+        parent = Tracing.context_of_traceparent(event.extensions.get("traceparent"))
+        if parent is None:
+            continue
+        span = tracing.tracer.start_span(
+            "dispatch",
+            context=parent,
+            start_time=started_ns,
+            attributes={
+                "tenant.id": event.org_id,
+                "event.id": event.event_id,
+                "event.type": event.type,
+                "stream": event.stream,
+                "partition": event.partition,
+                "offset": event.offset,
+                "batch.deliveries": plan.deliveries,
+            },
+        )
+        span.end()

@@ -16,6 +16,7 @@ import orjson
 
 from junctionbox.domain.redaction import redact, redact_text
 from junctionbox.observability import context
+from junctionbox.observability.tracing import trace_ids
 
 _RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 
@@ -32,6 +33,9 @@ def _context_fields() -> dict[str, Any]:
         "org_id": ctx.org_id,
         "principal_id": ctx.principal_id,
     }
+    ids = trace_ids()
+    if ids is not None:
+        fields["trace_id"], fields["span_id"] = ids
     return {k: v for k, v in fields.items() if v is not None}
 
 

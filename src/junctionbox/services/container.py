@@ -7,7 +7,10 @@ from dataclasses import dataclass, field
 
 from junctionbox.connectors.http_client import GuardedHttpClient
 from junctionbox.domain.secretbox import SecretBox
+from junctionbox.observability.telemetry import Telemetry
 from junctionbox.queue.store import JobQueue
+from junctionbox.services.alerting import AlertService
+from junctionbox.services.analytics import AnalyticsService
 from junctionbox.services.api_keys import ApiKeyService
 from junctionbox.services.audit import AuditService
 from junctionbox.services.auth import AuthService
@@ -18,6 +21,7 @@ from junctionbox.services.event_sources import EventSourceService
 from junctionbox.services.integrations import IntegrationService
 from junctionbox.services.live import LiveHub
 from junctionbox.services.lookups import LookupService
+from junctionbox.services.monitor import Monitor
 from junctionbox.services.outbound_request import RequestBuilder
 from junctionbox.services.publish import PublishService
 from junctionbox.services.scheduled_jobs import ScheduledJobService
@@ -55,7 +59,11 @@ class Services:
     dlq: DlqService
     schedules: ScheduleService
     scheduled_jobs: ScheduledJobService
+    monitor: Monitor
+    analytics: AnalyticsService
+    alerting: AlertService
     started_monotonic: float = field(default_factory=time.monotonic)
+    telemetry: Telemetry = field(default_factory=Telemetry)
 
     async def close(self) -> None:
         """Release what the services hold: pollers' connections, listeners, the HTTP pool and
@@ -65,3 +73,4 @@ class Services:
         await self.scheduled_jobs.runner.sql.close()
         await self.http.close()
         await self.db.dispose()
+        self.telemetry.close()

@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Final
 from urllib.parse import quote, quote_plus, unquote, unquote_plus
@@ -241,6 +241,18 @@ class _Plan:
     hex_header: bool
     own_content_type: bool  # False when the auth headers set content-type themselves
     own_user_agent: bool
+
+
+def with_header(request: PreparedRequest, name: str, value: str) -> PreparedRequest:
+    """``request`` with one more header, placed before the credential headers (so that
+    masking still finds them by position). Not signed: signatures cover id, time and body."""
+    start = request._credentials_from
+    headers = [(name, value), *request.headers]
+    return replace(
+        request,
+        headers=headers,
+        _credentials_from=None if start is None else start + 1,
+    )
 
 
 class RequestBuilder:

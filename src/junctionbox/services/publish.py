@@ -36,6 +36,8 @@ from junctionbox.errors import (
     UnprocessableError,
     ValidationError,
 )
+from junctionbox.observability.telemetry import Telemetry
+from junctionbox.observability.tracing import stamp_traceparent
 from junctionbox.services.append_coalescer import AppendCoalescer
 from junctionbox.services.event_log import EventLog
 from junctionbox.services.schema_registry import SchemaRegistry, entity_chain
@@ -72,7 +74,9 @@ class PublishService:
         *,
         limits: EnvelopeLimits,
         idempotency_ttl: timedelta = timedelta(hours=24),
+        telemetry: Telemetry | None = None,
     ) -> None:
+        self.telemetry = telemetry or Telemetry()
         self.db = db
         self.event_log = event_log
         self.schemas = schemas
@@ -83,12 +87,21 @@ class PublishService:
         self.coalescer = AppendCoalescer(event_log)
 
     async def publish(self, tenant: TenantContext, request: PublishRequest) -> PublishResponse:
+        attributes = {"tenant.id": tenant.org_id, "stream": request.stream}
+        with self.telemetry.tracing.span("ingest", attributes=attributes) as span:
+            response = await self._publish(tenant, request)
+            if span.is_recording():
+                span.set_attribute("http.response.status_code", response.status)
+            return response
+
+    async def _publish(self, tenant: TenantContext, request: PublishRequest) -> PublishResponse:
         key = _checked_key(request.idempotency_key)
         parsed = parse_publish(request.body, request.headers, self.limits)
         items = await self._validated(tenant, parsed)
         if not request.partial:
             _refuse_if_any_problem(items)
         drafts = [item for item in items if isinstance(item, EventDraft)]
+        stamp_traceparent(d.extensions for d in drafts)
         if key is None:
             results = await self.coalescer.append(tenant.org_id, drafts, stream=request.stream)
             return _response(items, results, batch=parsed.batch, partial=request.partial)

@@ -8,6 +8,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Float,
     ForeignKey,
     ForeignKeyConstraint,
     Index,
@@ -549,4 +550,92 @@ scheduled_job_logs = Table(
     UniqueConstraint("job_id", "run_key"),
     Index(None, "org_id", "job_id", "created_at"),
     Index(None, "status", "created_at"),
+)
+
+# --- observability (metrics, health, dashboard and analytics, alerts) ---
+
+# Delivery counters per tenant, integration and 5-minute bucket, added to in the transaction
+# that records the attempts. (metric, key): ("status", SUCCESS|RETRYING|FAILED), ("error",
+# category), ("latency", upper bound in ms of a histogram bucket, or "inf"); ``total_ms`` sums
+# the latencies of a latency row.
+delivery_rollups = Table(
+    "delivery_rollups",
+    metadata,
+    Column("org_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("integration_id", String(40), primary_key=True),
+    Column("bucket_start", UTCDateTime(), primary_key=True),
+    Column("metric", String(16), primary_key=True),
+    Column("key", String(64), primary_key=True),
+    Column("count", BigInteger, nullable=False),
+    Column("total_ms", BigInteger, nullable=False),
+    Index(None, "org_id", "bucket_start"),
+    Index(None, "bucket_start"),
+)
+
+# One row per process: its roles and when it was last seen (the health check's "workers
+# alive" and the worker-stopped alert read it).
+node_heartbeats = Table(
+    "node_heartbeats",
+    metadata,
+    Column("node_id", String(120), primary_key=True),
+    Column("roles", String(100), nullable=False),
+    Column("version", String(40), nullable=False),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("last_seen", UTCDateTime(), nullable=False),
+    Column("stopped_at", UTCDateTime()),
+    Column("details", PortableJSON),
+)
+
+# Alert rules per tenant (org_id 0: platform-wide, set by an admin), sent to channels.
+alert_rules = Table(
+    "alert_rules",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("org_id", BigInteger, nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("kind", String(40), nullable=False),
+    Column("threshold", Float),
+    Column("window_seconds", Integer, nullable=False),
+    Column("cooldown_seconds", Integer, nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("channel_ids", PortableJSON, nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    *_timestamps(),
+    Index(None, "org_id"),
+)
+
+# EMAIL (config: recipients) or WEBHOOK (config: url; the signing secret sealed).
+alert_channels = Table(
+    "alert_channels",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("org_id", BigInteger, nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("type", String(16), nullable=False),
+    Column("config", PortableJSON, nullable=False),
+    Column("sealed_secret", Text),
+    Column("enabled", Boolean, nullable=False),
+    *_timestamps(),
+    Index(None, "org_id"),
+)
+
+# Deduplication and cool-down: one row per condition (rule and subject), the last firing.
+alert_firings = Table(
+    "alert_firings",
+    metadata,
+    Column("dedupe_key", String(300), primary_key=True),
+    Column("org_id", BigInteger, nullable=False),
+    Column("last_fired_at", UTCDateTime(), nullable=False),
+    Column("last_alert_id", String(40)),
+    Column("count", Integer, nullable=False),
+)
+
+# An alert center entry once routed to its channels (at most once: the row is claimed first).
+alert_notifications = Table(
+    "alert_notifications",
+    metadata,
+    Column("alert_id", String(40), primary_key=True),
+    Column("org_id", BigInteger, nullable=False),
+    Column("routed_at", UTCDateTime(), nullable=False),
+    Column("results", PortableJSON),
 )

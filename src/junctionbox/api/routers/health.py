@@ -1,4 +1,7 @@
-"""Health: ``/api/v1/health`` (alias ``/health``), plus liveness and readiness probes."""
+"""Health: ``/api/v1/health`` (alias ``/health``), plus liveness and readiness probes.
+
+``/api/v1/health`` answers 200 when ``healthy`` or ``degraded`` and 503 when
+``unhealthy`` (see :mod:`junctionbox.services.monitor` for the checks and the rules)."""
 
 from __future__ import annotations
 
@@ -14,19 +17,20 @@ from starlette.responses import Response
 from junctionbox import __version__
 from junctionbox.api.deps import ServicesDep
 from junctionbox.api.schemas import ApiModel
-from junctionbox.errors import ServiceUnavailableError
+from junctionbox.services.monitor import PASS, overall
 
 router = APIRouter(tags=["health"])
 
 
 class CheckOut(ApiModel):
-    status: str
+    status: str = Field(description="pass, warn or fail")
     latency_ms: float | None = None
-    error: str | None = None
+    message: str | None = None
+    details: dict[str, Any] | None = None
 
 
 class HealthOut(ApiModel):
-    status: str = Field(description="healthy or unhealthy")
+    status: str = Field(description="healthy, degraded or unhealthy")
     version: str
     uptime_seconds: float
     timestamp: datetime
@@ -47,14 +51,6 @@ _UNHEALTHY: dict[int | str, dict[str, Any]] = {
 }
 
 
-async def _database_check(svc: Any) -> dict[str, Any]:
-    try:
-        seconds = await svc.db.ping()
-    except ServiceUnavailableError as exc:
-        return {"status": "unhealthy", "error": exc.message}
-    return {"status": "healthy", "latencyMs": round(seconds * 1000, 2)}
-
-
 def _json(body: dict[str, Any], status: int) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type="application/json")
 
@@ -67,16 +63,16 @@ def _json(body: dict[str, Any], status: int) -> Response:
 )
 @router.get("/health", include_in_schema=False)
 async def health(svc: ServicesDep) -> Response:
-    checks = {"database": await _database_check(svc)}
-    healthy = all(c["status"] == "healthy" for c in checks.values())
+    checks = await svc.monitor.health()
+    status = overall(checks)
     body = {
-        "status": "healthy" if healthy else "unhealthy",
+        "status": status,
         "version": __version__,
         "uptimeSeconds": round(time.monotonic() - svc.started_monotonic, 1),
         "timestamp": datetime.now(UTC).isoformat(),
-        "checks": checks,
+        "checks": {name: check.out() for name, check in checks.items()},
     }
-    return _json(body, 200 if healthy else 503)
+    return _json(body, 503 if status == "unhealthy" else 200)
 
 
 @router.get("/api/v1/health/live", response_model=LiveOut, summary="Liveness: the process answers")
@@ -91,6 +87,7 @@ async def live() -> Response:
     summary="Readiness: the database answers",
 )
 async def ready(svc: ServicesDep) -> Response:
-    check = await _database_check(svc)
-    ok = check["status"] == "healthy"
-    return _json({"status": "ready" if ok else "not ready", "database": check}, 200 if ok else 503)
+    check = await svc.monitor.database()
+    ok = check.status == PASS
+    body = {"status": "ready" if ok else "not ready", "database": check.out()}
+    return _json(body, 200 if ok else 503)
