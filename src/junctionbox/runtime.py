@@ -18,6 +18,7 @@ import socket
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from junctionbox.engine.dispatcher import Dispatcher
 from junctionbox.engine.dlq_worker import DlqWorker
 from junctionbox.engine.maintenance import Maintenance
 from junctionbox.engine.sql_poller import SqlSourcePoller
+from junctionbox.engine.webhook_janitor import WebhookJanitor
 from junctionbox.errors import ConfigurationError
 from junctionbox.queue.store import JobQueue
 from junctionbox.services.api_keys import ApiKeyService
@@ -58,6 +60,8 @@ from junctionbox.services.schema_registry import SchemaRegistry
 from junctionbox.services.streams import StreamService
 from junctionbox.services.tenancy import TenancyService
 from junctionbox.services.users import UserService
+from junctionbox.services.webhook_intake import WebhookIntake
+from junctionbox.services.webhook_sources import WebhookSourceService
 from junctionbox.settings import Settings
 from junctionbox.store import migrate
 from junctionbox.store.database import Database
@@ -123,6 +127,10 @@ def build_services(settings: Settings) -> Services:
         max_event_bytes=settings.events_max_event_bytes,
         max_depth=settings.events_max_depth,
     )
+    webhook_sources = WebhookSourceService(
+        db, secretbox, max_body_limit=settings.events_max_event_bytes
+    )
+    replay_ttl = timedelta(seconds=settings.webhooks_replay_ttl_seconds)
     return Services(
         settings=settings,
         db=db,
@@ -161,6 +169,8 @@ def build_services(settings: Settings) -> Services:
         delivery_logs=DeliveryLogService(db),
         dlq=DlqService(db, queue),
         schedules=ScheduleService(db, queue),
+        webhook_sources=webhook_sources,
+        webhooks=WebhookIntake(db, event_log, schemas, webhook_sources, replay_ttl=replay_ttl),
     )
 
 
@@ -204,6 +214,7 @@ def role_loops(
         loops.append(DlqWorker(services, node_id=node_id()).run)
         loops.append(Maintenance(services.streams, services.publisher).run)
         loops.append(SqlSourcePoller(services.sources, node_id=node_id()).run)
+        loops.append(WebhookJanitor(services.webhooks).run)
     return loops
 
 

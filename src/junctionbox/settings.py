@@ -104,6 +104,12 @@ class Settings(BaseModel):
     dlq_poll_seconds: float = Field(
         60.0, gt=0, le=3600, description="How often the DLQ worker looks for entries to retry."
     )
+    webhooks_public_url: str = Field(
+        "", description="Base URL partners send webhooks to (receiveUrl); default: the request's."
+    )
+    webhooks_replay_ttl_seconds: int = Field(
+        259_200, ge=60, le=90 * 86_400, description="How long received webhook ids are kept."
+    )
 
     @field_validator("jwt_ttl", "idempotency_ttl", mode="before")
     @classmethod

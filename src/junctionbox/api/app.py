@@ -27,6 +27,8 @@ from junctionbox.api.routers import (
     subscribe,
     templates,
     tenant,
+    webhook_sources,
+    webhooks,
 )
 from junctionbox.services.container import Services
 
@@ -84,6 +86,8 @@ def create_app(services: Services, lifespan: Lifespan | None = None) -> FastAPI:
         logs,
         dlq,
         scheduled_integrations,
+        webhook_sources,
+        webhooks,
     ):
         app.include_router(module.router)
     return app

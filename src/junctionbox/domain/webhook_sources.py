@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from junctionbox.domain.redaction import MASK, is_secret_key
 from junctionbox.domain.webhook_verification import Encoding, Scheme, Verifier
 from junctionbox.errors import FieldProblem, MalformedBodyError, ValidationError
 
@@ -119,7 +120,7 @@ def config_from_json(data: Mapping[str, Any], *, max_body_limit: int) -> Webhook
     try:
         config = WebhookSourceConfig(
             event_type=str(data.get("eventType") or ""),
-            scheme=Scheme(verification.get("scheme")),
+            scheme=Scheme(str(verification.get("scheme"))),
             event_type_from=EventTypeFrom(data.get("eventTypeFrom") or "FIXED"),
             event_type_prefix=data.get("eventTypePrefix") or "",
             stream=data.get("stream") or "default",
@@ -130,7 +131,9 @@ def config_from_json(data: Mapping[str, Any], *, max_body_limit: int) -> Webhook
             tolerance_seconds=int(data.get("toleranceSeconds") or DEFAULT_TOLERANCE_SECONDS),
             message_id_header=data.get("messageIdHeader"),
             message_id_path=data.get("messageIdPath"),
-            max_body_bytes=int(data.get("maxBodyBytes") or min(DEFAULT_MAX_BODY_BYTES, max_body_limit)),
+            max_body_bytes=int(
+                data.get("maxBodyBytes") or min(DEFAULT_MAX_BODY_BYTES, max_body_limit)
+            ),
             reject_duplicates=bool(data.get("rejectDuplicates") or False),
         )
     except (ValueError, TypeError) as exc:
@@ -245,9 +248,7 @@ def read_path(value: Any, path: str) -> Any:
     return value
 
 
-def event_type_of(
-    config: WebhookSourceConfig, headers: Mapping[str, str], document: Any
-) -> str:
+def event_type_of(config: WebhookSourceConfig, headers: Mapping[str, str], document: Any) -> str:
     """The event type of a request (``headers`` lower-case; ``document`` the parsed body)."""
     if config.event_type_from is EventTypeFrom.FIXED:
         return config.event_type_prefix + config.event_type
@@ -291,7 +292,9 @@ def message_id_of(
         or not found.isascii()
         or not found.isprintable()
     ):
-        raise ValidationError(f"the message id must be 1-{MAX_MESSAGE_ID} printable ASCII characters")
+        raise ValidationError(
+            f"the message id must be 1-{MAX_MESSAGE_ID} printable ASCII characters"
+        )
     return found
 
 
@@ -303,13 +306,15 @@ def parse_json(body: bytes, loads: Any) -> Any:
         raise MalformedBodyError("the body is not valid JSON") from exc
 
 
-def logged_headers(headers: Mapping[str, str], secret_headers: Sequence[str]) -> list[tuple[str, str]]:
+def logged_headers(
+    headers: Mapping[str, str], secret_headers: Sequence[str]
+) -> list[tuple[str, str]]:
     """The request headers worth logging, with every credential-bearing one masked."""
     masked = {h.lower() for h in secret_headers} | {"authorization", "cookie"}
     masked |= {"webhook-signature", "svix-signature", "x-hub-signature-256", "x-hub-signature"}
     masked.add("stripe-signature")
     return [
-        (name, "***" if name in masked else value)
+        (name, MASK if name in masked or is_secret_key(name) else value)
         for name, value in headers.items()
         if name not in _HOP_BY_HOP or name == "content-type"
     ]

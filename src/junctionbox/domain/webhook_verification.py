@@ -250,9 +250,7 @@ def _api_key(
     return Verified()
 
 
-_Check = Callable[
-    [Verifier, Mapping[str, str], bytes, Sequence[str], float, float], Verified
-]
+_Check = Callable[[Verifier, Mapping[str, str], bytes, Sequence[str], float, float], Verified]
 _CHECKS: dict[Scheme, _Check] = {
     Scheme.STANDARD_WEBHOOKS: _standard,
     Scheme.HMAC_SHA256: _hmac_header,
