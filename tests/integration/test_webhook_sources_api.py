@@ -91,6 +91,11 @@ async def test_update_and_delete(world: World) -> None:
     )
     assert to_key.status_code == 200, to_key.text
     assert to_key.json()["verification"]["scheme"] == "API_KEY"
+    to_github = await world.client.patch(
+        path, json={"verification": {"scheme": "GITHUB"}}, headers=user
+    )
+    assert to_github.status_code == 200, to_github.text
+    assert to_github.json()["verification"]["header"] is None
     assert (await world.client.delete(path, headers=user)).status_code == 204
     assert (await world.client.get(path, headers=user)).status_code == 404
 

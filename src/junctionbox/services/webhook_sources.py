@@ -138,8 +138,9 @@ class WebhookSourceService:
     async def update(
         self, tenant: TenantContext, source_id: str, changes: Mapping[str, Any]
     ) -> Revealed:
-        """Apply a PATCH: top-level fields replace, ``verification`` merges field by field;
-        a ``verification.secret`` replaces every secret (no overlap: use rotate for that)."""
+        """Apply a PATCH: top-level fields replace, ``verification`` merges field by field
+        (or starts afresh when the scheme changes); a ``verification.secret`` replaces every
+        secret (no overlap: use rotate for that)."""
         changes = dict(changes)
         verification = dict(changes.pop("verification", None) or {})
         new_secret = verification.pop("secret", None)
@@ -147,7 +148,10 @@ class WebhookSourceService:
             row = await self._existing(conn, tenant, source_id)
             before = self._view(row)
             document = {**row.config, **{k: v for k, v in changes.items() if k in _CONFIG_KEYS}}
-            document["verification"] = {**row.config.get("verification", {}), **verification}
+            stored = row.config.get("verification", {})
+            if verification.get("scheme", stored.get("scheme")) != stored.get("scheme"):
+                stored = {}  # another scheme: its options start afresh
+            document["verification"] = {**stored, **verification}
             parsed = config_from_json(document, max_body_limit=self.max_body_limit)
             now = self.clock()
             values: dict[str, Any] = {"config": parsed.to_json(), "updated_at": now}

@@ -11,7 +11,9 @@ from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Path, Request, Response
+from pydantic import Field
 
+from junctionbox.api.schemas import ApiModel
 from junctionbox.errors import PayloadTooLargeError
 from junctionbox.services.container import Services
 from junctionbox.services.webhook_intake import InboundRequest
@@ -21,12 +23,24 @@ router = APIRouter(prefix="/api/v1/webhooks", tags=["webhook receiver"])
 SourceId = Annotated[str, Path(min_length=1, max_length=40, description="Webhook source id.")]
 
 
+class ReceivedOut(ApiModel):
+    id: str = Field(description="The event id: the sender's message id when it gives one.")
+    status: str = Field(description="accepted (stored now) or duplicate (stored before).")
+    stream: str
+    partition: int
+    offset: int
+
+
 @router.post(
     "/{source_id}",
     status_code=202,
+    response_model=ReceivedOut,
     summary="Receive a webhook (202 stored; 200 a re-sent message, already stored)",
     responses={
-        200: {"description": "A message already received: acknowledged, not stored again."},
+        200: {
+            "model": ReceivedOut,
+            "description": "A message already received: acknowledged, not stored again.",
+        },
         401: {"description": "Verification failed (one message for every cause)."},
         404: {"description": "Unknown or disabled source."},
         409: {"description": "The message id was received before with another body."},
