@@ -263,6 +263,8 @@ async def test_unknown_and_disabled_sources_are_404(world: World) -> None:
     body = b"{}"
     unknown = await post(world, "whsrc_01J00000000000000000000000", body, sender.headers(body))
     assert unknown.status_code == 404
+    malformed = await post(world, "x" * 300, body, sender.headers(body))
+    assert malformed.status_code == 404
     source = await create_source(
         world.client, world.headers["user_a"], isActive=False, **source_fields(sender)
     )

@@ -20,7 +20,8 @@ from junctionbox.services.webhook_intake import InboundRequest
 
 router = APIRouter(prefix="/api/v1/webhooks", tags=["webhook receiver"])
 
-SourceId = Annotated[str, Path(min_length=1, max_length=40, description="Webhook source id.")]
+# Unconstrained: any id that is not a source, however malformed, is simply not found (404).
+SourceId = Annotated[str, Path(description="Webhook source id (whsrc_…).")]
 
 
 class ReceivedOut(ApiModel):
