@@ -24,6 +24,7 @@ from tests.integration.webhook_helpers import (
 )
 from tests.support import World
 
+from junctionbox.domain import signing
 from junctionbox.domain.webhook_verification import GENERIC_MESSAGE
 from junctionbox.store.types import utcnow
 
@@ -307,3 +308,16 @@ async def test_inbound_lines_are_listed_by_the_logs_api(world: World) -> None:
     )
     assert other.json()["logs"] == []
     assert SOURCES
+
+
+async def test_standard_webhooks_v1a_with_the_senders_public_key(world: World) -> None:
+    private, public = signing.generate_keypair()
+    fields = {"verification": {"scheme": "STANDARD_WEBHOOKS", "secret": public}}
+    source = await create_source(world.client, world.headers["key_a"], **fields)
+    body = b'{"n": 1}'
+    now = int(time.time())
+    headers = signing.webhook_headers("msg_ed", now, body, [private])
+    assert headers["webhook-signature"].startswith("v1a,")
+    assert (await post(world, source["id"], body, headers)).status_code == 202
+    forged = signing.webhook_headers("msg_ed", now, body, [signing.generate_keypair()[0]])
+    assert (await post(world, source["id"], body, forged)).status_code == 401

@@ -96,6 +96,8 @@ async def test_update_and_delete(world: World) -> None:
     )
     assert to_github.status_code == 200, to_github.text
     assert to_github.json()["verification"]["header"] is None
+    nulled = await world.client.patch(path, json={"name": None}, headers=user)
+    assert nulled.status_code == 400
     assert (await world.client.delete(path, headers=user)).status_code == 204
     assert (await world.client.get(path, headers=user)).status_code == 404
 
