@@ -26,6 +26,8 @@ from tests.support import World
 
 from junctionbox.domain import signing
 from junctionbox.domain.webhook_verification import GENERIC_MESSAGE
+from junctionbox.engine.webhook_janitor import WebhookJanitor
+from junctionbox.services.webhook_intake import WebhookIntake
 from junctionbox.store.types import utcnow
 
 ORG_A = 100
@@ -321,3 +323,33 @@ async def test_standard_webhooks_v1a_with_the_senders_public_key(world: World) -
     assert (await post(world, source["id"], body, headers)).status_code == 202
     forged = signing.webhook_headers("msg_ed", now, body, [signing.generate_keypair()[0]])
     assert (await post(world, source["id"], body, forged)).status_code == 401
+
+
+async def test_the_janitor_loop_purges_expired_receipts(world: World) -> None:
+    sender = SENDERS["GITHUB"]
+    source = await create_source(world.client, world.headers["user_a"], **source_fields(sender))
+    body = b"{}"
+    assert (
+        await post(world, source["id"], body, sender.headers(body, msg_id="j-1"))
+    ).status_code == 202
+    svc = world.services
+    # An intake whose clock is four days ahead: the receipt (kept three days) has expired.
+    later = WebhookIntake(
+        svc.db,
+        svc.event_log,
+        svc.schemas,
+        svc.webhook_sources,
+        replay_ttl=timedelta(days=3),
+        clock=lambda: utcnow() + timedelta(days=4),
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(WebhookJanitor(later, interval_seconds=0.01).run(stop))
+    try:
+        for _ in range(250):  # bounded: at most about 5 s
+            if not await receipts(svc, source["id"]):
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 5)
+    assert await receipts(svc, source["id"]) == []

@@ -128,12 +128,10 @@ def config_from_json(data: Mapping[str, Any], *, max_body_limit: int) -> Webhook
             signature_encoding=Encoding(verification.get("encoding") or "HEX"),
             signature_prefix=verification.get("prefix") or "",
             username=verification.get("username"),
-            tolerance_seconds=int(data.get("toleranceSeconds") or DEFAULT_TOLERANCE_SECONDS),
+            tolerance_seconds=_int(data, "toleranceSeconds", DEFAULT_TOLERANCE_SECONDS),
             message_id_header=data.get("messageIdHeader"),
             message_id_path=data.get("messageIdPath"),
-            max_body_bytes=int(
-                data.get("maxBodyBytes") or min(DEFAULT_MAX_BODY_BYTES, max_body_limit)
-            ),
+            max_body_bytes=_int(data, "maxBodyBytes", min(DEFAULT_MAX_BODY_BYTES, max_body_limit)),
             reject_duplicates=bool(data.get("rejectDuplicates") or False),
         )
     except (ValueError, TypeError) as exc:
@@ -145,6 +143,16 @@ def config_from_json(data: Mapping[str, Any], *, max_body_limit: int) -> Webhook
         summary = "; ".join(f"{'.'.join(map(str, p.loc[1:]))}: {p.message}" for p in problems[:5])
         raise ValidationError(f"invalid webhook source: {summary}", problems=problems)
     return config
+
+
+def _int(data: Mapping[str, Any], key: str, default: int) -> int:
+    """An integer field (0 is a value, not "use the default"); booleans are refused."""
+    value = data.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{key} must be an integer")
+    return value
 
 
 def _problems(config: WebhookSourceConfig, max_body_limit: int) -> list[FieldProblem]:
