@@ -309,7 +309,6 @@ async def test_inbound_lines_are_listed_by_the_logs_api(world: World) -> None:
         "/api/v1/logs", params={"direction": "INBOUND"}, headers=world.headers["user_b"]
     )
     assert other.json()["logs"] == []
-    assert SOURCES
 
 
 async def test_standard_webhooks_v1a_with_the_senders_public_key(world: World) -> None:
@@ -353,3 +352,21 @@ async def test_the_janitor_loop_purges_expired_receipts(world: World) -> None:
         stop.set()
         await asyncio.wait_for(task, 5)
     assert await receipts(svc, source["id"]) == []
+
+
+async def test_a_units_source_stores_the_units_events(world: World) -> None:
+    sender = SENDERS["API_KEY"]
+    body = {"name": "unit-src", "eventType": "order.created", **source_fields(sender)}
+    created = await world.client.post(
+        SOURCES, params={"orgId": 101}, json=body, headers=world.headers["user_a"]
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["orgId"] == 101
+    payload = b'{"n": 1}'
+    response = await post(
+        world, created.json()["id"], payload, sender.headers(payload, msg_id="u-1")
+    )
+    assert response.status_code == 202
+    [event] = await logged_events(world.services, 101)
+    assert event["event_id"] == "u-1"
+    assert await logged_events(world.services, ORG_A) == []
