@@ -18,6 +18,7 @@ import socket
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ from junctionbox.engine.heartbeat import NodeHeartbeat
 from junctionbox.engine.maintenance import Maintenance
 from junctionbox.engine.scheduled_jobs import JobTicker, ScheduledJobWorker
 from junctionbox.engine.sql_poller import SqlSourcePoller
+from junctionbox.engine.webhook_janitor import WebhookJanitor
 from junctionbox.errors import ConfigurationError
 from junctionbox.observability.telemetry import Telemetry
 from junctionbox.queue.store import JobQueue
@@ -68,6 +70,8 @@ from junctionbox.services.schema_registry import SchemaRegistry
 from junctionbox.services.streams import StreamService
 from junctionbox.services.tenancy import TenancyService
 from junctionbox.services.users import UserService
+from junctionbox.services.webhook_intake import WebhookIntake
+from junctionbox.services.webhook_sources import WebhookSourceService
 from junctionbox.settings import Settings
 from junctionbox.store import migrate
 from junctionbox.store.database import Database
@@ -135,6 +139,10 @@ def build_services(settings: Settings) -> Services:
         max_event_bytes=settings.events_max_event_bytes,
         max_depth=settings.events_max_depth,
     )
+    webhook_sources = WebhookSourceService(
+        db, secretbox, max_body_limit=settings.events_max_event_bytes
+    )
+    replay_ttl = timedelta(seconds=settings.webhooks_replay_ttl_seconds)
     return Services(
         settings=settings,
         db=db,
@@ -183,6 +191,8 @@ def build_services(settings: Settings) -> Services:
         analytics=AnalyticsService(db),
         alerting=AlertService(db, secretbox),
         telemetry=telemetry,
+        webhook_sources=webhook_sources,
+        webhooks=WebhookIntake(db, event_log, schemas, webhook_sources, replay_ttl=replay_ttl),
     )
 
 
@@ -257,6 +267,7 @@ def role_loops(
         poll = services.settings.scheduled_jobs_poll_seconds
         loops.append(JobTicker(services.scheduled_jobs, poll_seconds=poll).run)
         loops.append(alert_loop(services).run)
+        loops.append(WebhookJanitor(services.webhooks).run)
     loops.append(heartbeat(services, plan).run)
     return loops
 

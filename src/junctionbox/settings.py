@@ -147,6 +147,12 @@ class Settings(BaseModel):
     smtp_password: SecretStr | None = Field(None, description="SMTP password.")
     smtp_from: str = Field("junctionbox@localhost", description="Sender of alert e-mails.")
     smtp_starttls: bool = Field(False, description="Use STARTTLS with the SMTP server.")
+    webhooks_public_url: str = Field(
+        "", description="Base URL partners send webhooks to (receiveUrl); default: the request's."
+    )
+    webhooks_replay_ttl_seconds: int = Field(
+        259_200, ge=60, le=90 * 86_400, description="How long received webhook ids are kept."
+    )
 
     @field_validator("jwt_ttl", "idempotency_ttl", mode="before")
     @classmethod

@@ -79,13 +79,13 @@ async def test_alerts_reach_email_webhook_and_the_alert_center_once(
         email = await api(
             obs,
             "POST",
-            "/api/v1/admin/alert-channels",
+            "/api/v1/alert-channels",
             json={"type": "EMAIL", "recipients": ["ops@example.com"]},
         )
         hook = await api(
             obs,
             "POST",
-            "/api/v1/admin/alert-channels",
+            "/api/v1/alert-channels",
             json={"type": "WEBHOOK", "url": sink.url("/alerts"), "secret": WEBHOOK_SECRET},
         )
         assert hook["secret"] == "****"
@@ -93,13 +93,13 @@ async def test_alerts_reach_email_webhook_and_the_alert_center_once(
         await api(
             obs,
             "POST",
-            "/api/v1/admin/alert-rules",
+            "/api/v1/alert-rules",
             json={"kind": "DLQ_SIZE", "threshold": 0, "channelIds": channels},
         )
         await api(
             obs,
             "POST",
-            "/api/v1/admin/alert-rules",
+            "/api/v1/alert-rules",
             json={"kind": "INTEGRATION_DISABLED", "channelIds": [email["id"]]},
         )
         bad = await add_integration(
@@ -133,24 +133,24 @@ async def test_alerts_reach_email_webhook_and_the_alert_center_once(
         assert len(inbox.messages) == 2
         assert len(sink.requests_to("/alerts")) == 1
 
-        center = await api(obs, "GET", "/api/v1/admin/alerts")
+        center = await api(obs, "GET", "/api/v1/alerts")
         kinds = sorted(a["kind"] for a in center["data"])
         assert kinds == ["DLQ_SIZE", "INTEGRATION_AUTO_DISABLED"]
         assert center["total"] == 2
         dlq_alert = next(a for a in center["data"] if a["kind"] == "DLQ_SIZE")
         assert all(n["ok"] for n in dlq_alert["notifications"])
         assert bad.id in {a["subjectId"] for a in center["data"]}
-        acked = await api(obs, "POST", f"/api/v1/admin/alerts/{dlq_alert['id']}/acknowledge")
+        acked = await api(obs, "POST", f"/api/v1/alerts/{dlq_alert['id']}/acknowledge")
         assert acked["acknowledged"] is True
-        open_only = await api(obs, "GET", "/api/v1/admin/alerts", params={"acknowledged": "false"})
+        open_only = await api(obs, "GET", "/api/v1/alerts", params={"acknowledged": "false"})
         assert [a["kind"] for a in open_only["data"]] == ["INTEGRATION_AUTO_DISABLED"]
 
         # The other tenant sees none of it and cannot acknowledge it.
-        theirs = await api(obs, "GET", "/api/v1/admin/alerts", who="user_b")
+        theirs = await api(obs, "GET", "/api/v1/alerts", who="user_b")
         assert theirs["total"] == 0
-        assert (await api(obs, "GET", "/api/v1/admin/alert-rules", who="user_b"))["data"] == []
+        assert (await api(obs, "GET", "/api/v1/alert-rules", who="user_b"))["data"] == []
         foreign = await obs.client.post(
-            f"/api/v1/admin/alerts/{dlq_alert['id']}/acknowledge",
+            f"/api/v1/alerts/{dlq_alert['id']}/acknowledge",
             headers=obs.world.headers["user_b"],
         )
         assert foreign.status_code == 404
@@ -162,12 +162,12 @@ async def test_bad_rules_and_channels_are_4xx(db_url: str, tmp_path: Path) -> No
     async with observed(db_url, tmp_path, []) as obs:
         headers = obs.world.headers["user_a"]
         for path, body in (
-            ("/api/v1/admin/alert-rules", {"kind": "NOPE"}),
-            ("/api/v1/admin/alert-rules", {"kind": "WORKER_STOPPED"}),
-            ("/api/v1/admin/alert-rules", {"kind": "ERROR_RATE", "threshold": "x"}),
-            ("/api/v1/admin/alert-rules", {"kind": "DLQ_SIZE", "channelIds": ["ach_missing"]}),
-            ("/api/v1/admin/alert-channels", {"type": "EMAIL", "recipients": ["not-an-address"]}),
-            ("/api/v1/admin/alert-channels", {"type": "WEBHOOK", "url": "ftp://x"}),
+            ("/api/v1/alert-rules", {"kind": "NOPE"}),
+            ("/api/v1/alert-rules", {"kind": "WORKER_STOPPED"}),
+            ("/api/v1/alert-rules", {"kind": "ERROR_RATE", "threshold": "x"}),
+            ("/api/v1/alert-rules", {"kind": "DLQ_SIZE", "channelIds": ["ach_missing"]}),
+            ("/api/v1/alert-channels", {"type": "EMAIL", "recipients": ["not-an-address"]}),
+            ("/api/v1/alert-channels", {"type": "WEBHOOK", "url": "ftp://x"}),
         ):
             response = await obs.client.post(path, json=body, headers=headers)
             assert response.status_code == 400, (body, response.text)
@@ -210,16 +210,16 @@ async def test_error_rate_circuit_and_stopped_worker_rules_fire_from_the_store(
             clock=lambda: now - stale,
         ).beat()
         for kind in ("ERROR_RATE", "CIRCUIT_OPEN"):
-            await api(obs, "POST", "/api/v1/admin/alert-rules", json={"kind": kind})
+            await api(obs, "POST", "/api/v1/alert-rules", json={"kind": kind})
         await api(
-            obs, "POST", "/api/v1/admin/alert-rules", who="admin", json={"kind": "WORKER_STOPPED"}
+            obs, "POST", "/api/v1/alert-rules", who="admin", json={"kind": "WORKER_STOPPED"}
         )
         # A tenant cannot see or make platform rules; it sees only its own.
-        assert len((await api(obs, "GET", "/api/v1/admin/alert-rules"))["data"]) == 2
+        assert len((await api(obs, "GET", "/api/v1/alert-rules"))["data"]) == 2
         evaluator = alert_loop(obs.services).evaluator
         await evaluator.tick()
         await evaluator.tick()  # cooling down: no second alert of any
-        mine = await api(obs, "GET", "/api/v1/admin/alerts")
+        mine = await api(obs, "GET", "/api/v1/alerts")
         assert sorted(a["kind"] for a in mine["data"]) == ["CIRCUIT_OPEN", "ERROR_RATE"]
         rate = next(a for a in mine["data"] if a["kind"] == "ERROR_RATE")
         assert rate["details"]["errorRate"] == 0.3
@@ -230,4 +230,4 @@ async def test_error_rate_circuit_and_stopped_worker_rules_fire_from_the_store(
             "ERROR_RATE",
             "WORKER_STOPPED",
         ]
-        assert (await api(obs, "GET", "/api/v1/admin/alerts", who="user_b"))["total"] == 0
+        assert (await api(obs, "GET", "/api/v1/alerts", who="user_b"))["total"] == 0

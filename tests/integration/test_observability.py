@@ -102,7 +102,7 @@ def check_span_tree(obs: Obs) -> None:
 
 async def check_metrics(obs: Obs, good: str, bad: str) -> None:
     key = obs.world.headers["key_a"]
-    missing = await obs.client.post("/api/v1/admin/alerts/alt_nope123/acknowledge", headers=key)
+    missing = await obs.client.post("/api/v1/alerts/alt_nope123/acknowledge", headers=key)
     assert missing.status_code == 404
     assert (await obs.client.get("/no/such/path/evt_123")).status_code == 404
     response = await obs.client.get("/metrics")
@@ -134,7 +134,7 @@ async def check_metrics(obs: Obs, good: str, bad: str) -> None:
     # Bounded labels: route templates only, no event, delivery or tenant ids anywhere.
     labels = {v for series in found.values() for s in series for v in s.labels.values()}
     assert not [v for v in labels if v.startswith(("evt_", "dlv_", "msg_"))]
-    assert "/api/v1/admin/alerts/{alert_id}/acknowledge" in labels
+    assert "/api/v1/alerts/{alert_id}/acknowledge" in labels
     assert "unmatched" in labels
     assert not [v for v in labels if "alt_nope123" in v or "evt_123" in v]
 

@@ -20,6 +20,7 @@ PUBLIC = {
     "/api/v1/health/live",
     "/api/v1/health/ready",
     "/api/v1/auth/login",
+    "/api/v1/webhooks/{source_id}",  # partners' webhooks: verified by the source's scheme
 }
 
 

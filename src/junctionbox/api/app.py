@@ -31,6 +31,8 @@ from junctionbox.api.routers import (
     subscribe,
     templates,
     tenant,
+    webhook_sources,
+    webhooks,
 )
 from junctionbox.observability.http import TelemetryMiddleware
 from junctionbox.services.container import Services
@@ -77,6 +79,7 @@ def create_app(services: Services, lifespan: Lifespan | None = None) -> FastAPI:
     )
     app.state.services = services
     install_error_handlers(app)
+    app.include_router(alerts.admin_router)
     for module in (
         health,
         auth,
@@ -96,6 +99,8 @@ def create_app(services: Services, lifespan: Lifespan | None = None) -> FastAPI:
         metrics,
         analytics,
         alerts,
+        webhook_sources,
+        webhooks,
     ):
         app.include_router(module.router)
     return app

@@ -30,6 +30,8 @@ from junctionbox.services.schema_registry import SchemaRegistry
 from junctionbox.services.streams import StreamService
 from junctionbox.services.tenancy import TenancyService
 from junctionbox.services.users import UserService
+from junctionbox.services.webhook_intake import WebhookIntake
+from junctionbox.services.webhook_sources import WebhookSourceService
 from junctionbox.settings import Settings
 from junctionbox.store.database import Database
 
@@ -62,6 +64,8 @@ class Services:
     monitor: Monitor
     analytics: AnalyticsService
     alerting: AlertService
+    webhook_sources: WebhookSourceService
+    webhooks: WebhookIntake
     started_monotonic: float = field(default_factory=time.monotonic)
     telemetry: Telemetry = field(default_factory=Telemetry)
 

@@ -639,3 +639,37 @@ alert_notifications = Table(
     Column("routed_at", UTCDateTime(), nullable=False),
     Column("results", PortableJSON),
 )
+
+# --- webhook receiver (inbound webhooks become events) ---
+
+# A partner's webhook endpoint: ``config`` holds stream, event type rule and verification
+# options; ``secrets`` a list of {value (sealed), createdAt, expiresAt} (at most two active).
+webhook_sources = Table(
+    "webhook_sources",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("org_id", BigInteger, ForeignKey("entities.id", ondelete="RESTRICT"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("description", Text),
+    Column("is_active", Boolean, nullable=False),
+    Column("config", PortableJSON, nullable=False),
+    Column("secrets", PortableJSON, nullable=False),
+    Column("created_by", String(40)),
+    *_timestamps(),
+    UniqueConstraint("org_id", "name"),
+)
+
+# The replay store: one row per (source, sender's message id) until ``expires_at``; the
+# primary key makes two concurrent deliveries of one message store one event.
+webhook_receipts = Table(
+    "webhook_receipts",
+    metadata,
+    Column("source_id", String(40), primary_key=True),
+    Column("message_id", String(200), primary_key=True),
+    Column("org_id", BigInteger, nullable=False),
+    Column("event_id", String(200), nullable=False),
+    Column("body_sha256", String(64), nullable=False),
+    Column("received_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Index(None, "expires_at"),
+)

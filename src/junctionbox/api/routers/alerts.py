@@ -1,7 +1,9 @@
 """The alert center and alert configuration (seed 003 "alert center notifications"):
 
-* ``GET /api/v1/admin/alerts``, ``POST /api/v1/admin/alerts/{id}/acknowledge``;
-* ``/api/v1/admin/alert-rules`` and ``/api/v1/admin/alert-channels`` (CRUD).
+* ``GET /api/v1/alerts``, ``POST /api/v1/alerts/{id}/acknowledge``;
+* ``/api/v1/alert-rules`` and ``/api/v1/alert-channels`` (CRUD);
+* ``GET /api/v1/admin/alerts`` and its acknowledge: the same alert center for ADMINs only
+  (every ``/api/v1/admin`` route refuses other roles).
 
 Tenant-scoped like every resource: a user acts for its organization (and sees its units),
 an admin for the ``orgId`` it names, or, without one, for the platform (every tenant's
@@ -13,15 +15,16 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Depends, Query
 from starlette.responses import Response
 
-from junctionbox.api.deps import PageDep, PrincipalDep, ServicesDep
+from junctionbox.api.deps import PageDep, PrincipalDep, ServicesDep, admin
 from junctionbox.domain.identity import TenantContext
 from junctionbox.services.alerting import alert_out, channel_out, rule_out
 from junctionbox.store.tables import alert_channels, alert_rules
 
-router = APIRouter(prefix="/api/v1/admin", tags=["alerts"])
+router = APIRouter(prefix="/api/v1", tags=["alerts"])
+admin_router = APIRouter(prefix="/api/v1/admin", tags=["alerts"], dependencies=[Depends(admin)])
 OrgQuery = Annotated[int | None, Query(alias="orgId", ge=1, description="Tenant to act for.")]
 JsonBody = Annotated[dict[str, Any], Body()]
 
@@ -40,6 +43,7 @@ async def _tenant(svc: Any, caller: Any, org_id: int | None) -> TenantContext | 
     return await svc.tenancy.resolve(caller, org_id)  # type: ignore[no-any-return]
 
 
+@admin_router.get("/alerts", summary="The alert center of every tenant (ADMIN)")
 @router.get("/alerts", summary="The alert center: alerts, newest first")
 async def list_alerts(
     caller: PrincipalDep,
@@ -62,6 +66,7 @@ async def list_alerts(
     )
 
 
+@admin_router.post("/alerts/{alert_id}/acknowledge", summary="Acknowledge an alert (ADMIN)")
 @router.post("/alerts/{alert_id}/acknowledge", summary="Acknowledge an alert")
 async def acknowledge(
     alert_id: str, caller: PrincipalDep, svc: ServicesDep, org_id: OrgQuery = None
