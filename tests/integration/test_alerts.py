@@ -211,9 +211,7 @@ async def test_error_rate_circuit_and_stopped_worker_rules_fire_from_the_store(
         ).beat()
         for kind in ("ERROR_RATE", "CIRCUIT_OPEN"):
             await api(obs, "POST", "/api/v1/alert-rules", json={"kind": kind})
-        await api(
-            obs, "POST", "/api/v1/alert-rules", who="admin", json={"kind": "WORKER_STOPPED"}
-        )
+        await api(obs, "POST", "/api/v1/alert-rules", who="admin", json={"kind": "WORKER_STOPPED"})
         # A tenant cannot see or make platform rules; it sees only its own.
         assert len((await api(obs, "GET", "/api/v1/alert-rules"))["data"]) == 2
         evaluator = alert_loop(obs.services).evaluator
