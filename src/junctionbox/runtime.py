@@ -38,6 +38,7 @@ from junctionbox.engine.sql_poller import SqlSourcePoller
 from junctionbox.errors import ConfigurationError
 from junctionbox.queue.store import JobQueue
 from junctionbox.services.api_keys import ApiKeyService
+from junctionbox.services.api_rate_limits import ApiLimits, ApiRateLimiter
 from junctionbox.services.audit import AuditService
 from junctionbox.services.auth import AuthService
 from junctionbox.services.bootstrap import ensure_first_admin
@@ -47,11 +48,13 @@ from junctionbox.services.delivery_logs import DeliveryLogService
 from junctionbox.services.dlq import DlqService
 from junctionbox.services.event_log import EventLog
 from junctionbox.services.event_sources import EventSourceService
+from junctionbox.services.gateway import GatewayService
 from junctionbox.services.integrations import IntegrationService
 from junctionbox.services.live import LiveHub
 from junctionbox.services.lookups import LookupService
 from junctionbox.services.outbound_request import RequestBuilder
 from junctionbox.services.publish import PublishService
+from junctionbox.services.rate_limit_backends import MemoryBackend, RateLimitBackend
 from junctionbox.services.read_cache import credential_caches
 from junctionbox.services.schedules import ScheduleService
 from junctionbox.services.schema_registry import SchemaRegistry
@@ -118,6 +121,8 @@ def build_services(settings: Settings) -> Services:
     credentials = credential_caches(db)
     http = GuardedHttpClient(parse_allowlist(settings.ssrf_allowlist))
     lookups = LookupService(db)
+    auth = AuthService(db, hasher, signer, credentials)
+    limiter_backend = rate_limit_backend(settings)
     limits = EnvelopeLimits(
         max_batch=settings.events_max_batch,
         max_event_bytes=settings.events_max_event_bytes,
@@ -129,7 +134,7 @@ def build_services(settings: Settings) -> Services:
         tenancy=TenancyService(db),
         users=UserService(db, hasher),
         api_keys=ApiKeyService(db, credentials),
-        auth=AuthService(db, hasher, signer, credentials),
+        auth=auth,
         audit=AuditService(db),
         secretbox=secretbox,
         event_log=event_log,
@@ -161,7 +166,30 @@ def build_services(settings: Settings) -> Services:
         delivery_logs=DeliveryLogService(db),
         dlq=DlqService(db, queue),
         schedules=ScheduleService(db, queue),
+        gateway=GatewayService(db, secretbox, limiter_backend, http),
+        api_limiter=ApiRateLimiter(
+            limiter_backend,
+            auth,
+            ApiLimits.per_minute(
+                settings.rate_limit_enabled,
+                settings.rate_limit_ip_per_minute,
+                settings.rate_limit_tenant_per_minute,
+            ),
+        ),
     )
+
+
+def rate_limit_backend(settings: Settings) -> RateLimitBackend:
+    """Rate-limit buckets in this process, or in Redis when the cluster shares them."""
+    if settings.rate_limit_backend == "redis":
+        from junctionbox.connectors.redis_rate_limit import RedisBackend
+
+        return RedisBackend(
+            settings.redis_url,
+            prefix=settings.redis_key_prefix,
+            fail_open=settings.rate_limit_fail_open,
+        )
+    return MemoryBackend()
 
 
 async def prepare(services: Services) -> None:

@@ -111,7 +111,9 @@ class Settings(BaseModel):
     rate_limit_tenant_per_minute: int = Field(
         100, ge=1, description="Authenticated API requests per minute per tenant."
     )
-    rate_limit_backend: Literal["memory", "redis"] = Field("memory", description="memory (one node) or redis.")
+    rate_limit_backend: Literal["memory", "redis"] = Field(
+        "memory", description="memory (one node) or redis."
+    )
     rate_limit_fail_open: bool = Field(
         True, description="When Redis is down: allow (true, logged) or refuse with 503."
     )

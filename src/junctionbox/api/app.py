@@ -11,7 +11,10 @@ from starlette.middleware.cors import CORSMiddleware
 
 from junctionbox import __version__
 from junctionbox.api.errors import install_error_handlers
+from junctionbox.api.gateway_proxy import PREFIX as GATEWAY_PREFIX
+from junctionbox.api.gateway_proxy import GatewayProxy
 from junctionbox.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from junctionbox.api.rate_limit import RateLimitMiddleware
 from junctionbox.api.routers import (
     admin,
     auth,
@@ -19,6 +22,7 @@ from junctionbox.api.routers import (
     event_sources,
     event_types,
     events,
+    gateway,
     health,
     logs,
     lookups,
@@ -47,6 +51,7 @@ def build_middleware(services: Services) -> list[Middleware]:
                 expose_headers=["x-request-id", "x-correlation-id"],
             )
         )
+    stack.append(Middleware(RateLimitMiddleware, limiter=services.api_limiter))
     stack.append(Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes))
     return stack
 
@@ -84,6 +89,8 @@ def create_app(services: Services, lifespan: Lifespan | None = None) -> FastAPI:
         logs,
         dlq,
         scheduled_integrations,
+        gateway,
     ):
         app.include_router(module.router)
+    app.mount(GATEWAY_PREFIX, GatewayProxy(services))
     return app

@@ -16,7 +16,7 @@ from junctionbox.services.rate_limit_backends import RateDecision
 
 
 def _headers(scope: Scope) -> dict[bytes, bytes]:
-    return {k: v for k, v in scope.get("headers", [])}
+    return dict(scope.get("headers", []))
 
 
 def _bearer(value: bytes | None) -> str | None:

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 WARN_EVERY_SECONDS: Final = 30.0
 
-TOKEN_BUCKET_LUA: Final = """
+BUCKET_SCRIPT: Final = """
 local capacity = tonumber(ARGV[1])
 local rate = tonumber(ARGV[2])
 local t = redis.call('TIME')
@@ -71,7 +71,7 @@ class RedisBackend:
             socket_connect_timeout=timeout_seconds,
             retry_on_timeout=False,
         )
-        self._script = self._client.register_script(TOKEN_BUCKET_LUA)
+        self._script = self._client.register_script(BUCKET_SCRIPT)
         self._prefix = f"{prefix}rl:"
         self._fail_open = fail_open
         self._retry_seconds = retry_seconds

@@ -55,14 +55,14 @@ class PathPattern:
     literals: int  # literal segments, for specificity
     wildcard: bool
 
-    def match(self, path: str) -> dict[str, str] | None:
+    def match(self, path: str) -> dict[str, str | None] | None:
         found = self.regex.fullmatch(path)
         return None if found is None else found.groupdict()
 
-    def render(self, template: str, params: Mapping[str, str]) -> str:
+    def render(self, template: str, params: Mapping[str, str | None]) -> str:
         out = template
         for name, value in params.items():
-            out = out.replace("{" + name + "}", value)
+            out = out.replace("{" + name + "}", value or "")
         return out
 
 

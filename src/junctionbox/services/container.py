@@ -9,12 +9,14 @@ from junctionbox.connectors.http_client import GuardedHttpClient
 from junctionbox.domain.secretbox import SecretBox
 from junctionbox.queue.store import JobQueue
 from junctionbox.services.api_keys import ApiKeyService
+from junctionbox.services.api_rate_limits import ApiRateLimiter
 from junctionbox.services.audit import AuditService
 from junctionbox.services.auth import AuthService
 from junctionbox.services.delivery_logs import DeliveryLogService
 from junctionbox.services.dlq import DlqService
 from junctionbox.services.event_log import EventLog
 from junctionbox.services.event_sources import EventSourceService
+from junctionbox.services.gateway import GatewayService
 from junctionbox.services.integrations import IntegrationService
 from junctionbox.services.live import LiveHub
 from junctionbox.services.lookups import LookupService
@@ -53,12 +55,16 @@ class Services:
     delivery_logs: DeliveryLogService
     dlq: DlqService
     schedules: ScheduleService
+    gateway: GatewayService
+    api_limiter: ApiRateLimiter
     started_monotonic: float = field(default_factory=time.monotonic)
 
     async def close(self) -> None:
         """Release what the services hold: pollers' connections, listeners, the HTTP pool and
         the database pool (in that order: the last needs the others closed)."""
         await self.sources.close()
+        await self.gateway.flush()
+        await self.api_limiter.backend.close()
         await self.queue.close()
         await self.http.close()
         await self.db.dispose()

@@ -86,9 +86,7 @@ class MemoryBackend:
     comes back full, which errs on the side of allowing). One event loop; no locking needed
     because ``hit`` does not await."""
 
-    def __init__(
-        self, *, max_keys: int = 100_000, clock: Callable[[], float] = time.time
-    ) -> None:
+    def __init__(self, *, max_keys: int = 100_000, clock: Callable[[], float] = time.time) -> None:
         self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
         self._max_keys = max_keys
         self._clock = clock
