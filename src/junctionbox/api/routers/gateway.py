@@ -42,9 +42,12 @@ class RateLimiting(RequestModel):
 
 
 class JwtConfig(RequestModel):
-    algorithms: list[
-        Literal["HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "PS256"]
-    ] | None = Field(None, min_length=1, description="Default HS256.")
+    algorithms: (
+        list[
+            Literal["HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "PS256"]
+        ]
+        | None
+    ) = Field(None, min_length=1, description="Default HS256.")
     secret: str | None = Field(
         None, max_length=4096, description="HMAC key (16+ characters); write-only."
     )
