@@ -195,6 +195,11 @@ async def test_redis_down_fails_open_or_closed_through_the_api(db_url: str, tmp_
     try:
         async with app_client(open_) as client:
             assert (await client.get("/api/v1/nowhere")).status_code == 404
+            health = await client.get("/api/v1/health")
+            assert health.status_code == 200  # the node still serves
+            check = health.json()["checks"]["rateLimits"]
+            assert check["status"] == "degraded"
+            assert "failing open" in check["error"]
         async with app_client(closed) as client:
             refused = await client.get("/api/v1/nowhere")
             assert refused.status_code == 503

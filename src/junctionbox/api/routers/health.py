@@ -69,6 +69,11 @@ def _json(body: dict[str, Any], status: int) -> Response:
 async def health(svc: ServicesDep) -> Response:
     checks = {"database": await _database_check(svc)}
     healthy = all(c["status"] == "healthy" for c in checks.values())
+    # Informative only: with Redis down and failing open the node still serves (rate-limits.md).
+    limits = svc.api_limiter.backend.status()
+    checks["rateLimits"] = {"status": "healthy" if limits.healthy else "degraded"}
+    if limits.note:
+        checks["rateLimits"]["error"] = limits.note
     body = {
         "status": "healthy" if healthy else "unhealthy",
         "version": __version__,
