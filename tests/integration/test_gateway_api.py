@@ -231,3 +231,23 @@ async def test_analytics_and_health(gw_world: World, upstream: RecordingSink) ->
 async def test_management_needs_credentials(gw_world: World) -> None:
     response = await gw_world.client.get(f"{BASE}/routes?orgId=100")
     assert response.status_code == 401
+
+
+async def test_routes_are_paged_and_filtered(gw_world: World, upstream: RecordingSink) -> None:
+    client, headers = gw_world.client, gw_world.headers["user_a"]
+    for path in ("/a", "/b", "/c"):
+        await configure(client, headers, 100, {"path": path, "targetUrl": upstream.url()})
+    await configure(
+        client, headers, 100, {"path": "/d", "targetUrl": upstream.url(), "status": "INACTIVE"}
+    )
+    first = (await client.get(f"{BASE}/routes?orgId=100&limit=2", headers=headers)).json()
+    assert [r["path"] for r in first["routes"]] == ["/a", "/b"]
+    assert first["total"] == 4
+    assert first["hasMore"] is True
+    last = (await client.get(f"{BASE}/routes?orgId=100&limit=2&page=2", headers=headers)).json()
+    assert [r["path"] for r in last["routes"]] == ["/c", "/d"]
+    assert last["hasMore"] is False
+    inactive = await client.get(f"{BASE}/routes?orgId=100&status=INACTIVE", headers=headers)
+    assert [r["path"] for r in inactive.json()["routes"]] == ["/d"]
+    assert (await client.get("/gw/100/d")).status_code == 404  # inactive routes are not served
+    assert (await client.get("/gw/100/a")).status_code == 200

@@ -385,3 +385,54 @@ async def test_large_responses_stream_through(gw_world: World, upstream: Recordi
     response = await gw_world.client.get("/gw/100/big")
     assert response.status_code == 200
     assert response.content == payload
+
+
+async def test_jwt_with_a_public_key_and_options_without_preflight(
+    gw_world: World, upstream: RecordingSink
+) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    private = ec.generate_private_key(ec.SECP256R1())
+    public_pem = (
+        private.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    await add(
+        gw_world,
+        {
+            "path": "/signed",
+            "targetUrl": upstream.url(),
+            "authentication": {
+                "type": "JWT",
+                "jwt": {"algorithms": ["ES256"], "publicKey": public_pem},
+            },
+        },
+    )
+    claims = {"sub": "svc", "exp": int(time.time()) + 300}
+    good = jwt.encode(claims, private, algorithm="ES256")
+    other = jwt.encode(claims, ec.generate_private_key(ec.SECP256R1()), algorithm="ES256")
+    hmac = _hs256(claims, public_pem.encode())  # algorithm confusion: the public key as secret
+    for bearer, status in ((good, 200), (other, 401), (hmac, 401)):
+        response = await gw_world.client.get(
+            "/gw/100/signed", headers={"authorization": f"Bearer {bearer}"}
+        )
+        assert response.status_code == status, bearer
+    options = await gw_world.client.options("/gw/100/signed")
+    assert options.status_code == 405
+    assert options.headers["allow"] == "GET"
+
+
+def _hs256(claims: dict[str, Any], key: bytes) -> str:
+    """An HS256 token signed by hand (PyJWT refuses a PEM key as an HMAC secret)."""
+    import base64
+    import hashlib
+    import hmac
+
+    def part(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    head = part(orjson.dumps({"alg": "HS256", "typ": "JWT"})) + "." + part(orjson.dumps(claims))
+    signature = hmac.new(key, head.encode(), hashlib.sha256).digest()
+    return head + "." + part(signature)

@@ -129,11 +129,8 @@ class GatewayProxy:
         if request.method != "OPTIONS" or "OPTIONS" in route.methods:
             return False
         wanted = request.lowered.get("access-control-request-method")
-        if not request.origin or not wanted:
-            raise _Reply(
-                ValidationError("OPTIONS is only answered as a CORS preflight"),
-                {"allow": ", ".join(sorted(route.methods))},
-            )
+        if not request.origin or not wanted:  # not a preflight, and the route has no OPTIONS
+            raise _Reply(_MethodNotAllowed(), {"allow": ", ".join(sorted(route.methods))})
         _check_ip_and_https(request, security)
         headers = security.cors.preflight(request.origin, wanted, sorted(route.methods))
         if not headers:

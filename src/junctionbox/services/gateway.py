@@ -24,6 +24,7 @@ from junctionbox.connectors.http_client import GuardedHttpClient
 from junctionbox.domain.gateway import safe_request_path
 from junctionbox.domain.identity import TenantContext
 from junctionbox.domain.ids import new_id
+from junctionbox.domain.paging import Page, PageRequest
 from junctionbox.domain.route_stats import Rollup, summary
 from junctionbox.domain.secretbox import SecretBox
 from junctionbox.errors import JunctionboxError, NotFoundError
@@ -142,9 +143,12 @@ class GatewayService:
 
     # --- management ---
 
-    async def routes(self, tenant: TenantContext) -> list[RouteRecord]:
+    async def route_page(
+        self, tenant: TenantContext, page: PageRequest, status: str | None = None
+    ) -> Page[RouteRecord]:
         async with self.db.read() as conn:
-            return await queries.list_routes(conn, tenant.org_id)
+            rows, total = await queries.route_page(conn, tenant.org_id, page, status)
+        return Page(rows, total, page)
 
     async def route(self, tenant: TenantContext, route_id: str) -> RouteRecord:
         async with self.db.read() as conn:

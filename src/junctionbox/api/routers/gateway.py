@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import Field, JsonValue, field_validator
 
-from junctionbox.api.deps import ServicesDep, TenantDep
+from junctionbox.api.deps import PageDep, ServicesDep, TenantDep
 from junctionbox.api.gateway_proxy import PREFIX
 from junctionbox.api.schemas import RequestModel
 from junctionbox.domain.gateway import METHODS, safe_request_path
@@ -233,9 +233,20 @@ def _stored(body: RouteIn) -> tuple[dict[str, Any], str | None]:
 
 
 @router.get("/routes", summary="List the tenant's gateway routes")
-async def list_routes(tenant: TenantDep, svc: ServicesDep) -> dict[str, Any]:
-    routes = [route_body(r) for r in await svc.gateway.routes(tenant)]
-    return {"routes": routes, "total": len(routes)}
+async def list_routes(
+    tenant: TenantDep,
+    svc: ServicesDep,
+    page: PageDep,
+    status: Annotated[Literal["ACTIVE", "INACTIVE"] | None, Query()] = None,
+) -> dict[str, Any]:
+    found = await svc.gateway.route_page(tenant, page, status)
+    return {
+        "routes": [route_body(r) for r in found.items],
+        "total": found.total,
+        "page": page.page,
+        "limit": page.limit,
+        "hasMore": found.has_more,
+    }
 
 
 @router.post("/configure", summary="Create a gateway route, or update one (routeId)")

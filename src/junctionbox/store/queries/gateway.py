@@ -9,6 +9,8 @@ from typing import Any
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from junctionbox.domain.paging import PageRequest
+from junctionbox.store.queries.common import fetch_page
 from junctionbox.store.tables import gateway_route_stats, gateway_routes, gateway_settings
 
 _r = gateway_routes.c
@@ -56,6 +58,16 @@ async def list_routes(conn: AsyncConnection, org_id: int) -> list[RouteRecord]:
         select(gateway_routes).where(_r.org_id == org_id).order_by(_r.path, _r.id)
     )
     return [RouteRecord(**row._mapping) for row in rows]
+
+
+async def route_page(
+    conn: AsyncConnection, org_id: int, page: PageRequest, status: str | None
+) -> tuple[list[RouteRecord], int]:
+    query = select(gateway_routes).where(_r.org_id == org_id)
+    if status is not None:
+        query = query.where(_r.status == status)
+    rows, total = await fetch_page(conn, query, page, _r.path, _r.id)
+    return [RouteRecord(**row) for row in rows], total
 
 
 async def get_route(conn: AsyncConnection, org_id: int, route_id: str) -> RouteRecord | None:
