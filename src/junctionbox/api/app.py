@@ -11,8 +11,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from junctionbox import __version__
 from junctionbox.api.errors import install_error_handlers
-from junctionbox.api.gateway_proxy import PREFIX as GATEWAY_PREFIX
-from junctionbox.api.gateway_proxy import GatewayProxy
+from junctionbox.api.gateway_proxy import GatewayMiddleware, GatewayProxy
 from junctionbox.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from junctionbox.api.rate_limit import RateLimitMiddleware
 from junctionbox.api.routers import (
@@ -53,6 +52,7 @@ def build_middleware(services: Services) -> list[Middleware]:
         )
     stack.append(Middleware(RateLimitMiddleware, limiter=services.api_limiter))
     stack.append(Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes))
+    stack.append(Middleware(GatewayMiddleware, proxy=GatewayProxy(services)))
     return stack
 
 
@@ -92,5 +92,4 @@ def create_app(services: Services, lifespan: Lifespan | None = None) -> FastAPI:
         gateway,
     ):
         app.include_router(module.router)
-    app.mount(GATEWAY_PREFIX, GatewayProxy(services))
     return app
