@@ -111,6 +111,15 @@ async def test_api_key_authentication(gw_world: World, upstream: RecordingSink) 
     ok = await client.get("/gw/100/secure", headers=gw_world.headers["key_a"])
     assert ok.status_code == 200
     assert upstream.requests[-1].header("x-api-key") is None  # our key never goes upstream
+    # a unit's route takes its organization's keys, not another organization's
+    await configure(
+        gw_world.client,
+        gw_world.headers["user_a"],
+        101,
+        {"path": "/unit", "targetUrl": upstream.url(), "authentication": {"type": "API_KEY"}},
+    )
+    assert (await client.get("/gw/101/unit", headers=gw_world.headers["key_a"])).status_code == 200
+    assert (await client.get("/gw/101/unit", headers=gw_world.headers["key_b"])).status_code == 401
 
 
 async def test_jwt_authentication_and_authorization(

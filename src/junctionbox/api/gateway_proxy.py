@@ -126,7 +126,7 @@ class GatewayProxy:
             extra = security.cors.response_headers(request.origin)
             if await self._preflight(request, route, security, tracking_send):
                 return
-            caller = await self._admit(request, route, security)
+            caller = await self._admit(request, route, security, table.root_org_id)
             caller_id = caller.client_id
             extra.update(await self._limit(table, route, caller))
             await self._forward(request, match, caller, extra, receive, tracking_send)
@@ -156,9 +156,11 @@ class GatewayProxy:
         await _send_plain(send, 204, headers)
         return True
 
-    async def _admit(self, request: _Request, route: CompiledRoute, security: Security) -> Caller:
+    async def _admit(
+        self, request: _Request, route: CompiledRoute, security: Security, root: int | None
+    ) -> Caller:
         _check_ip_and_https(request, security)
-        caller = await authenticate(route, request.lowered, request.client_ip, self.svc.auth)
+        caller = await authenticate(route, request.lowered, request.client_ip, self.svc.auth, root)
         authorize(route, caller)
         return caller
 

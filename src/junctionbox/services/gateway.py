@@ -55,6 +55,7 @@ class RouteTable:
     routes: list[CompiledRoute]
     security: Security
     default_limits: dict[str, Any]
+    root_org_id: int | None = None  # the organization of a unit's routes (API keys are per org)
     loaded_at: float = field(default_factory=time.monotonic)
 
     def match(self, method: str, path: str, header: Mapping[str, str]) -> Match | list[str] | None:
@@ -271,6 +272,7 @@ class GatewayService:
         async with self.db.read() as conn:
             records = await queries.list_routes(conn, org_id)
             settings = await queries.get_settings(conn, org_id)
+            root = await queries.root_of(conn, org_id)
         routes = [r for r in (self._compile(record) for record in records) if r is not None]
         routes.sort(key=lambda r: r.specificity, reverse=True)
         table = RouteTable(
@@ -278,6 +280,7 @@ class GatewayService:
             routes,
             _compile_security(settings.security if settings else {}, ("security",)),
             settings.rate_limits if settings else {},
+            root,
         )
         self._tables[org_id] = table
         return table

@@ -48,14 +48,20 @@ class UpstreamPlan:
 
 
 async def authenticate(
-    route: CompiledRoute, headers: Mapping[str, str], client_ip: str, auth: AuthService
+    route: CompiledRoute,
+    headers: Mapping[str, str],
+    client_ip: str,
+    auth: AuthService,
+    root_org_id: int | None = None,
 ) -> Caller:
+    """The caller of ``route``; an API key must belong to the route's organization (for a
+    unit's route, ``root_org_id``, the unit's organization)."""
     if route.auth_type == "API_KEY":
         key = headers.get(route.api_key_header)
         if not key:
             raise UnauthorizedError(f"this route needs an API key in {route.api_key_header}")
         principal = await auth.authenticate_api_key(key)
-        if principal.org_id != route.org_id:
+        if principal.org_id is None or principal.org_id not in (route.org_id, root_org_id):
             raise UnauthorizedError("invalid API key")
         return Caller(f"key:{principal.id}", frozenset({principal.role.value}), frozenset())
     if route.auth_type == "JWT":

@@ -11,7 +11,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from junctionbox.domain.paging import PageRequest
 from junctionbox.store.queries.common import fetch_page
-from junctionbox.store.tables import gateway_route_stats, gateway_routes, gateway_settings
+from junctionbox.store.tables import (
+    entities,
+    gateway_route_stats,
+    gateway_routes,
+    gateway_settings,
+)
 
 _r = gateway_routes.c
 _s = gateway_settings.c
@@ -97,6 +102,16 @@ async def delete_route(conn: AsyncConnection, org_id: int, route_id: str) -> int
         delete(gateway_route_stats).where(_st.org_id == org_id, _st.route_id == route_id)
     )
     return int(result.rowcount or 0)
+
+
+async def root_of(conn: AsyncConnection, entity_id: int) -> int | None:
+    """The organization an entity belongs to (itself for an organization); None if unknown."""
+    row = (
+        await conn.execute(
+            select(entities.c.id, entities.c.parent_id).where(entities.c.id == entity_id)
+        )
+    ).first()
+    return None if row is None else int(row.parent_id or row.id)
 
 
 async def get_settings(conn: AsyncConnection, org_id: int) -> SettingsRecord | None:
