@@ -17,6 +17,7 @@ BOUNDS_MS: tuple[float, ...] = (
     1000, 1500, 2000, 3000, 5000, 10000, 30000, 60000,
 )  # fmt: skip
 TOP_CLIENTS = 20  # kept per rollup; the tail is dropped when merging
+MAX_TRACKED_CLIENTS = 2000  # distinct clients one in-memory rollup counts
 
 
 @dataclass
@@ -35,6 +36,10 @@ class Rollup:
         self.latency_ms_sum += round(latency_ms)
         self.histogram[bisect.bisect_left(BOUNDS_MS, latency_ms)] += 1
         self.clients[client] = self.clients.get(client, 0) + 1
+        if len(self.clients) > MAX_TRACKED_CLIENTS:
+            # Bounded memory under many distinct clients: keep the busiest half (the top
+            # list is approximate then, as in any bounded heavy-hitters count).
+            self.clients = top_clients(self.clients, MAX_TRACKED_CLIENTS // 2)
 
     def merge(self, other: Rollup) -> Rollup:
         clients = dict(self.clients)

@@ -137,9 +137,10 @@ async def get_stats_row(
 ) -> StatsRow | None:
     row = (
         await conn.execute(
-            select(gateway_route_stats).where(
-                _st.route_id == route_id, _st.bucket_start == bucket_start
-            )
+            select(gateway_route_stats)
+            .where(_st.route_id == route_id, _st.bucket_start == bucket_start)
+            # PostgreSQL: two nodes adding to one rollup take turns (SQLite has one writer).
+            .with_for_update()
         )
     ).first()
     return None if row is None else StatsRow(**row._mapping)
