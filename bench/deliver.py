@@ -164,6 +164,7 @@ class Server:
             "JB_ADMIN_PASSWORD": PASSWORD,
             "JB_PORT": str(self.port),
             "JB_LOG_LEVEL": "WARNING",
+            "JB_RATE_LIMIT_ENABLED": "false",  # a load test is not abuse
             "JB_ROLES": roles,
             "JB_SSRF_ALLOWLIST": f"127.0.0.1:{sink.port}",
         }

@@ -146,6 +146,7 @@ class Server:
             "JB_ADMIN_PASSWORD": PASSWORD,
             "JB_PORT": str(self.port),
             "JB_LOG_LEVEL": "WARNING",
+            "JB_RATE_LIMIT_ENABLED": "false",  # a load test is not abuse
             "JB_ROLES": "api",
             "JB_MAX_BODY_BYTES": str(8 * 1024 * 1024),
         }

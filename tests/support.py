@@ -50,6 +50,10 @@ def make_settings(db_url: str, tmp_path: Path, **overrides: Any) -> Settings:
         "data_dir": str(tmp_path),
         "secret_key": TEST_SECRET,
         "max_body_bytes": 64 * 1024,
+        # The general suite sends many requests from one address and tenant; the API rate
+        # limits' defaults are tested in tests/integration/test_api_rate_limits.py.
+        "rate_limit_ip_per_minute": 1_000_000,
+        "rate_limit_tenant_per_minute": 1_000_000,
         **overrides,
     }
     return load_settings(values, environ={})

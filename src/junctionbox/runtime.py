@@ -47,6 +47,7 @@ from junctionbox.queue.store import JobQueue
 from junctionbox.services.alerting import AlertEvaluator, AlertService, ChannelSender
 from junctionbox.services.analytics import AnalyticsService
 from junctionbox.services.api_keys import ApiKeyService
+from junctionbox.services.api_rate_limits import ApiLimits, ApiRateLimiter
 from junctionbox.services.audit import AuditService
 from junctionbox.services.auth import AuthService
 from junctionbox.services.bootstrap import ensure_first_admin
@@ -56,12 +57,14 @@ from junctionbox.services.delivery_logs import DeliveryLogService
 from junctionbox.services.dlq import DlqService
 from junctionbox.services.event_log import EventLog
 from junctionbox.services.event_sources import EventSourceService
+from junctionbox.services.gateway import GatewayService
 from junctionbox.services.integrations import IntegrationService
 from junctionbox.services.live import LiveHub
 from junctionbox.services.lookups import LookupService
 from junctionbox.services.monitor import Monitor
 from junctionbox.services.outbound_request import RequestBuilder
 from junctionbox.services.publish import PublishService
+from junctionbox.services.rate_limit_backends import MemoryBackend, RateLimitBackend
 from junctionbox.services.read_cache import credential_caches
 from junctionbox.services.scheduled_job_runs import JobRunner
 from junctionbox.services.scheduled_jobs import ScheduledJobService
@@ -79,6 +82,7 @@ from junctionbox.store.database import Database
 log = logging.getLogger(__name__)
 
 KNOWN_ROLES = ("api", "dispatcher", "worker", "scheduler")
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 SECRET_FILE = "secret.key"  # noqa: S105 (a file name, not a secret)
 
 
@@ -134,6 +138,8 @@ def build_services(settings: Settings) -> Services:
     lookups = LookupService(db)
     telemetry = Telemetry.from_env()
     event_log.listeners.append(lambda stored: telemetry.metrics.events_ingested.inc(len(stored)))
+    auth = AuthService(db, hasher, signer, credentials)
+    limiter_backend = rate_limit_backend(settings)
     limits = EnvelopeLimits(
         max_batch=settings.events_max_batch,
         max_event_bytes=settings.events_max_event_bytes,
@@ -149,7 +155,7 @@ def build_services(settings: Settings) -> Services:
         tenancy=TenancyService(db),
         users=UserService(db, hasher),
         api_keys=ApiKeyService(db, credentials),
-        auth=AuthService(db, hasher, signer, credentials),
+        auth=auth,
         audit=AuditService(db),
         secretbox=secretbox,
         event_log=event_log,
@@ -193,6 +199,16 @@ def build_services(settings: Settings) -> Services:
         telemetry=telemetry,
         webhook_sources=webhook_sources,
         webhooks=WebhookIntake(db, event_log, schemas, webhook_sources, replay_ttl=replay_ttl),
+        gateway=GatewayService(db, secretbox, limiter_backend, http),
+        api_limiter=ApiRateLimiter(
+            limiter_backend,
+            auth,
+            ApiLimits.per_minute(
+                settings.rate_limit_enabled,
+                settings.rate_limit_ip_per_minute,
+                settings.rate_limit_tenant_per_minute,
+            ),
+        ),
     )
 
 
@@ -213,6 +229,20 @@ def build_scheduled_jobs(
         max_rows=settings.scheduled_jobs_max_rows,
         allowlist=parse_allowlist(settings.ssrf_allowlist),
     )
+
+
+def rate_limit_backend(settings: Settings) -> RateLimitBackend:
+    """Rate-limit buckets in this process, or in Redis when the cluster shares them."""
+    if settings.rate_limit_backend == "redis":
+        from junctionbox.connectors.redis_rate_limit import RedisBackend
+
+        url = settings.redis_url.get_secret_value() if settings.redis_url else DEFAULT_REDIS_URL
+        return RedisBackend(
+            url,
+            prefix=settings.redis_key_prefix,
+            fail_open=settings.rate_limit_fail_open,
+        )
+    return MemoryBackend()
 
 
 async def prepare(services: Services) -> None:

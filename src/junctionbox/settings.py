@@ -11,7 +11,7 @@ import tomllib
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
@@ -153,6 +153,20 @@ class Settings(BaseModel):
     webhooks_replay_ttl_seconds: int = Field(
         259_200, ge=60, le=90 * 86_400, description="How long received webhook ids are kept."
     )
+    # API rate limits (docs/rate-limits.md): per client IP before authentication, per tenant
+    # after it; gateway routes add their own per-route and per-client limits.
+    rate_limit_enabled: bool = Field(True, description="Apply the API rate limits.")
+    rate_limit_ip_per_minute: int = Field(1000, ge=1, description="Requests per minute per IP.")
+    rate_limit_tenant_per_minute: int = Field(
+        100, ge=1, description="Authenticated API requests per minute per tenant."
+    )
+    rate_limit_backend: Literal["memory", "redis"] = Field(
+        "memory", description="memory (one node) or redis."
+    )
+    rate_limit_fail_open: bool = Field(
+        True, description="When Redis is down: allow (true, logged) or refuse with 503."
+    )
+    redis_key_prefix: str = Field("jb:", description="Prefix of junctionbox's Redis keys.")
 
     @field_validator("jwt_ttl", "idempotency_ttl", mode="before")
     @classmethod

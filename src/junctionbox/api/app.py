@@ -11,7 +11,9 @@ from starlette.middleware.cors import CORSMiddleware
 
 from junctionbox import __version__
 from junctionbox.api.errors import install_error_handlers
+from junctionbox.api.gateway_proxy import GatewayMiddleware, GatewayProxy
 from junctionbox.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from junctionbox.api.rate_limit import RateLimitMiddleware
 from junctionbox.api.routers import (
     admin,
     alerts,
@@ -21,6 +23,7 @@ from junctionbox.api.routers import (
     event_sources,
     event_types,
     events,
+    gateway,
     health,
     logs,
     lookups,
@@ -57,7 +60,9 @@ def build_middleware(services: Services) -> list[Middleware]:
                 expose_headers=["x-request-id", "x-correlation-id"],
             )
         )
+    stack.append(Middleware(RateLimitMiddleware, limiter=services.api_limiter))
     stack.append(Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes))
+    stack.append(Middleware(GatewayMiddleware, proxy=GatewayProxy(services)))
     return stack
 
 
@@ -101,6 +106,7 @@ def create_app(services: Services, lifespan: Lifespan | None = None) -> FastAPI:
         alerts,
         webhook_sources,
         webhooks,
+        gateway,
     ):
         app.include_router(module.router)
     return app

@@ -25,7 +25,8 @@ import ipaddress
 import socket
 import ssl
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Final
 
@@ -50,6 +51,7 @@ __all__ = [
     "HttpResult",
     "OutboundNetworkError",
     "OutboundTimeoutError",
+    "StreamedResponse",
 ]
 
 DEFAULT_POOL_SIZE: Final = 64
@@ -274,6 +276,75 @@ class GuardedHttpClient:
             truncated=truncated,
             elapsed=time.perf_counter() - started,
         )
+
+    @asynccontextmanager
+    async def stream(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Sequence[tuple[str, str]] = (),
+        body: bytes = b"",
+        timeout_seconds: float | None = None,
+    ) -> AsyncIterator[StreamedResponse]:
+        """Send one request and stream the response body (the gateway's path): the same
+        guard and error mapping as :meth:`send`, but the body is neither capped nor
+        decompressed, so it can be passed on as received. ``timeout_seconds`` bounds the
+        wait for the response head and each read of the body."""
+        target = _vet_url(url, self._allowlist)
+        timeout = self._timeout_seconds if timeout_seconds is None else timeout_seconds
+        session = self._get_session()
+        try:
+            async with asyncio.timeout(timeout):
+                response = await session.request(
+                    method.upper(),
+                    target,
+                    headers=_headers(headers, self._user_agent),
+                    data=body or None,
+                    allow_redirects=False,
+                    auto_decompress=False,
+                    timeout=aiohttp.ClientTimeout(sock_connect=timeout, sock_read=timeout),
+                )
+        except Exception as exc:  # mapped as in send; anything unknown is re-raised
+            mapped = _mapped(exc)
+            if mapped is exc:
+                raise
+            raise mapped from exc
+        try:
+            yield StreamedResponse(response)
+        finally:
+            response.close()
+
+
+@dataclass(frozen=True)
+class StreamedResponse:
+    """A response whose body is read chunk by chunk; errors mapped to ours."""
+
+    raw: aiohttp.ClientResponse
+
+    @property
+    def status(self) -> int:
+        return self.raw.status
+
+    @property
+    def headers(self) -> list[tuple[str, str]]:
+        return list(self.raw.headers.items())
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self.raw.content.iter_chunked(_READ_CHUNK):
+                yield chunk
+        except Exception as exc:
+            mapped = _mapped(exc)
+            if mapped is exc:
+                raise
+            raise mapped from exc
+
+
+def _mapped(exc: Exception) -> Exception:
+    if isinstance(exc, TargetRefusedError) or _refusal_in(exc) is not None:
+        return TargetRefusedError(REFUSED_MESSAGE)
+    return _map_error(exc) or exc
 
 
 def _finish(response: aiohttp.ClientResponse) -> None:

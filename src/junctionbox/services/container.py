@@ -12,12 +12,14 @@ from junctionbox.queue.store import JobQueue
 from junctionbox.services.alerting import AlertService
 from junctionbox.services.analytics import AnalyticsService
 from junctionbox.services.api_keys import ApiKeyService
+from junctionbox.services.api_rate_limits import ApiRateLimiter
 from junctionbox.services.audit import AuditService
 from junctionbox.services.auth import AuthService
 from junctionbox.services.delivery_logs import DeliveryLogService
 from junctionbox.services.dlq import DlqService
 from junctionbox.services.event_log import EventLog
 from junctionbox.services.event_sources import EventSourceService
+from junctionbox.services.gateway import GatewayService
 from junctionbox.services.integrations import IntegrationService
 from junctionbox.services.live import LiveHub
 from junctionbox.services.lookups import LookupService
@@ -66,6 +68,8 @@ class Services:
     alerting: AlertService
     webhook_sources: WebhookSourceService
     webhooks: WebhookIntake
+    gateway: GatewayService
+    api_limiter: ApiRateLimiter
     started_monotonic: float = field(default_factory=time.monotonic)
     telemetry: Telemetry = field(default_factory=Telemetry)
 
@@ -73,6 +77,8 @@ class Services:
         """Release what the services hold: pollers' connections, listeners, the HTTP pool and
         the database pool (in that order: the last needs the others closed)."""
         await self.sources.close()
+        await self.gateway.flush()
+        await self.api_limiter.backend.close()
         await self.queue.close()
         await self.scheduled_jobs.runner.sql.close()
         await self.http.close()

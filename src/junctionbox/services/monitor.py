@@ -89,8 +89,19 @@ class Monitor:
             except Exception as exc:  # the store went away between the checks
                 checks["queue"] = Check(FAIL, message=f"store read failed: {type(exc).__name__}")
         if self.settings.redis_url is not None:
-            checks["redis"] = await redis_check(self.settings.redis_url.get_secret_value())
+            checks["redis"] = self._redis_severity(
+                await redis_check(self.settings.redis_url.get_secret_value())
+            )
         return checks
+
+    def _redis_severity(self, check: Check) -> Check:
+        """Redis down only stops the node when the API's rate limits live there and fail
+        closed; otherwise the node serves on (degraded), see docs/rate-limits.md."""
+        settings = self.settings
+        fails_closed = settings.rate_limit_backend == "redis" and not settings.rate_limit_fail_open
+        if check.status == FAIL and not fails_closed:
+            return Check(WARN, latency_ms=check.latency_ms, message=check.message)
+        return check
 
     async def _store_checks(self) -> dict[str, Check]:
         now = utcnow()

@@ -673,3 +673,49 @@ webhook_receipts = Table(
     Column("expires_at", UTCDateTime(), nullable=False),
     Index(None, "expires_at"),
 )
+
+# --- API gateway (issue 5, parts 4-5) ---
+
+# Gateway routes per tenant. ``config`` is the route in its API form without secrets;
+# ``sealed_secrets`` the SecretBox-sealed JSON of its secrets (a JWT HMAC key).
+gateway_routes = Table(
+    "gateway_routes",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("org_id", BigInteger, ForeignKey("entities.id", ondelete="RESTRICT"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("path", String(500), nullable=False),
+    Column("version", String(64)),
+    Column("status", String(16), nullable=False),
+    Column("config", PortableJSON, nullable=False),
+    Column("sealed_secrets", Text),
+    *_timestamps(),
+    Index(None, "org_id", "path"),
+)
+
+# Tenant-wide gateway settings: security (CORS, IP rules, HTTPS) and default rate limits.
+gateway_settings = Table(
+    "gateway_settings",
+    metadata,
+    Column("org_id", BigInteger, ForeignKey("entities.id", ondelete="RESTRICT"), primary_key=True),
+    Column("security", PortableJSON, nullable=False),
+    Column("rate_limits", PortableJSON, nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+# Per-route request rollups by hour, maintained as requests complete (analytics reads these,
+# never raw request rows): counts, a latency histogram and the busiest clients.
+gateway_route_stats = Table(
+    "gateway_route_stats",
+    metadata,
+    Column("route_id", String(40), primary_key=True),
+    Column("bucket_start", UTCDateTime(), primary_key=True),
+    Column("org_id", BigInteger, nullable=False),
+    Column("requests", BigInteger, nullable=False),
+    Column("errors", BigInteger, nullable=False),
+    Column("client_errors", BigInteger, nullable=False),
+    Column("latency_ms_sum", BigInteger, nullable=False),
+    Column("latency_histogram", PortableJSON, nullable=False),
+    Column("clients", PortableJSON, nullable=False),
+    Index(None, "org_id", "bucket_start"),
+)

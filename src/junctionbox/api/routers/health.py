@@ -17,7 +17,7 @@ from starlette.responses import Response
 from junctionbox import __version__
 from junctionbox.api.deps import ServicesDep
 from junctionbox.api.schemas import ApiModel
-from junctionbox.services.monitor import PASS, overall
+from junctionbox.services.monitor import PASS, WARN, Check, overall
 
 router = APIRouter(tags=["health"])
 
@@ -64,6 +64,9 @@ def _json(body: dict[str, Any], status: int) -> Response:
 @router.get("/health", include_in_schema=False)
 async def health(svc: ServicesDep) -> Response:
     checks = await svc.monitor.health()
+    # Informative only: with Redis down and failing open the node still serves (rate-limits.md).
+    limits = svc.api_limiter.backend.status()
+    checks["rateLimits"] = Check(PASS) if limits.healthy else Check(WARN, message=limits.note)
     status = overall(checks)
     body = {
         "status": status,
