@@ -1,0 +1,142 @@
+"""Event types and their schemas (list, versions, register), event streams (list, edit) and
+SQL table sources (list, enable/disable, rename, poll now)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from junctionbox.console.forms import parse_json_text, pretty
+from junctionbox.console.web import (
+    PREFIX,
+    ConsoleRoute,
+    Ctx,
+    context,
+    problems_by_field,
+    redirect,
+    render,
+)
+from junctionbox.domain.schema_compat import CompatibilityMode
+from junctionbox.errors import ConflictError, ValidationError
+from junctionbox.services.streams import StreamSettings
+
+router = APIRouter(prefix=PREFIX, route_class=ConsoleRoute)
+MODES = tuple(m.value for m in CompatibilityMode)
+
+
+async def _types_page(ctx: Ctx, status: int = 200, **extra: object) -> Response:
+    page = await ctx.svc.schemas.list_types(
+        ctx.require_tenant(), ctx.page(), search=ctx.query("search") or None
+    )
+    extra.setdefault("errors", {})
+    extra.setdefault("values", {"name": "", "schema": "", "compatibility": "", "description": ""})
+    return render(
+        ctx,
+        "catalog/event_types.html",
+        status,
+        page=page,
+        modes=MODES,
+        flash=ctx.query("flash"),
+        **extra,
+    )
+
+
+@router.get("/event-types")
+async def event_types(request: Request) -> Response:
+    return await _types_page(await context(request))
+
+
+@router.post("/event-types")
+async def register(request: Request) -> Response:
+    ctx = await context(request)
+    values = {k: ctx.field(k) for k in ("name", "schema", "compatibility", "description")}
+    schema, problem = parse_json_text(values["schema"], "the schema")
+    if problem:
+        return await _types_page(ctx, 400, errors={"schema": problem}, values=values)
+    try:
+        view, created = await ctx.svc.schemas.register(
+            ctx.require_tenant(),
+            values["name"],
+            schema,
+            compatibility=values["compatibility"] or None,
+            description=values["description"] or None,
+        )
+    except (ValidationError, ConflictError) as exc:
+        errors = problems_by_field(exc)
+        errors.setdefault("schema", exc.message)
+        return await _types_page(ctx, exc.status, errors=errors, values=values)
+    note = f"Registered version {view.schema.version}." if created else "Schema unchanged."
+    return redirect(ctx, ctx.url(f"/event-types/{view.type.name}", flash=note))
+
+
+@router.get("/event-types/{name}")
+async def event_type(request: Request, name: str) -> Response:
+    ctx = await context(request)
+    tenant = ctx.require_tenant()
+    view = await ctx.svc.schemas.get_type(tenant, name)
+    raw = ctx.query("version")
+    shown = view
+    if raw.isdigit():
+        shown = await ctx.svc.schemas.get_version(tenant, name, int(raw))
+    return render(
+        ctx,
+        "catalog/event_type.html",
+        view=view,
+        shown=shown,
+        schema=pretty(shown.schema.schema),
+        modes=MODES,
+        flash=ctx.query("flash"),
+    )
+
+
+@router.get("/sources")
+async def sources(request: Request) -> Response:
+    ctx = await context(request)
+    tenant = ctx.require_tenant()
+    streams = await ctx.svc.streams.all(tenant)
+    page = await ctx.svc.sources.list(tenant, ctx.page())
+    return render(ctx, "catalog/sources.html", streams=streams, page=page, flash=ctx.query("flash"))
+
+
+def _optional_int(ctx: Ctx, name: str) -> int | None:
+    raw = ctx.field(name)
+    if not raw:
+        return None
+    if not raw.isdigit():
+        raise ValidationError(f"{name}: must be a whole number")
+    return int(raw)
+
+
+@router.post("/streams/{name}")
+async def configure_stream(request: Request, name: str) -> Response:
+    ctx = await context(request)
+    partitions = _optional_int(ctx, "partitionCount")
+    if partitions is None:
+        raise ValidationError("partitionCount: required")
+    wanted = StreamSettings(
+        partition_count=partitions,
+        retention_seconds=_optional_int(ctx, "retentionSeconds"),
+        retention_bytes=_optional_int(ctx, "retentionBytes"),
+        description=ctx.field("description") or None,
+    )
+    await ctx.svc.streams.configure(ctx.require_tenant(), name, wanted)
+    return redirect(ctx, ctx.url("/sources", flash=f"Stream {name} saved."))
+
+
+@router.post("/sources/{source_id}")
+async def update_source(request: Request, source_id: str) -> Response:
+    ctx = await context(request)
+    tenant = ctx.require_tenant()
+    action = ctx.field("action")
+    if action == "poll":
+        report = await ctx.svc.sources.poll_now(tenant, source_id)
+        return redirect(ctx, ctx.url("/sources", flash=f"Polled {source_id}: {report}"))
+    changes: dict[str, object] = {}
+    if action in ("enable", "disable"):
+        changes["isActive"] = action == "enable"
+    elif action == "rename":
+        changes["name"] = ctx.field("name")
+    else:
+        raise ValidationError("action must be enable, disable, rename or poll")
+    await ctx.svc.sources.update(tenant, source_id, changes)
+    return redirect(ctx, ctx.url("/sources", flash=f"Source {source_id} saved."))
