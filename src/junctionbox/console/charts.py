@@ -57,11 +57,20 @@ def lines(labels: Sequence[str], series: Sequence[Series], *, title: str, unit: 
     step = plot_w / max(len(labels) - 1, 1)
     parts = [_frame(title, top, unit)]
     for s in series:
-        points = " ".join(
-            f"{PAD_LEFT + i * step:.1f},{HEIGHT - PAD_BOTTOM - v / top * plot_h:.1f}"
+        # Hours without a value are gaps, not zeros: a line through them would lie.
+        xy = [
+            (PAD_LEFT + i * step, HEIGHT - PAD_BOTTOM - v / top * plot_h)
             for i, v in enumerate(s.values)
-        )
-        parts.append(f'<polyline class="l-{escape(s.name)}" fill="none" points="{points}"/>')
+        ]
+        for run in _runs([v > 0 for v in s.values]):
+            points = " ".join(f"{xy[i][0]:.1f},{xy[i][1]:.1f}" for i in run)
+            parts.append(f'<polyline class="l-{escape(s.name)}" fill="none" points="{points}"/>')
+            parts.extend(
+                f'<circle class="s-{escape(s.name)}" cx="{xy[i][0]:.1f}" cy="{xy[i][1]:.1f}" '
+                f'r="2.5"><title>{escape(labels[i])} {escape(s.name)}: {s.values[i]:g}'
+                f"{escape(unit)}</title></circle>"
+                for i in run
+            )
     for i, label in enumerate(labels):
         if i % max(1, len(labels) // 8) == 0:
             x = PAD_LEFT + i * step
@@ -88,7 +97,20 @@ def hbars(items: Sequence[tuple[str, float]], *, title: str) -> Markup:
             f"<title>{escape(name)}: {value:g}</title></rect>"
             f'<text class="label" x="{label_w + w + 6:.1f}" y="{y + 15}">{value:g}</text>'
         )
-    return _svg(title, parts, height=height)
+    return _svg(title, parts, height=height, stretch=False)
+
+
+def _runs(present: Sequence[bool]) -> list[list[int]]:
+    """Indexes of consecutive True values, run by run."""
+    runs: list[list[int]] = []
+    for i, here in enumerate(present):
+        if not here:
+            continue
+        if runs and runs[-1][-1] == i - 1:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return runs
 
 
 def _frame(title: str, top: float, unit: str = "") -> str:
@@ -102,14 +124,21 @@ def _frame(title: str, top: float, unit: str = "") -> str:
 
 
 def _svg(
-    title: str, parts: list[str], *, legend: Sequence[str] = (), height: int = HEIGHT
+    title: str,
+    parts: list[str],
+    *,
+    legend: Sequence[str] = (),
+    height: int = HEIGHT,
+    stretch: bool = True,
 ) -> Markup:
     keys = "".join(
         f'<span class="key"><i class="s-{escape(n)}"></i>{escape(n)}</span>' for n in legend
     )
     body = "".join(parts)
+    # Time series fill the box; bars with labels keep their proportions (text would squash).
+    aspect = 'preserveAspectRatio="none" class="fill"' if stretch else 'class="natural"'
     return Markup(  # noqa: S704 (every text inside is escaped)
         f'<figure class="chart"><figcaption>{escape(title)} {keys}</figcaption>'
         f'<svg viewBox="0 0 {WIDTH} {height}" role="img" aria-label="{escape(title)}" '
-        f'preserveAspectRatio="none">{body}</svg></figure>'
+        f"{aspect}>{body}</svg></figure>"
     )
