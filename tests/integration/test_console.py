@@ -4,10 +4,18 @@ pages' forms, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import httpx
 import pytest
 from tests.integration.console_helpers import console_login, csrf_of
+from tests.integration.dlq_helpers import (
+    add_log,
+    dead_letter,
+    delivery_job,
+    entry,
+    make_integration,
+)
 from tests.support import ADMIN_EMAIL, ADMIN_PASSWORD, World
 
 from junctionbox.api.app import create_app
@@ -361,3 +369,111 @@ async def test_event_type_registration(world: World, browser: httpx.AsyncClient)
     assert good.status_code == 303
     page = await browser.get(good.headers["location"])
     assert "v1" in page.text
+
+
+async def test_dlq_bulk_retry_and_delete_within_the_tenant(
+    world: World, browser: httpx.AsyncClient, services: Services
+) -> None:
+    mine = await make_integration(services, 100, "mine")
+    theirs = await make_integration(services, 200, "theirs")
+    a1 = await dead_letter(services, delivery_job(100, mine, "e1"))
+    a2 = await dead_letter(services, delivery_job(100, mine, "e2"))
+    b1 = await dead_letter(services, delivery_job(200, theirs, "e3"))
+    token = await console_login(browser, *USER_A)
+    listing = await browser.get("/console/dlq")
+    assert a1.id in listing.text
+    assert b1.id not in listing.text
+    assert (await browser.get(f"/console/dlq/{b1.id}")).status_code == 404
+    assert (await browser.get(f"/console/dlq/{a1.id}")).status_code == 200
+    bulk = await browser.post(
+        "/console/dlq/bulk",
+        data={"action": "retry", "ids": [a1.id, b1.id], "csrf_token": token},
+    )
+    assert bulk.status_code == 303
+    flash = (await browser.get(bulk.headers["location"])).text
+    assert "retry: 1 of 2 done" in flash
+    assert (await entry(services, a1.id)).status == "RETRYING"  # type: ignore[union-attr]
+    assert (await entry(services, b1.id)).status == "PENDING_RETRY"  # type: ignore[union-attr]
+    deleted = await browser.post(
+        "/console/dlq/bulk", data={"action": "delete", "ids": [a2.id], "csrf_token": token}
+    )
+    assert deleted.status_code == 303
+    assert await entry(services, a2.id) is None
+    refused = await browser.post(f"/console/dlq/{b1.id}/delete", data={"csrf_token": token})
+    assert refused.status_code == 404
+    assert await entry(services, b1.id) is not None
+
+
+async def test_logs_list_detail_export_and_dashboard(
+    world: World, browser: httpx.AsyncClient, services: Services
+) -> None:
+    integration_id = await make_integration(services, 100, "logged")
+    job = delivery_job(100, integration_id, "e1")
+    now = datetime.now(UTC)
+    ok = await add_log(
+        services,
+        job,
+        status="SUCCESS",
+        created_at=now,
+        response_status=200,
+        response_time_ms=12,
+        target_url="https://example.com/logged",
+        steps=[{"step": "request", "status": "OK", "detail": {"curl": "curl -X POST x"}}],
+    )
+    await add_log(services, job, status="FAILED", created_at=now, response_time_ms=40)
+    other = await add_log(
+        services,
+        delivery_job(200, await make_integration(services, 200), "e9"),
+        status="SUCCESS",
+        created_at=now,
+    )
+    await console_login(browser, *USER_A)
+    listing = await browser.get("/console/logs?status=SUCCESS")
+    assert ok in listing.text
+    assert other not in listing.text
+    assert "FAILED</span>" not in listing.text
+    detail = await browser.get(f"/console/logs/{ok}")
+    assert "curl -X POST x" in detail.text
+    assert (await browser.get(f"/console/logs/{other}")).status_code == 404
+    assert (await browser.get("/console/logs?from=yesterday")).status_code == 400
+    export = await browser.get("/console/logs/export?format=csv")
+    assert export.status_code == 200
+    assert ok in export.text
+    assert other not in export.text
+    dashboard = await browser.get("/console/dashboard")
+    assert 'id="kpi-deliveries">2<' in dashboard.text
+    assert 'id="kpi-success">50.0 %<' in dashboard.text
+    assert "<svg" in dashboard.text
+    partial = await browser.get("/console/dashboard", headers={"hx-request": "true"})
+    assert "<html" not in partial.text  # the 30-second refresh swaps the body only
+    assert partial.headers["x-frame-options"] == "DENY"
+
+
+async def test_scheduling_problems_show_beside_their_field(
+    world: World, browser: httpx.AsyncClient
+) -> None:
+    token = await console_login(browser, *USER_A)
+    response = await browser.post(
+        "/console/integrations/new",
+        data={
+            "name": "later",
+            "eventType": "order.created",
+            "targetUrl": "https://partner.example.com/hook",
+            "schedulingMode": "DELAYED",
+            "csrf_token": token,
+        },
+    )
+    assert response.status_code == 400
+    assert "is required for DELAYED" in response.text
+    created = await browser.post(
+        "/console/integrations/new",
+        data={
+            "name": "later",
+            "eventType": "order.created",
+            "targetUrl": "https://partner.example.com/hook",
+            "schedulingMode": "DELAYED",
+            "schedulingConfig": '{"delayMs": 60000}',
+            "csrf_token": token,
+        },
+    )
+    assert created.status_code == 200, created.text

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-JSON_FIELDS = ("fieldMappings", "outgoingAuthConfig", "actions")
+JSON_FIELDS = ("fieldMappings", "outgoingAuthConfig", "actions", "schedulingConfig", "rateLimits")
 TEXT_FIELDS = ("name", "eventType", "targetUrl", "httpMethod", "description", "filter")
 RETRY_FIELDS = ("maxRetries", "initialDelay", "maxDelay")
 FORM_FIELDS = (
@@ -20,6 +20,7 @@ FORM_FIELDS = (
     "transformationMode",
     "transformScript",
     "outgoingAuthType",
+    "schedulingMode",
     "timeoutMs",
     *JSON_FIELDS,
     *(f"retryPolicy.{k}" for k in RETRY_FIELDS),
@@ -47,6 +48,7 @@ def integration_body(values: Mapping[str, str]) -> tuple[dict[str, Any], dict[st
     body["transformationMode"] = values.get("transformationMode") or None
     body["transformScript"] = values.get("transformScript") or None
     body["outgoingAuthType"] = values.get("outgoingAuthType") or "NONE"
+    body["schedulingMode"] = values.get("schedulingMode") or "IMMEDIATE"
     if values.get("timeoutMs"):
         body["timeoutMs"] = _number(values["timeoutMs"])
     for key in JSON_FIELDS:
@@ -67,6 +69,8 @@ def integration_body(values: Mapping[str, str]) -> tuple[dict[str, Any], dict[st
         body["retryPolicy"] = retry
     if body["outgoingAuthType"] == "NONE":
         body["outgoingAuthConfig"] = None
+    if body["schedulingMode"] == "IMMEDIATE":
+        body["schedulingConfig"] = None
     return body, problems
 
 
@@ -75,6 +79,7 @@ def integration_values(document: Mapping[str, Any]) -> dict[str, str]:
     values = {key: _text(document.get(key)) for key in (*TEXT_FIELDS, "transformScript")}
     values["transformationMode"] = _text(document.get("transformationMode"))
     values["outgoingAuthType"] = _text(document.get("outgoingAuthType")) or "NONE"
+    values["schedulingMode"] = _text(document.get("schedulingMode")) or "IMMEDIATE"
     values["timeoutMs"] = _text(document.get("timeoutMs"))
     for key in JSON_FIELDS:
         value = document.get(key)

@@ -215,7 +215,17 @@ def render(ctx: Ctx, template: str, status: int = 200, **values: Any) -> Respons
     return finish(ctx, response)
 
 
+# Console pages may not be framed (clickjacking) nor leak their URLs (ids) to other sites.
+SECURITY_HEADERS = {
+    "x-frame-options": "DENY",
+    "content-security-policy": "frame-ancestors 'none'; form-action 'self'; base-uri 'self'",
+    "referrer-policy": "same-origin",
+    "x-content-type-options": "nosniff",
+}
+
+
 def finish(ctx: Ctx, response: Response) -> Response:
+    response.headers.update(SECURITY_HEADERS)
     if ctx.new_nonce:
         response.set_cookie(
             CSRF_COOKIE,
@@ -250,6 +260,8 @@ def problems_by_field(exc: JunctionboxError) -> dict[str, str]:
         parts = [str(p) for p in problem.loc if p not in ("body", "integration")]
         key = ".".join(parts) or "_"
         found.setdefault(key, problem.message)
+        if len(parts) > 1:  # also beside the field that holds it (JSON text areas)
+            found.setdefault(parts[0], f"{'.'.join(parts[1:])}: {problem.message}")
     return found
 
 

@@ -24,7 +24,7 @@ from junctionbox.console.web import (
     redirect,
     render,
 )
-from junctionbox.domain.outbound import AuthType
+from junctionbox.domain.outbound import AuthType, SchedulingMode
 from junctionbox.errors import JunctionboxError, ValidationError
 from junctionbox.services.integrations import SampleEvent, integration_view
 
@@ -32,6 +32,7 @@ router = APIRouter(prefix=f"{PREFIX}/integrations", route_class=ConsoleRoute)
 METHODS = ("POST", "PUT", "PATCH", "GET", "DELETE")
 MODES = ("", "SIMPLE", "JSONATA", "SCRIPT")
 AUTH_TYPES = tuple(t.value for t in AuthType)
+SCHEDULING_MODES = tuple(m.value for m in SchedulingMode)
 DEFAULT_SAMPLE = '{\n  "id": 1,\n  "name": "example"\n}'
 
 
@@ -66,6 +67,7 @@ def _form(ctx: Ctx, values: dict[str, str], errors: dict[str, str], **extra: Any
         methods=METHODS,
         modes=MODES,
         auth_types=AUTH_TYPES,
+        scheduling_modes=SCHEDULING_MODES,
         sample=ctx.field("sample") or DEFAULT_SAMPLE,
         **extra,
     )

@@ -6,12 +6,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from junctionbox.console.forms import pretty
 from junctionbox.console.web import PREFIX, ConsoleRoute, Ctx, context, render
 from junctionbox.domain.delivery import AttemptStatus
 from junctionbox.errors import ValidationError
+from junctionbox.services.delivery_logs import ExportFormat
 from junctionbox.store.queries.delivery_logs import LogFilter
 
 router = APIRouter(prefix=f"{PREFIX}/logs", route_class=ConsoleRoute)
@@ -49,6 +50,23 @@ async def index(request: Request) -> Response:
     tenant = ctx.require_tenant()
     page = await ctx.svc.delivery_logs.list(tenant, _filter(ctx), ctx.page())
     return render(ctx, "logs/list.html", page=page, statuses=STATUSES)
+
+
+@router.get("/export")
+async def export(request: Request) -> Response:
+    """The filtered list as CSV or JSON (the API's export, capped the same way)."""
+    ctx = await context(request)
+    raw = ctx.query("format") or "csv"
+    if raw not in {f.value for f in ExportFormat}:
+        raise ValidationError("format must be csv or json")
+    found = await ctx.svc.delivery_logs.export(
+        ctx.require_tenant(), _filter(ctx), ExportFormat(raw)
+    )
+    headers = {
+        "content-disposition": f'attachment; filename="{found.filename}"',
+        "x-export-truncated": "true" if found.truncated else "false",
+    }
+    return StreamingResponse(found.chunks, media_type=found.media_type, headers=headers)
 
 
 @router.get("/{log_id}")
