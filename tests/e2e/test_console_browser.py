@@ -139,6 +139,7 @@ async def test_operator_journey(
     # The other pages render.
     for name, path in (
         ("12-integrations", "/console/integrations"),
+        ("12-events", "/console/events"),
         ("13-scheduled", "/console/scheduled"),
         ("14-lookups", "/console/lookups"),
         ("15-event-types", "/console/event-types"),

@@ -3,8 +3,10 @@ pages' forms, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import pytest
@@ -21,6 +23,7 @@ from tests.support import ADMIN_EMAIL, ADMIN_PASSWORD, World
 from junctionbox.api.app import create_app
 from junctionbox.console.nav import NAV
 from junctionbox.domain.paging import PageRequest
+from junctionbox.domain.templates import CATALOGUE
 from junctionbox.services.container import Services
 
 USER_A = ("user-a@example.com", "password-123")
@@ -477,3 +480,95 @@ async def test_scheduling_problems_show_beside_their_field(
         },
     )
     assert created.status_code == 200, created.text
+
+
+async def test_events_page_and_replay_dry_run(world: World, browser: httpx.AsyncClient) -> None:
+    for n, who in ((1, "key_a"), (2, "key_a"), (3, "key_b")):
+        response = await world.client.post(
+            "/api/v1/integration/events/publish",
+            json={"type": "order.created", "id": f"ev-{n}", "source": "shop", "data": {"n": n}},
+            headers=world.headers[who],
+        )
+        assert response.status_code == 201, response.text
+    await integration_in(world, "user_a", "replayed")
+    token = await console_login(browser, *USER_A)
+    page = await browser.get("/console/events?type=order.*")
+    assert "ev-1" in page.text
+    assert "ev-2" in page.text
+    assert "ev-3" not in page.text  # the other tenant's event
+    assert "ev-1" not in (await browser.get("/console/events?type=invoice.*")).text
+    no_range = await browser.post(
+        "/console/events/replay", data={"stream": "default", "csrf_token": token}
+    )
+    assert no_range.status_code == 400
+    assert "time range" in no_range.text
+    dry = await browser.post(
+        "/console/events/replay",
+        data={
+            "stream": "default",
+            "types": "order.*",
+            "dryRun": "on",
+            "from": "2000-01-01T00:00",
+            "csrf_token": token,
+        },
+    )
+    assert dry.status_code == 303
+    shown = await browser.get(dry.headers["location"])
+    assert "Dry run: 2 events, 2 deliveries would be made." in shown.text
+
+
+async def test_template_prefill_and_key_rotation(world: World, browser: httpx.AsyncClient) -> None:
+    token = await console_login(browser, *USER_A)
+    blank = await browser.get("/console/integrations/new")
+    assert 'name="template"' in blank.text
+    assert (await browser.get("/console/integrations/new?template=nope")).status_code == 404
+    template = next(iter(CATALOGUE.values()))
+    filled = await browser.get(f"/console/integrations/new?template={template.id}")
+    assert f'value="{template.body["eventType"]}"' in filled.text
+    integration_id = await integration_in(world, "user_a", "signed")
+    before = await world.client.get(
+        f"/api/v1/outbound-integrations/{integration_id}/secret", headers=world.headers["user_a"]
+    )
+    rotated = await browser.post(
+        f"/console/integrations/{integration_id}/rotate-secret", data={"csrf_token": token}
+    )
+    assert rotated.status_code == 303
+    after = await world.client.get(
+        f"/api/v1/outbound-integrations/{integration_id}/secret", headers=world.headers["user_a"]
+    )
+    assert after.json()["signingSecret"] != before.json()["signingSecret"]
+
+
+async def test_sql_source_test_then_create(
+    world: World, browser: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    path = tmp_path / "product.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "CREATE TABLE notification_queue (id INTEGER PRIMARY KEY, event_type TEXT, "
+            "payload TEXT, entity_rid TEXT, created_at TEXT)"
+        )
+        conn.execute(
+            "INSERT INTO notification_queue VALUES "
+            "(1, 'patient.admitted', '{\"id\": 1}', '100', '2026-01-01 00:00:00')"
+        )
+    token = await console_login(browser, *USER_A)
+    form = {
+        "name": "product-db",
+        "connectionString": f"sqlite:///{path}",
+        "config": "{}",
+        "csrf_token": token,
+    }
+    bad = await browser.post("/console/sources", data={**form, "config": "{nope"})
+    assert bad.status_code == 400
+    assert "not valid JSON" in bad.text
+    tested = await browser.post("/console/sources", data={**form, "action": "test"})
+    assert tested.status_code == 200, tested.text
+    assert 'id="source-preview"' in tested.text
+    assert "patient.admitted" in tested.text
+    created = await browser.post(
+        "/console/sources", data={**form, "action": "create", "isActive": "on"}
+    )
+    assert created.status_code == 303, created.text
+    listing = await browser.get("/console/sources")
+    assert "product-db" in listing.text

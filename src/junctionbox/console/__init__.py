@@ -21,6 +21,7 @@ from junctionbox.console.pages import (
     catalog,
     dashboard,
     dlq,
+    events,
     integrations,
     logs,
     lookups,
@@ -30,7 +31,7 @@ from junctionbox.console.session import SessionCodec
 from junctionbox.console.web import HERE, PREFIX, ConsoleState
 from junctionbox.services.container import Services
 
-PAGES = (auth, dashboard, integrations, logs, dlq, scheduled, lookups, catalog, admin)
+PAGES = (auth, dashboard, events, integrations, logs, dlq, scheduled, lookups, catalog, admin)
 
 
 def _when(value: Any) -> str:

@@ -15,6 +15,7 @@ class NavItem:
 
 NAV = (
     NavItem("Dashboard", "/dashboard"),
+    NavItem("Events", "/events"),
     NavItem("Integrations", "/integrations"),
     NavItem("Delivery logs", "/logs"),
     NavItem("Dead letters", "/dlq"),

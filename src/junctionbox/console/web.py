@@ -208,7 +208,7 @@ async def _is_entity(ctx: Ctx, entity_id: int) -> bool:
 # --- responses ---
 
 
-def render(ctx: Ctx, template: str, status: int = 200, **values: Any) -> Response:
+def render(ctx: Ctx, template: str, status: int = 200, /, **values: Any) -> Response:
     response = ctx.state.templates.TemplateResponse(
         ctx.request, template, {"ctx": ctx, **values}, status_code=status
     )

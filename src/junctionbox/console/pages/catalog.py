@@ -17,7 +17,7 @@ from junctionbox.console.web import (
     render,
 )
 from junctionbox.domain.schema_compat import CompatibilityMode
-from junctionbox.errors import ConflictError, ValidationError
+from junctionbox.errors import ConflictError, JunctionboxError, ValidationError
 from junctionbox.services.streams import StreamSettings
 
 router = APIRouter(prefix=PREFIX, route_class=ConsoleRoute)
@@ -89,13 +89,64 @@ async def event_type(request: Request, name: str) -> Response:
     )
 
 
-@router.get("/sources")
-async def sources(request: Request) -> Response:
-    ctx = await context(request)
+SOURCE_EXAMPLE = (
+    '{\n  "table": "notification_queue",\n  "idColumn": "id",\n  "typeColumn": "event_type",'
+    '\n  "payloadColumn": "payload",\n  "tenantColumn": "entity_rid",'
+    '\n  "pollIntervalSeconds": 5\n}'
+)
+
+
+async def _sources_page(ctx: Ctx, status: int = 200, **extra: object) -> Response:
     tenant = ctx.require_tenant()
     streams = await ctx.svc.streams.all(tenant)
     page = await ctx.svc.sources.list(tenant, ctx.page())
-    return render(ctx, "catalog/sources.html", streams=streams, page=page, flash=ctx.query("flash"))
+    extra.setdefault("errors", {})
+    extra.setdefault("values", {"name": "", "connectionString": "", "config": SOURCE_EXAMPLE})
+    extra.setdefault("preview", None)
+    return render(
+        ctx,
+        "catalog/sources.html",
+        status,
+        streams=streams,
+        page=page,
+        flash=ctx.query("flash"),
+        pretty=pretty,
+        **extra,
+    )
+
+
+@router.get("/sources")
+async def sources(request: Request) -> Response:
+    return await _sources_page(await context(request))
+
+
+@router.post("/sources")
+async def create_source(request: Request) -> Response:
+    """Create a SQL table source, or (``action=test``) connect and map up to ten rows first."""
+    ctx = await context(request)
+    tenant = ctx.require_tenant()
+    values = {k: ctx.field(k) for k in ("name", "connectionString", "config")}
+    config, problem = parse_json_text(values["config"] or "{}", "the configuration")
+    if problem:
+        return await _sources_page(ctx, 400, errors={"config": problem}, values=values)
+    try:
+        if ctx.field("action") == "test":
+            preview = await ctx.svc.sources.test(
+                tenant, connection_string=values["connectionString"], config=config
+            )
+            return await _sources_page(ctx, values=values, preview=preview)
+        created = await ctx.svc.sources.create(
+            tenant,
+            name=values["name"],
+            connection_string=values["connectionString"],
+            config=config,
+            is_active=ctx.field("isActive") == "on",
+        )
+    except JunctionboxError as exc:
+        errors = problems_by_field(exc)
+        errors.setdefault("_", exc.message)
+        return await _sources_page(ctx, exc.status, errors=errors, values=values)
+    return redirect(ctx, ctx.url("/sources", flash=f"Source {created.name} created."))
 
 
 def _optional_int(ctx: Ctx, name: str) -> int | None:

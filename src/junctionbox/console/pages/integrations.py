@@ -25,7 +25,8 @@ from junctionbox.console.web import (
     render,
 )
 from junctionbox.domain.outbound import AuthType, SchedulingMode
-from junctionbox.errors import JunctionboxError, ValidationError
+from junctionbox.domain.templates import CATALOGUE, find_template
+from junctionbox.errors import JunctionboxError, NotFoundError, ValidationError
 from junctionbox.services.integrations import SampleEvent, integration_view
 
 router = APIRouter(prefix=f"{PREFIX}/integrations", route_class=ConsoleRoute)
@@ -69,16 +70,23 @@ def _form(ctx: Ctx, values: dict[str, str], errors: dict[str, str], **extra: Any
         auth_types=AUTH_TYPES,
         scheduling_modes=SCHEDULING_MODES,
         sample=ctx.field("sample") or DEFAULT_SAMPLE,
+        templates=list(CATALOGUE.values()),
         **extra,
     )
 
 
 @router.get("/new")
 async def new(request: Request) -> Response:
+    """An empty form, or one filled from a built-in template (``?template=``)."""
     ctx = await context(request)
     ctx.require_tenant()
     values = {"httpMethod": "POST", "outgoingAuthType": "NONE", "eventType": "*"}
-    return _form(ctx, values, {}, integration=None)
+    chosen = find_template(ctx.query("template")) if ctx.query("template") else None
+    if ctx.query("template") and chosen is None:
+        raise NotFoundError("template not found")
+    if chosen is not None:
+        values = integration_values(chosen.body)
+    return _form(ctx, values, {}, integration=None, template=chosen)
 
 
 @router.post("/new")
@@ -153,6 +161,15 @@ async def set_active(request: Request, integration_id: str) -> Response:
     active = ctx.field("active") == "true"
     await ctx.svc.integrations.set_active(ctx.require_tenant(), integration_id, active)
     message = "Enabled." if active else "Disabled."
+    return redirect(ctx, ctx.url(f"/integrations/{integration_id}", flash=message))
+
+
+@router.post("/{integration_id}/rotate-secret")
+async def rotate_secret(request: Request, integration_id: str) -> Response:
+    """A new signing key; the old one keeps signing beside it for the integration's overlap."""
+    ctx = await context(request)
+    await ctx.svc.integrations.rotate_secret(ctx.require_tenant(), integration_id)
+    message = "New signing key: receivers must accept it before the overlap ends."
     return redirect(ctx, ctx.url(f"/integrations/{integration_id}", flash=message))
 
 
