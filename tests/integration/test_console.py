@@ -572,3 +572,45 @@ async def test_sql_source_test_then_create(
     assert created.status_code == 303, created.text
     listing = await browser.get("/console/sources")
     assert "product-db" in listing.text
+
+
+async def test_admin_edits_an_organization(world: World, browser: httpx.AsyncClient) -> None:
+    token = await console_login(browser, ADMIN_EMAIL, ADMIN_PASSWORD)
+    bad = await browser.post(
+        "/console/admin/orgs/100",
+        data={"name": "Org A", "timezone": "Mars/Olympus", "csrf_token": token},
+    )
+    assert bad.status_code == 400
+    saved = await browser.post(
+        "/console/admin/orgs/101",
+        data={"name": "Ward 1", "timezone": "Europe/London", "unit": "true", "csrf_token": token},
+    )
+    assert saved.status_code == 303
+    tenant = await world.client.get("/api/v1/tenant?orgId=101", headers=world.headers["admin"])
+    assert tenant.json()["name"] == "Ward 1"
+
+
+async def test_cancel_pending_is_tenant_scoped(world: World, browser: httpx.AsyncClient) -> None:
+    theirs = await integration_in(world, "user_b", "theirs")
+    mine = await integration_in(world, "user_a", "mine")
+    token = await console_login(browser, *USER_A)
+    refused = await browser.post(
+        "/console/scheduled/cancel-pending", data={"integrationId": theirs, "csrf_token": token}
+    )
+    assert refused.status_code == 404
+    done = await browser.post(
+        "/console/scheduled/cancel-pending", data={"integrationId": mine, "csrf_token": token}
+    )
+    assert done.status_code == 303
+    assert "Cancelled 0 pending deliveries." in (await browser.get(done.headers["location"])).text
+
+
+async def test_event_type_page_lists_its_fields(world: World, browser: httpx.AsyncClient) -> None:
+    token = await console_login(browser, *USER_A)
+    schema = '{"type": "object", "required": ["id"], "properties": {"id": {"type": "integer"}}}'
+    await browser.post(
+        "/console/event-types",
+        data={"name": "patient.admitted", "schema": schema, "csrf_token": token},
+    )
+    page = await browser.get("/console/event-types/patient.admitted")
+    assert "<code>id</code>" in page.text

@@ -110,6 +110,11 @@ class Ctx:
         value = self.form.get(name) if self.form is not None else None
         return value.strip() if isinstance(value, str) else default
 
+    def secret_field(self, name: str) -> str:
+        """A password as typed: surrounding spaces are part of it."""
+        value = self.form.get(name) if self.form is not None else None
+        return value if isinstance(value, str) else ""
+
     def fields(self, name: str) -> list[str]:
         if self.form is None:
             return []

@@ -80,6 +80,19 @@ async def create_org(request: Request) -> Response:
     return redirect(ctx, ctx.url("/admin/orgs", flash=f"{kind} {record.id} {record.name} created."))
 
 
+@router.post("/orgs/{entity_id}")
+async def update_org(request: Request, entity_id: int) -> Response:
+    ctx = await admin_context(request)
+    unit = ctx.field("unit") == "true"
+    await ctx.svc.tenancy.update(
+        ctx.principal,  # type: ignore[arg-type]
+        entity_id,
+        _entity_profile(ctx),
+        unit=unit,
+    )
+    return redirect(ctx, ctx.url("/admin/orgs", flash=f"{entity_id} saved."))
+
+
 # --- users ---
 
 
@@ -115,7 +128,7 @@ async def create_user(request: Request) -> Response:
         await ctx.svc.users.create(
             ctx.principal,
             email=values["email"],
-            password=ctx.field("password"),
+            password=ctx.secret_field("password"),
             role=Role(values["role"]),
             org_id=org_id,
         )
@@ -136,7 +149,7 @@ async def update_user(request: Request, user_id: str) -> Response:
             raise ConflictError("you cannot disable your own account")
         changes: dict[str, object] = {"is_active": action == "enable"}
     elif action == "password":
-        changes = {"password": ctx.field("password")}
+        changes = {"password": ctx.secret_field("password")}
     else:
         raise ValidationError("action must be enable, disable or password")
     record = await ctx.svc.users.update(ctx.principal, user_id, changes)  # type: ignore[arg-type]

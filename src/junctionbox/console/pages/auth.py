@@ -45,7 +45,7 @@ async def login_form(request: Request) -> Response:
 @router.post("/login")
 async def login(request: Request) -> Response:
     ctx = await context(request, login=False)
-    email, password = ctx.field("email"), ctx.field("password")
+    email, password = ctx.field("email"), ctx.secret_field("password")
     target = _next(ctx.field("next"))
     try:
         if not email or not password:

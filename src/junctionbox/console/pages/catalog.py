@@ -78,9 +78,11 @@ async def event_type(request: Request, name: str) -> Response:
     shown = view
     if raw.isdigit():
         shown = await ctx.svc.schemas.get_version(tenant, name, int(raw))
+    fields = await ctx.svc.schemas.fields(tenant, name)
     return render(
         ctx,
         "catalog/event_type.html",
+        fields=fields.fields,
         view=view,
         shown=shown,
         schema=pretty(shown.schema.schema),
@@ -100,6 +102,7 @@ async def _sources_page(ctx: Ctx, status: int = 200, **extra: object) -> Respons
     tenant = ctx.require_tenant()
     streams = await ctx.svc.streams.all(tenant)
     page = await ctx.svc.sources.list(tenant, ctx.page())
+    extra.setdefault("groups", await ctx.svc.streams.groups(tenant))
     extra.setdefault("errors", {})
     extra.setdefault("values", {"name": "", "connectionString": "", "config": SOURCE_EXAMPLE})
     extra.setdefault("preview", None)

@@ -31,6 +31,24 @@ async def index(request: Request) -> Response:
     return render(ctx, "scheduled.html", page=page, statuses=STATUSES, flash=ctx.query("flash"))
 
 
+@router.post("/cancel-pending")
+async def cancel_pending(request: Request) -> Response:
+    """Cancel every pending occurrence of one integration (e.g. before changing it)."""
+    ctx = await context(request)
+    integration_id = ctx.field("integrationId")
+    if not integration_id:
+        raise ValidationError("choose the integration whose pending deliveries to cancel")
+    tenant = ctx.require_tenant()
+    await ctx.svc.integrations.get(tenant, integration_id)  # 404 for another tenant's
+    result, remaining = await ctx.svc.schedules.cancel_pending(
+        tenant, integration_id, ctx.field("reason") or "cancelled in the console"
+    )
+    message = f"Cancelled {result.cancelled} pending deliveries" + (
+        f"; {remaining} still pending (run it again)." if remaining else "."
+    )
+    return redirect(ctx, ctx.url("/scheduled", integrationId=integration_id, flash=message))
+
+
 @router.post("/{scheduled_id}/cancel")
 async def cancel(request: Request, scheduled_id: str) -> Response:
     ctx = await context(request)
