@@ -90,6 +90,9 @@ async def create_integration(page: Any, base: str, sink: RecordingSink, artifact
     await shot(page, artifacts, "06-integration-created")
     await page.click("#open-integration")
     await page.locator("h1").wait_for()
+    await page.click("#test-send")  # the saved integration's test preview (htmx)
+    await page.locator("#test-output").wait_for()
+    assert '"orderRef":1' in (await page.inner_text("#test-output")).replace(" ", "")
     await shot(page, artifacts, "07-integration-detail")
 
 
