@@ -614,3 +614,26 @@ async def test_event_type_page_lists_its_fields(world: World, browser: httpx.Asy
     )
     page = await browser.get("/console/event-types/patient.admitted")
     assert "<code>id</code>" in page.text
+
+
+async def test_admin_changes_role_and_deletes_a_user(
+    world: World, browser: httpx.AsyncClient, services: Services
+) -> None:
+    user = (await services.users.list(PageRequest(1, 10), search="user-a")).items[0]
+    token = await console_login(browser, ADMIN_EMAIL, ADMIN_PASSWORD)
+    moved = await browser.post(
+        f"/console/admin/users/{user.id}",
+        data={"action": "role", "role": "USER", "orgId": "200", "csrf_token": token},
+    )
+    assert moved.status_code == 303
+    assert (await services.users.get(user.id)).org_id == 200
+    bad = await browser.post(
+        f"/console/admin/users/{user.id}",
+        data={"action": "role", "role": "USER", "orgId": "", "csrf_token": token},
+    )
+    assert bad.status_code == 400
+    deleted = await browser.post(
+        f"/console/admin/users/{user.id}", data={"action": "delete", "csrf_token": token}
+    )
+    assert deleted.status_code == 303
+    assert (await services.users.list(PageRequest(1, 10), search="user-a")).total == 0

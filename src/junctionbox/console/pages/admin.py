@@ -150,8 +150,16 @@ async def update_user(request: Request, user_id: str) -> Response:
         changes: dict[str, object] = {"is_active": action == "enable"}
     elif action == "password":
         changes = {"password": ctx.secret_field("password")}
+    elif action == "role":
+        role = ctx.field("role")
+        if role not in (Role.ADMIN.value, Role.USER.value):
+            raise ValidationError("role must be ADMIN or USER")
+        changes = {"role": role, "org_id": _optional_id(ctx, "orgId")}
+    elif action == "delete":
+        await ctx.svc.users.delete(ctx.principal, user_id)  # type: ignore[arg-type]
+        return redirect(ctx, ctx.url("/admin/users", flash="User deleted."))
     else:
-        raise ValidationError("action must be enable, disable or password")
+        raise ValidationError("action must be enable, disable, password, role or delete")
     record = await ctx.svc.users.update(ctx.principal, user_id, changes)  # type: ignore[arg-type]
     return redirect(ctx, ctx.url("/admin/users", flash=f"User {record.email} updated."))
 
