@@ -637,3 +637,20 @@ async def test_admin_changes_role_and_deletes_a_user(
     )
     assert deleted.status_code == 303
     assert (await services.users.list(PageRequest(1, 10), search="user-a")).total == 0
+
+
+async def test_unknown_pages_and_errors_are_console_pages(
+    world: World, browser: httpx.AsyncClient
+) -> None:
+    await console_login(browser, *USER_A)
+    missing = await browser.get("/console/nope/deeper")
+    assert missing.status_code == 404
+    assert "text/html" in missing.headers["content-type"]
+    assert "there is no console page" in missing.text
+    assert 'href="/console/dashboard"' in missing.text  # the navigation is there
+    refused = await browser.get("/console/admin/audit")
+    assert refused.status_code == 403
+    assert 'href="/console/integrations"' in refused.text
+    static = await browser.get("/console/static/htmx.min.js")
+    assert static.status_code == 200
+    assert "htmx" in static.text[:2000]

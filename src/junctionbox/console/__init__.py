@@ -25,6 +25,7 @@ from junctionbox.console.pages import (
     integrations,
     logs,
     lookups,
+    not_found,
     scheduled,
 )
 from junctionbox.console.session import SessionCodec
@@ -57,3 +58,4 @@ def mount(app: FastAPI, services: Services) -> None:
     app.mount(f"{PREFIX}/static", StaticFiles(directory=HERE / "static"), name="console-static")
     for page in PAGES:
         app.include_router(page.router, include_in_schema=False)
+    app.include_router(not_found.router, include_in_schema=False)  # last: catches the rest

@@ -9,8 +9,9 @@ organization), and admin pages refuse a non-admin with 403.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -283,20 +284,20 @@ class ConsoleRoute(APIRoute):
                 target = f"{PREFIX}/login?next={quote(request.url.path)}"
                 return redirect(None, target, request)
             except JunctionboxError as exc:
-                return error_page(request, exc)
+                return await error_page(request, exc)
 
         return guarded
 
 
-def error_page(request: Request, exc: JunctionboxError) -> Response:
+async def error_page(request: Request, exc: JunctionboxError) -> Response:
+    """The error as a page, with the navigation when the caller is logged in."""
     state = state_of(request)
     nonce = request.cookies.get(CSRF_COOKIE) or state.codec.new_nonce()
     data = state.codec.decode(request.cookies.get(SESSION_COOKIE))
     ctx = Ctx(request, state, data, nonce, new_nonce=CSRF_COOKIE not in request.cookies)
     if request.headers.get("hx-request"):
         return render(ctx, "partials/error.html", exc.status, error=exc)
+    with contextlib.suppress(LoginRequired, JunctionboxError):
+        await _authenticate(ctx)
+        await _choose_tenant(ctx)
     return render(ctx, "error.html", exc.status, error=exc)
-
-
-def query_params(values: Mapping[str, str]) -> str:
-    return urlencode({k: v for k, v in values.items() if v})
