@@ -134,7 +134,9 @@ async def dashboard(svc: Services, tenant: TenantContext) -> Dashboard:
             "no due delivery waiting" if lag is None else f"oldest due delivery waits {lag:.0f} s",
         )
     )
-    checks.append(Check("Queue", True, f"{ready} ready, {running} running"))
+    # The queue is shared by every tenant: its counts are for ADMINs only.
+    detail = f"{ready} ready, {running} running" if tenant.principal.is_admin else "accepting work"
+    checks.append(Check("Queue", True, detail))
     scope = scope_of(tenant)
     async with svc.db.read() as conn:
         points = await queries.attempts_since(conn, scope, now - WINDOW, MAX_POINTS)
