@@ -3,6 +3,7 @@ pages' forms, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import html
 import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -573,6 +574,27 @@ async def test_sql_source_test_then_create(
     assert created.status_code == 303, created.text
     listing = await browser.get("/console/sources")
     assert "product-db" in listing.text
+    source_id = listing.text.split('action="/console/sources/')[1].split('"')[0]
+    polled = await browser.post(
+        f"/console/sources/{source_id}", data={"action": "poll", "csrf_token": token}
+    )
+    assert polled.status_code == 303
+    assert "1 events published" in (await browser.get(polled.headers["location"])).text
+    configured = await browser.post(
+        f"/console/sources/{source_id}",
+        data={"action": "configure", "config": '{"batchSize": 7}', "csrf_token": token},
+    )
+    assert configured.status_code == 303
+    assert '"batchSize": 7' in html.unescape((await browser.get("/console/sources")).text)
+    bad = await browser.post(
+        f"/console/sources/{source_id}",
+        data={"action": "configure", "config": '{"batchSize": -1}', "csrf_token": token},
+    )
+    assert bad.status_code == 400
+    again = await browser.post(
+        f"/console/sources/{source_id}", data={"action": "from-beginning", "csrf_token": token}
+    )
+    assert again.status_code == 303
 
 
 async def test_admin_edits_an_organization(world: World, browser: httpx.AsyncClient) -> None:

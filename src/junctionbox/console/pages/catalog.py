@@ -179,18 +179,37 @@ async def configure_stream(request: Request, name: str) -> Response:
 
 @router.post("/sources/{source_id}")
 async def update_source(request: Request, source_id: str) -> Response:
+    """One source: enable, disable, rename, poll now, reconfigure or move its checkpoint."""
     ctx = await context(request)
     tenant = ctx.require_tenant()
     action = ctx.field("action")
+    sources = ctx.svc.sources
     if action == "poll":
-        report = await ctx.svc.sources.poll_now(tenant, source_id)
-        return redirect(ctx, ctx.url("/sources", flash=f"Polled {source_id}: {report}"))
+        report = await sources.poll_now(tenant, source_id)
+        message = (
+            f"Polled {source_id}: {report.status}, {report.rows_read} rows read, "
+            f"{report.appended} events published"
+            + (f", error: {report.error}" if report.error else "")
+        )
+        return redirect(ctx, ctx.url("/sources", flash=message))
+    if action in ("from-beginning", "from-latest"):
+        await sources.reset_checkpoint(tenant, source_id, None, latest=action == "from-latest")
+        return redirect(ctx, ctx.url("/sources", flash=f"Checkpoint of {source_id} moved."))
     changes: dict[str, object] = {}
     if action in ("enable", "disable"):
         changes["isActive"] = action == "enable"
     elif action == "rename":
         changes["name"] = ctx.field("name")
+    elif action == "configure":
+        config, problem = parse_json_text(ctx.field("config") or "{}", "the configuration")
+        if problem or not isinstance(config, dict):
+            raise ValidationError(problem or "the configuration must be a JSON object")
+        changes.update(config)
+        if ctx.field("connectionString"):  # blank keeps the stored one
+            changes["connectionString"] = ctx.field("connectionString")
     else:
-        raise ValidationError("action must be enable, disable, rename or poll")
-    await ctx.svc.sources.update(tenant, source_id, changes)
+        raise ValidationError(
+            "action must be enable, disable, rename, configure, poll, from-beginning or from-latest"
+        )
+    await sources.update(tenant, source_id, changes)
     return redirect(ctx, ctx.url("/sources", flash=f"Source {source_id} saved."))
