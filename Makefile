@@ -26,6 +26,7 @@ venv: $(STAMP)
 run: $(STAMP)
 	@echo "junctionbox on http://$(JB_HOST):$(JB_PORT)  (embedded SQLite in ./data/)"
 	@echo "  API docs : http://$(JB_HOST):$(JB_PORT)/docs"
+	@echo "  console  : http://$(JB_HOST):$(JB_PORT)/console  (log in with the admin below)"
 	@echo "  health   : http://$(JB_HOST):$(JB_PORT)/api/v1/health"
 	@echo "  log in   : POST /api/v1/auth/login {\"email\": \"$(JB_ADMIN_EMAIL)\", \"password\": \"$(JB_ADMIN_PASSWORD)\"}"
 	@echo "             (created on first start when no user exists; change it for anything shared)"

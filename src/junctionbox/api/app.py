@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
-from junctionbox import __version__
+from junctionbox import __version__, console
 from junctionbox.api.errors import install_error_handlers
 from junctionbox.api.gateway_proxy import GatewayMiddleware, GatewayProxy
 from junctionbox.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
@@ -109,4 +109,5 @@ def create_app(services: Services, lifespan: Lifespan | None = None) -> FastAPI:
         gateway,
     ):
         app.include_router(module.router)
+    console.mount(app, services)
     return app
