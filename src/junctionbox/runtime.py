@@ -47,6 +47,8 @@ from junctionbox.services.delivery_logs import DeliveryLogService
 from junctionbox.services.dlq import DlqService
 from junctionbox.services.event_log import EventLog
 from junctionbox.services.event_sources import EventSourceService
+from junctionbox.services.inbound import InboundIntegrationService
+from junctionbox.services.inbound_proxy import InboundProxy
 from junctionbox.services.integrations import IntegrationService
 from junctionbox.services.live import LiveHub
 from junctionbox.services.lookups import LookupService
@@ -118,6 +120,16 @@ def build_services(settings: Settings) -> Services:
     credentials = credential_caches(db)
     http = GuardedHttpClient(parse_allowlist(settings.ssrf_allowlist))
     lookups = LookupService(db)
+    requests = RequestBuilder(lookups, http)
+    proxy = InboundProxy(
+        db,
+        secretbox,
+        http,
+        lookups,
+        requests.oauth,
+        trusted_proxies=settings.trusted_proxy_list,
+        max_transform_bytes=settings.max_body_bytes,
+    )
     limits = EnvelopeLimits(
         max_batch=settings.events_max_batch,
         max_event_bytes=settings.events_max_event_bytes,
@@ -156,11 +168,13 @@ def build_services(settings: Settings) -> Services:
         queue=queue,
         http=http,
         lookups=lookups,
-        requests=RequestBuilder(lookups, http),
+        requests=requests,
         integrations=IntegrationService(db, secretbox, settings),
         delivery_logs=DeliveryLogService(db),
         dlq=DlqService(db, queue),
         schedules=ScheduleService(db, queue),
+        inbound=InboundIntegrationService(db, secretbox, settings, on_change=proxy.forget),
+        proxy=proxy,
     )
 
 

@@ -20,6 +20,8 @@ from junctionbox.api.routers import (
     event_types,
     events,
     health,
+    inbound_integrations,
+    integration_proxy,
     logs,
     lookups,
     outbound_integrations,
@@ -84,6 +86,8 @@ def create_app(services: Services, lifespan: Lifespan | None = None) -> FastAPI:
         logs,
         dlq,
         scheduled_integrations,
+        inbound_integrations,
+        integration_proxy,
     ):
         app.include_router(module.router)
     return app

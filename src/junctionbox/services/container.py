@@ -15,6 +15,8 @@ from junctionbox.services.delivery_logs import DeliveryLogService
 from junctionbox.services.dlq import DlqService
 from junctionbox.services.event_log import EventLog
 from junctionbox.services.event_sources import EventSourceService
+from junctionbox.services.inbound import InboundIntegrationService
+from junctionbox.services.inbound_proxy import InboundProxy
 from junctionbox.services.integrations import IntegrationService
 from junctionbox.services.live import LiveHub
 from junctionbox.services.lookups import LookupService
@@ -53,6 +55,8 @@ class Services:
     delivery_logs: DeliveryLogService
     dlq: DlqService
     schedules: ScheduleService
+    inbound: InboundIntegrationService
+    proxy: InboundProxy
     started_monotonic: float = field(default_factory=time.monotonic)
 
     async def close(self) -> None:
@@ -60,5 +64,6 @@ class Services:
         the database pool (in that order: the last needs the others closed)."""
         await self.sources.close()
         await self.queue.close()
+        await self.proxy.close()
         await self.http.close()
         await self.db.dispose()
