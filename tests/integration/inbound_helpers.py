@@ -21,19 +21,19 @@ ADMIN_API = "/api/v1/inbound-integrations"
 GOOD_KEY = "partner-key-0123456789"
 
 
-@pytest.fixture
-async def sink() -> AsyncIterator[RecordingSink]:
+@pytest.fixture(name="sink")
+async def sink_fixture() -> AsyncIterator[RecordingSink]:
     async with RecordingSink() as started:
         yield started
 
 
-@pytest.fixture
-def settings_overrides() -> dict[str, Any]:
+@pytest.fixture(name="settings_overrides")
+def settings_fixture() -> dict[str, Any]:
     return {}
 
 
-@pytest.fixture
-async def services(
+@pytest.fixture(name="services")
+async def services_fixture(
     db_url: str, tmp_path: Path, sink: RecordingSink, settings_overrides: dict[str, Any]
 ) -> AsyncIterator[Services]:
     settings = make_settings(
@@ -49,8 +49,8 @@ async def _no_sleep(_: float) -> None:
     return None
 
 
-@pytest.fixture
-async def client(services: Services) -> AsyncIterator[httpx.AsyncClient]:
+@pytest.fixture(name="client")
+async def client_fixture(services: Services) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=create_app(services))
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
         yield http

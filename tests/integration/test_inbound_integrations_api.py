@@ -9,12 +9,12 @@ import pytest
 from tests.integration.inbound_helpers import (
     ADMIN_API,
     GOOD_KEY,
-    client,  # noqa: F401 (fixtures)
+    client_fixture,  # noqa: F401 (fixtures)
     create,
     integration,
-    services,  # noqa: F401
-    settings_overrides,  # noqa: F401
-    sink,  # noqa: F401
+    services_fixture,  # noqa: F401
+    settings_fixture,  # noqa: F401
+    sink_fixture,  # noqa: F401
 )
 from tests.support import World
 
@@ -49,7 +49,8 @@ async def test_create_read_masks_credentials(world: World, sink: RecordingSink) 
     assert created["retryPolicy"]["maxRetries"] == 2
     got = await world.client.get(f"{ADMIN_API}/{created['id']}", headers=world.headers["key_a"])
     assert got.status_code == 200
-    assert GOOD_KEY not in got.text and TOKEN not in got.text
+    assert GOOD_KEY not in got.text
+    assert TOKEN not in got.text
     stored = await world.services.inbound.get(_tenant_stub(world), created["id"])
     assert stored.integration.inbound_auth.secrets == {"value": GOOD_KEY}
 
@@ -97,7 +98,9 @@ async def test_list_filters_and_pages(world: World, sink: RecordingSink) -> None
     )
     listed = await world.client.get(f"{ADMIN_API}?limit=2", headers=world.headers["user_a"])
     page = listed.json()
-    assert page["total"] == 4 and page["hasMore"] is True and len(page["integrations"]) == 2
+    assert page["total"] == 4
+    assert page["hasMore"] is True
+    assert len(page["integrations"]) == 2
     active = await world.client.get(f"{ADMIN_API}?isActive=false", headers=world.headers["user_a"])
     assert [i["type"] for i in active.json()["integrations"]] == ["off"]
     by_type = await world.client.get(f"{ADMIN_API}?type=type-1", headers=world.headers["user_a"])

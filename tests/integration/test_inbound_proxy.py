@@ -13,12 +13,12 @@ import pytest
 from tests.integration.inbound_helpers import (
     GOOD_KEY,
     PROXY,
-    client,  # noqa: F401 (fixtures)
+    client_fixture,  # noqa: F401 (fixtures)
     create,
     integration,
-    services,  # noqa: F401
-    settings_overrides,  # noqa: F401
-    sink,  # noqa: F401
+    services_fixture,  # noqa: F401
+    settings_fixture,  # noqa: F401
+    sink_fixture,  # noqa: F401
 )
 from tests.support import World
 
@@ -65,7 +65,9 @@ async def test_passes_the_call_through(world: World, sink: RecordingSink) -> Non
     assert response.json() == {"booked": True}
     assert response.headers["x-up"] == "1"
     (seen,) = sink.requests
-    assert seen.method == "POST" and seen.path == "/book" and seen.query == "extra=1"
+    assert seen.method == "POST"
+    assert seen.path == "/book"
+    assert seen.query == "extra=1"
     assert orjson.loads(seen.body) == PATIENT
     assert seen.header("x-custom") == "kept"
     for hidden in ("x-api-key", "cookie", "x-drop-me", "authorization"):
@@ -74,8 +76,10 @@ async def test_passes_the_call_through(world: World, sink: RecordingSink) -> Non
     assert seen.header("x-forwarded-proto") == "http"
     assert seen.header("x-forwarded-host") == "testserver"
     (row,) = await _logs(world)
-    assert row["direction"] == "INBOUND" and row["status"] == "SUCCESS"
-    assert row["responseStatus"] == 201 and row["attemptCount"] == 1
+    assert row["direction"] == "INBOUND"
+    assert row["status"] == "SUCCESS"
+    assert row["responseStatus"] == 201
+    assert row["attemptCount"] == 1
 
 
 @pytest.mark.parametrize("settings_overrides", [{"trusted_proxies": "127.0.0.0/8"}])
@@ -247,10 +251,12 @@ async def test_idempotent_call_is_retried_after_5xx(world: World, sink: Recordin
     sink.on("/book", Behaviour(500), Behaviour(503), Behaviour(200, b"ok"))
     await create(world, integration(sink, httpMethod="GET"))
     response = await world.client.get(CALL, headers=world.headers["key_a"])
-    assert response.status_code == 200 and response.content == b"ok"
+    assert response.status_code == 200
+    assert response.content == b"ok"
     assert len(sink.requests) == 3
     (row,) = await _logs(world)
-    assert row["attemptCount"] == 3 and row["status"] == "SUCCESS"
+    assert row["attemptCount"] == 3
+    assert row["status"] == "SUCCESS"
 
 
 async def test_network_errors_are_retried_then_502_with_dlq(
@@ -261,7 +267,8 @@ async def test_network_errors_are_retried_then_502_with_dlq(
     response = await world.client.put(CALL, json=PATIENT, headers=world.headers["key_a"])
     assert response.status_code == 502, response.text
     body = response.json()
-    assert body["code"] == "BAD_GATEWAY" and set(body) >= {
+    assert body["code"] == "BAD_GATEWAY"
+    assert set(body) >= {
         "error",
         "statusCode",
         "timestamp",
@@ -270,7 +277,8 @@ async def test_network_errors_are_retried_then_502_with_dlq(
     # 4 of ours; aiohttp may add one retry of its own per reset of a pooled connection.
     assert 4 <= len(sink.requests) <= 8
     (entry,) = await _dlq(world)
-    assert entry["direction"] == "INBOUND" and entry["status"] == "ABANDONED"
+    assert entry["direction"] == "INBOUND"
+    assert entry["status"] == "ABANDONED"
     assert entry["deliveryAttempts"] == 4
     (row,) = await _logs(world, status="FAILED")
     assert row["errorCategory"] == "NETWORK_ERROR"
@@ -301,7 +309,8 @@ async def test_client_errors_pass_through_unretried(world: World, sink: Recordin
     )
     await create(world, integration(sink, httpMethod="GET"))
     response = await world.client.get(CALL, headers=world.headers["key_a"])
-    assert response.status_code == 422 and response.json() == {"error": "slot taken"}
+    assert response.status_code == 422
+    assert response.json() == {"error": "slot taken"}
     assert len(sink.requests) == 1
     assert await _dlq(world) == []
 
@@ -339,9 +348,11 @@ async def test_unknown_inactive_and_wrong_method(world: World, sink: RecordingSi
     unknown = await world.client.post(
         f"{PROXY}/nope?orgId=100", json={}, headers=world.headers["key_a"]
     )
-    assert unknown.status_code == 404 and unknown.json()["code"] == "NOT_FOUND"
+    assert unknown.status_code == 404
+    assert unknown.json()["code"] == "NOT_FOUND"
     method = await world.client.get(CALL, headers=world.headers["key_a"])
-    assert method.status_code == 405 and method.headers["allow"] == "POST"
+    assert method.status_code == 405
+    assert method.headers["allow"] == "POST"
     await world.client.post(
         f"/api/v1/inbound-integrations/{created['id']}/disable", headers=world.headers["user_a"]
     )
