@@ -2,7 +2,8 @@
 
 A proxied call must not wait for a database commit (one commit per call would cap the
 proxy at the store's single-row insert rate). :meth:`InboundLogWriter.record` queues the
-row; one task per process inserts what has queued in one statement (up to ``batch`` rows).
+row; one task per process inserts what has queued in one statement (up to ``batch`` rows,
+gathered for at most ``linger`` seconds).
 The queue is bounded: when the store falls behind, callers wait for room (back-pressure),
 rows are never dropped. :meth:`flush` waits until everything queued so far is written;
 :meth:`close` flushes and stops. Rows still queued when a process is killed are lost with
@@ -23,14 +24,21 @@ log = logging.getLogger(__name__)
 
 DEFAULT_QUEUE: Final = 10_000
 DEFAULT_BATCH: Final = 500
+DEFAULT_LINGER: Final = 0.05  # seconds a batch waits for company
 
 
 class InboundLogWriter:
     def __init__(
-        self, db: Database, *, queue_size: int = DEFAULT_QUEUE, batch: int = DEFAULT_BATCH
+        self,
+        db: Database,
+        *,
+        queue_size: int = DEFAULT_QUEUE,
+        batch: int = DEFAULT_BATCH,
+        linger: float = DEFAULT_LINGER,
     ) -> None:
         self.db = db
         self.batch = batch
+        self.linger = linger
         self._queue_size = queue_size
         self._queue: asyncio.Queue[AttemptRow] | None = None
         self._task: asyncio.Task[None] | None = None
@@ -67,6 +75,9 @@ class InboundLogWriter:
     async def _run(self, queue: asyncio.Queue[AttemptRow]) -> None:
         while True:
             rows = [await queue.get()]
+            if queue.qsize() < self.batch and self.linger > 0:
+                # A moment for more rows: one insert of many costs about what one of one does.
+                await asyncio.sleep(self.linger)
             while len(rows) < self.batch and not queue.empty():
                 rows.append(queue.get_nowait())
             try:

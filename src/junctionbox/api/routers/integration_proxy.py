@@ -12,6 +12,7 @@ from typing import Final
 
 from fastapi import APIRouter, Request
 from starlette.background import BackgroundTask
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response, StreamingResponse
 
 from junctionbox.api.deps import request_tenant
@@ -49,13 +50,17 @@ async def _proxy(request: Request) -> Response:
     tenant = await request_tenant(request, _org_id(request))
     client = request.client
     current = context.current()
+    try:
+        body = await request.body()
+    except ClientDisconnect:  # the caller left before sending its body: nobody to answer
+        return Response(status_code=400)
     call = ProxyCall(
         method=request.method,
         type=request.path_params["type"],
         sub_path=_sub_path(request),
         query=[(k, v) for k, v in request.query_params.multi_items() if k != "orgId"],
         headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw],
-        body=await request.body(),
+        body=body,
         peer=client.host if client else None,
         scheme=request.url.scheme,
         host=request.headers.get("host"),
