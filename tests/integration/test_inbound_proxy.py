@@ -293,6 +293,10 @@ async def test_post_is_not_retried_unless_configured(world: World, sink: Recordi
     assert len(sink.requests) == 1
     (entry,) = await _dlq(world)
     assert entry["lastError"] == "upstream answered HTTP 500"
+    redrive = await world.client.post(
+        f"/api/v1/dlq/{entry['id']}/retry", headers=world.headers["user_a"]
+    )
+    assert redrive.status_code == 409  # a proxied call is never re-sent by junctionbox
     await world.client.patch(
         f"/api/v1/inbound-integrations/{created['id']}",
         json={"retryPolicy": {"retryNonIdempotent": True}},
