@@ -30,6 +30,7 @@ from junctionbox.api.routers import (
     templates,
     tenant,
 )
+from junctionbox.api.routers.integration_proxy import ProxyFastPath
 from junctionbox.services.container import Services
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
@@ -50,6 +51,7 @@ def build_middleware(services: Services) -> list[Middleware]:
             )
         )
     stack.append(Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes))
+    stack.append(Middleware(ProxyFastPath))  # innermost: the proxy skips FastAPI's router
     return stack
 
 
@@ -71,9 +73,6 @@ def create_app(services: Services, lifespan: Lifespan | None = None) -> FastAPI:
     )
     app.state.services = services
     install_error_handlers(app)
-    # The proxy first: it is the hottest route, and every route tried before it costs a
-    # match per call (about 0.1 ms each with FastAPI's router, measured).
-    app.include_router(integration_proxy.router)
     for module in (
         health,
         auth,
@@ -90,6 +89,7 @@ def create_app(services: Services, lifespan: Lifespan | None = None) -> FastAPI:
         dlq,
         scheduled_integrations,
         inbound_integrations,
+        integration_proxy,
     ):
         app.include_router(module.router)
     return app

@@ -2,21 +2,29 @@
 
 The caller authenticates as on every route (``X-API-Key``, or a Bearer token when the
 integration's own credential does not use ``Authorization``); the integration's inbound
-credential is checked on top (see ``services.inbound_proxy``). The handler takes the raw
-request (no body model, no dependencies): this is the hottest route of a gateway.
+credential is checked on top (see ``services.inbound_proxy``).
+
+This is the hottest route of a gateway, so :class:`ProxyFastPath` (pure ASGI, innermost of
+the middleware listed in ``app.build_middleware``) answers it before FastAPI's router,
+exception middleware and dependency machinery run; it puts errors in the same envelope.
+The routes below stay registered so that the OpenAPI document describes the endpoint (and
+serve it if the fast path is not installed).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Final
 
 from fastapi import APIRouter, Request
 from starlette.background import BackgroundTask
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response, StreamingResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from junctionbox.api.deps import request_tenant
-from junctionbox.errors import ValidationError
+from junctionbox.api.errors import error_response
+from junctionbox.errors import JunctionboxError, ValidationError
 from junctionbox.observability import context
 from junctionbox.services.container import Services
 from junctionbox.services.inbound_proxy import ProxyCall
@@ -25,6 +33,7 @@ PREFIX: Final = "/api/v1/integrations/"
 METHODS: Final = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 router = APIRouter(tags=["inbound proxy"])
+log = logging.getLogger(__name__)
 
 
 def _org_id(request: Request) -> int | None:
@@ -54,16 +63,17 @@ async def _proxy(request: Request) -> Response:
         body = await request.body()
     except ClientDisconnect:  # the caller left before sending its body: nobody to answer
         return Response(status_code=400)
+    headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]]
     call = ProxyCall(
         method=request.method,
         type=request.path_params["type"],
         sub_path=_sub_path(request),
         query=[(k, v) for k, v in request.query_params.multi_items() if k != "orgId"],
-        headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw],
+        headers=headers,
         body=body,
         peer=client.host if client else None,
-        scheme=request.url.scheme,
-        host=request.headers.get("host"),
+        scheme=request.scope.get("scheme", "http"),  # not request.url: it builds a URL
+        host=next((v for k, v in headers if k == "host"), None),
         request_id=current.request_id,
         correlation_id=current.correlation_id,
     )
@@ -105,3 +115,26 @@ router.add_api_route(
     summary="Proxy a sub-path",
     description=_DOC,
 )
+
+
+class ProxyFastPath:
+    """Serves ``/api/v1/integrations/{type}…`` directly; everything else goes on."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.methods = frozenset(METHODS)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        kind = path[len(PREFIX) :].split("/", 1)[0] if path.startswith(PREFIX) else ""
+        if not kind or scope["method"] not in self.methods:
+            await self.app(scope, receive, send)
+            return
+        scope["path_params"] = {"type": kind}
+        try:
+            response = await _proxy(Request(scope, receive))
+        except JunctionboxError as exc:
+            if exc.status >= 500:
+                log.error("request failed: %s", exc.message, exc_info=exc.__cause__ or exc)
+            response = error_response(exc)
+        await response(scope, receive, send)
