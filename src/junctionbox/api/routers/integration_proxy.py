@@ -101,20 +101,23 @@ _DOC = (
     "rate limit, 502 when the upstream fails, 504 when it does not answer in time."
 )
 
-router.add_api_route(
-    PREFIX + "{type}",
-    _proxy,
-    methods=METHODS,
-    summary="Proxy to an inbound integration",
-    description=_DOC,
-)
-router.add_api_route(
-    PREFIX + "{type}/{path:path}",
-    _proxy,
-    methods=METHODS,
-    summary="Proxy a sub-path",
-    description=_DOC,
-)
+for _method in METHODS:  # one route per method: each needs its own OpenAPI operation id
+    router.add_api_route(
+        PREFIX + "{type}",
+        _proxy,
+        methods=[_method],
+        operation_id=f"proxy_{_method.lower()}",
+        summary="Proxy to an inbound integration",
+        description=_DOC,
+    )
+    router.add_api_route(
+        PREFIX + "{type}/{path:path}",
+        _proxy,
+        methods=[_method],
+        operation_id=f"proxy_sub_path_{_method.lower()}",
+        summary="Proxy a sub-path",
+        description=_DOC,
+    )
 
 
 class ProxyFastPath:
