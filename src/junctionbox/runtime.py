@@ -58,6 +58,8 @@ from junctionbox.services.dlq import DlqService
 from junctionbox.services.event_log import EventLog
 from junctionbox.services.event_sources import EventSourceService
 from junctionbox.services.gateway import GatewayService
+from junctionbox.services.inbound import InboundIntegrationService
+from junctionbox.services.inbound_proxy import InboundProxy
 from junctionbox.services.integrations import IntegrationService
 from junctionbox.services.live import LiveHub
 from junctionbox.services.lookups import LookupService
@@ -140,6 +142,16 @@ def build_services(settings: Settings) -> Services:
     event_log.listeners.append(lambda stored: telemetry.metrics.events_ingested.inc(len(stored)))
     auth = AuthService(db, hasher, signer, credentials)
     limiter_backend = rate_limit_backend(settings)
+    requests = RequestBuilder(lookups, http)
+    proxy = InboundProxy(
+        db,
+        secretbox,
+        http,
+        lookups,
+        requests.oauth,
+        trusted_proxies=settings.trusted_proxy_list,
+        max_transform_bytes=settings.max_body_bytes,
+    )
     limits = EnvelopeLimits(
         max_batch=settings.events_max_batch,
         max_event_bytes=settings.events_max_event_bytes,
@@ -187,7 +199,7 @@ def build_services(settings: Settings) -> Services:
         queue=queue,
         http=http,
         lookups=lookups,
-        requests=RequestBuilder(lookups, http),
+        requests=requests,
         integrations=IntegrationService(db, secretbox, settings),
         delivery_logs=DeliveryLogService(db),
         dlq=DlqService(db, queue),
@@ -209,6 +221,8 @@ def build_services(settings: Settings) -> Services:
                 settings.rate_limit_tenant_per_minute,
             ),
         ),
+        inbound=InboundIntegrationService(db, secretbox, settings, on_change=proxy.forget),
+        proxy=proxy,
     )
 
 

@@ -25,6 +25,8 @@ from junctionbox.api.routers import (
     events,
     gateway,
     health,
+    inbound_integrations,
+    integration_proxy,
     logs,
     lookups,
     metrics,
@@ -37,6 +39,7 @@ from junctionbox.api.routers import (
     webhook_sources,
     webhooks,
 )
+from junctionbox.api.routers.integration_proxy import ProxyFastPath
 from junctionbox.observability.http import TelemetryMiddleware
 from junctionbox.services.container import Services
 
@@ -63,6 +66,7 @@ def build_middleware(services: Services) -> list[Middleware]:
     stack.append(Middleware(RateLimitMiddleware, limiter=services.api_limiter))
     stack.append(Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes))
     stack.append(Middleware(GatewayMiddleware, proxy=GatewayProxy(services)))
+    stack.append(Middleware(ProxyFastPath))  # innermost: the proxy skips FastAPI's router
     return stack
 
 
@@ -107,6 +111,8 @@ def create_app(services: Services, lifespan: Lifespan | None = None) -> FastAPI:
         webhook_sources,
         webhooks,
         gateway,
+        inbound_integrations,
+        integration_proxy,
     ):
         app.include_router(module.router)
     console.mount(app, services)

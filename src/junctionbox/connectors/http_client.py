@@ -20,13 +20,13 @@ neither the URL (its query may hold a token) nor any header value.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import ipaddress
 import socket
 import ssl
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Final
 
@@ -277,7 +277,7 @@ class GuardedHttpClient:
             elapsed=time.perf_counter() - started,
         )
 
-    @asynccontextmanager
+    @contextlib.asynccontextmanager
     async def stream(
         self,
         method: str,
@@ -286,14 +286,24 @@ class GuardedHttpClient:
         headers: Sequence[tuple[str, str]] = (),
         body: bytes = b"",
         timeout_seconds: float | None = None,
+        decompress: bool = False,
     ) -> AsyncIterator[StreamedResponse]:
-        """Send one request and stream the response body (the gateway's path): the same
-        guard and error mapping as :meth:`send`, but the body is neither capped nor
-        decompressed, so it can be passed on as received. ``timeout_seconds`` bounds the
-        wait for the response head and each read of the body."""
-        target = _vet_url(url, self._allowlist)
-        timeout = self._timeout_seconds if timeout_seconds is None else timeout_seconds
+        """Send one request and yield its response with the body unread, for proxying.
+
+        The same guard and error mapping as :meth:`send`. ``timeout_seconds`` bounds the
+        wait for the response head and each read of the body (not the whole transfer, so a
+        large body may stream for longer). Without ``decompress`` the body is passed on as
+        the upstream encoded it (its ``Content-Encoding`` stays true). Leaving the block
+        returns the connection to the pool if the body was read to the end, else closes it.
+        """
+        target = self._vetted.get(url)
+        if target is None:
+            target = _vet_url(url, self._allowlist)
+            if len(self._vetted) >= _VETTED_URLS:
+                self._vetted.clear()
+            self._vetted[url] = target
         session = self._get_session()
+        timeout = self._timeout_seconds if timeout_seconds is None else timeout_seconds
         try:
             async with asyncio.timeout(timeout):
                 response = await session.request(
@@ -302,47 +312,56 @@ class GuardedHttpClient:
                     headers=_headers(headers, self._user_agent),
                     data=body or None,
                     allow_redirects=False,
-                    auto_decompress=False,
-                    timeout=aiohttp.ClientTimeout(sock_connect=timeout, sock_read=timeout),
+                    auto_decompress=decompress,
+                    timeout=aiohttp.ClientTimeout(
+                        total=None, sock_connect=timeout, sock_read=timeout
+                    ),
                 )
-        except Exception as exc:  # mapped as in send; anything unknown is re-raised
-            mapped = _mapped(exc)
+        except TargetRefusedError:
+            raise
+        except Exception as exc:
+            mapped = _converted(exc)
             if mapped is exc:
                 raise
             raise mapped from exc
         try:
             yield StreamedResponse(response)
         finally:
-            response.close()
+            _finish(response)
 
 
-@dataclass(frozen=True)
 class StreamedResponse:
-    """A response whose body is read chunk by chunk; errors mapped to ours."""
+    """An upstream response whose body is read chunk by chunk (library errors mapped)."""
 
-    raw: aiohttp.ClientResponse
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+        self.status = response.status
+        self.headers = tuple((str(k), v) for k, v in response.headers.items())
 
-    @property
-    def status(self) -> int:
-        return self.raw.status
-
-    @property
-    def headers(self) -> list[tuple[str, str]]:
-        return list(self.raw.headers.items())
-
-    async def chunks(self) -> AsyncIterator[bytes]:
+    async def chunks(self, size: int = _READ_CHUNK) -> AsyncIterator[bytes]:
         try:
-            async for chunk in self.raw.content.iter_chunked(_READ_CHUNK):
+            async for chunk in self._response.content.iter_chunked(size):
                 yield chunk
         except Exception as exc:
-            mapped = _mapped(exc)
+            mapped = _converted(exc)
+            if mapped is exc:
+                raise
+            raise mapped from exc
+
+    async def read(self, cap: int) -> tuple[bytes, bool]:
+        """The body, at most ``cap`` bytes; True when it was longer (and cut)."""
+        try:
+            return await _read_capped(self._response, cap)
+        except Exception as exc:
+            mapped = _converted(exc)
             if mapped is exc:
                 raise
             raise mapped from exc
 
 
-def _mapped(exc: Exception) -> Exception:
-    if isinstance(exc, TargetRefusedError) or _refusal_in(exc) is not None:
+def _converted(exc: Exception) -> Exception:
+    """Our error for a library failure (unknown exceptions are returned unchanged)."""
+    if _refusal_in(exc) is not None:
         return TargetRefusedError(REFUSED_MESSAGE)
     return _map_error(exc) or exc
 

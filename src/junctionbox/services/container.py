@@ -20,6 +20,8 @@ from junctionbox.services.dlq import DlqService
 from junctionbox.services.event_log import EventLog
 from junctionbox.services.event_sources import EventSourceService
 from junctionbox.services.gateway import GatewayService
+from junctionbox.services.inbound import InboundIntegrationService
+from junctionbox.services.inbound_proxy import InboundProxy
 from junctionbox.services.integrations import IntegrationService
 from junctionbox.services.live import LiveHub
 from junctionbox.services.lookups import LookupService
@@ -70,6 +72,8 @@ class Services:
     webhooks: WebhookIntake
     gateway: GatewayService
     api_limiter: ApiRateLimiter
+    inbound: InboundIntegrationService
+    proxy: InboundProxy
     started_monotonic: float = field(default_factory=time.monotonic)
     telemetry: Telemetry = field(default_factory=Telemetry)
 
@@ -81,6 +85,7 @@ class Services:
         await self.api_limiter.backend.close()
         await self.queue.close()
         await self.scheduled_jobs.runner.sql.close()
+        await self.proxy.close()
         await self.http.close()
         await self.db.dispose()
         self.telemetry.close()

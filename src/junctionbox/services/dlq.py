@@ -507,6 +507,8 @@ class DlqService:
             raise NotFoundError("DLQ entry not found")
         if entry.status == DlqStatus.RETRYING:
             raise ConflictError("a retry of this entry is already in progress")
+        if entry.direction != DIRECTION:  # an INBOUND entry: a proxied call, already answered
+            raise ConflictError("a proxied (INBOUND) call is not re-sent: its caller had a reply")
         active = await queries.integration_state(conn, entry.integration_id)
         if active is None:
             raise ConflictError("the integration was deleted: this entry cannot be retried")

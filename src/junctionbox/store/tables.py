@@ -719,3 +719,26 @@ gateway_route_stats = Table(
     Column("clients", PortableJSON, nullable=False),
     Index(None, "org_id", "bucket_start"),
 )
+
+# --- inbound integrations (the real-time API proxy) ---
+
+# ``config`` is the integration in its API form without credentials; ``sealed_secrets`` the
+# SecretBox-sealed JSON of its outgoing and inbound credentials. ``type`` names the proxy
+# route (``/api/v1/integrations/{type}``), unique per tenant. Versions go to
+# ``integration_versions`` like outbound ones (ids do not collide: ``inb_`` vs ``int_``).
+inbound_integrations = Table(
+    "inbound_integrations",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("org_id", BigInteger, ForeignKey("entities.id", ondelete="RESTRICT"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("type", String(100), nullable=False),
+    Column("is_active", Boolean, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("config", PortableJSON, nullable=False),
+    Column("sealed_secrets", Text),
+    Column("created_by", String(40)),
+    *_timestamps(),
+    UniqueConstraint("org_id", "type"),
+    Index(None, "org_id", "is_active"),
+)
