@@ -221,6 +221,17 @@ class GuardedHttpClient:
             session, self._session = self._session, None
             await session.close()
 
+    def _target(self, url: str) -> URL:
+        """The vetted URL, remembered per URL string (refusals are not remembered; DNS
+        answers are still vetted at each connection by the resolver)."""
+        target = self._vetted.get(url)
+        if target is None:
+            target = _vet_url(url, self._allowlist)
+            if len(self._vetted) >= _VETTED_URLS:
+                self._vetted.clear()
+            self._vetted[url] = target
+        return target
+
     async def send(
         self,
         method: str,
@@ -235,12 +246,7 @@ class GuardedHttpClient:
         Raises ``ValidationError`` for a malformed URL, ``TargetRefusedError`` for a refused
         destination and ``OutboundNetworkError`` (``OutboundTimeoutError``) for failures.
         """
-        target = self._vetted.get(url)
-        if target is None:
-            target = _vet_url(url, self._allowlist)
-            if len(self._vetted) >= _VETTED_URLS:
-                self._vetted.clear()
-            self._vetted[url] = target
+        target = self._target(url)
         session = self._get_session()
         timeout = self._timeout_seconds if timeout_seconds is None else timeout_seconds
         request_headers = _headers(headers, self._user_agent)
@@ -296,12 +302,7 @@ class GuardedHttpClient:
         the upstream encoded it (its ``Content-Encoding`` stays true). Leaving the block
         returns the connection to the pool if the body was read to the end, else closes it.
         """
-        target = self._vetted.get(url)
-        if target is None:
-            target = _vet_url(url, self._allowlist)
-            if len(self._vetted) >= _VETTED_URLS:
-                self._vetted.clear()
-            self._vetted[url] = target
+        target = self._target(url)
         session = self._get_session()
         timeout = self._timeout_seconds if timeout_seconds is None else timeout_seconds
         try:

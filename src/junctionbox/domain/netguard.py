@@ -285,6 +285,29 @@ def check_target(
     return addresses[0]
 
 
+def refused_without_dns(url: str, allowlist: Allowlist) -> bool:
+    """True when the URL's host is an address (or localhost) the guard would refuse: such a
+    URL is refused when an integration is saved. DNS names are left to send time, since
+    their answers change."""
+    target = parse_outbound_url(url)
+    if target.ip is not None:
+        candidates: tuple[str | IPAddress, ...] = (target.ip,)
+    elif target.host == "localhost" or target.host.endswith(".localhost"):
+        candidates = _LOCALHOST
+    else:
+        return False
+    for address in candidates:
+        try:
+            check_target(target.host, target.port, [address], allowlist)
+            return False
+        except TargetRefusedError:
+            continue
+    return True
+
+
+_LOCALHOST: Final = ("127.0.0.1", "::1")
+
+
 def _parse_all(values: Iterable[str | IPAddress]) -> list[IPAddress] | None:
     try:
         return [parse_ip(v) for v in values]

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import jwt
 import orjson
 
-from junctionbox.domain.gateway import HOP_BY_HOP
+from junctionbox.domain.proxy import HOP_BY_HOP
 from junctionbox.errors import (
     ForbiddenError,
     JunctionboxError,

@@ -50,6 +50,7 @@ from junctionbox.services.outgoing_auth import validate_auth
 from junctionbox.settings import Settings
 from junctionbox.store.database import Database
 from junctionbox.store.queries import inbound as queries
+from junctionbox.store.queries import integrations as versions
 from junctionbox.store.queries.inbound import StoredInbound
 from junctionbox.store.types import utcnow
 
@@ -249,7 +250,7 @@ class InboundIntegrationService:
     async def versions(self, tenant: TenantContext, integration_id: str) -> list[VersionInfo]:
         async with self.db.read() as conn:
             current = await self._existing(conn, tenant, integration_id)
-            rows = await queries.versions_of(conn, current.id, current.org_id)
+            rows = await versions.versions_of(conn, current.id, current.org_id)
         return [
             VersionInfo(r["version"], r["change"], r["created_at"], r["created_by"]) for r in rows
         ]
@@ -260,7 +261,7 @@ class InboundIntegrationService:
         """One version's info and document (credentials masked)."""
         async with self.db.read() as conn:
             current = await self._existing(conn, tenant, integration_id)
-            row = await queries.load_version(conn, current.id, current.org_id, version)
+            row = await versions.load_version(conn, current.id, current.org_id, version)
         if row is None:
             raise NotFoundError(f"version {version} of this integration not found")
         outgoing, inbound = queries.open_secrets(self.secretbox, current.id, row["sealed_secrets"])

@@ -31,10 +31,8 @@ from junctionbox.domain.matching import filter_activation, run_filter
 from junctionbox.domain.netguard import (
     REFUSED_MESSAGE,
     Allowlist,
-    TargetRefusedError,
-    check_target,
     parse_allowlist,
-    parse_outbound_url,
+    refused_without_dns,
 )
 from junctionbox.domain.outbound import (
     Action,
@@ -82,7 +80,6 @@ if TYPE_CHECKING:
 RESOURCE: Final = "outbound_integration"
 MAX_SIGNING_KEYS: Final = 5  # the current key and up to four still in their overlap
 MAX_OVERLAP_SECONDS: Final = 30 * 24 * 3600
-_LOCALHOST: Final = ("127.0.0.1", "::1")
 # Fields a client may send back from a response; they are the server's and are ignored.
 READ_ONLY_FIELDS: Final = frozenset(
     {
@@ -350,25 +347,6 @@ def expression_problems(integration: OutboundIntegration) -> list[FieldProblem]:
     return problems
 
 
-def _refused_now(url: str, allowlist: Allowlist) -> bool:
-    """True when the URL's host is an address (or localhost) the guard would refuse.
-    DNS names are left to send time: their answers change."""
-    target = parse_outbound_url(url)
-    if target.ip is not None:
-        candidates: tuple[Any, ...] = (target.ip,)
-    elif target.host == "localhost" or target.host.endswith(".localhost"):
-        candidates = _LOCALHOST
-    else:
-        return False
-    for address in candidates:
-        try:
-            check_target(target.host, target.port, [address], allowlist)
-            return False
-        except TargetRefusedError:
-            continue
-    return True
-
-
 def address_problems(integration: OutboundIntegration, allowlist: Allowlist) -> list[FieldProblem]:
     urls: list[tuple[tuple[str | int, ...], str]] = [
         (("body", "targetUrl"), integration.target_url)
@@ -381,7 +359,11 @@ def address_problems(integration: OutboundIntegration, allowlist: Allowlist) -> 
     token_url = integration.auth.settings.get("tokenUrl")
     if isinstance(token_url, str):
         urls.append((("body", "outgoingAuthConfig", "tokenUrl"), token_url))
-    return [FieldProblem(loc, REFUSED_MESSAGE) for loc, url in urls if _refused_now(url, allowlist)]
+    return [
+        FieldProblem(loc, REFUSED_MESSAGE)
+        for loc, url in urls
+        if refused_without_dns(url, allowlist)
+    ]
 
 
 def signing_problems(integration: OutboundIntegration) -> list[FieldProblem]:
@@ -658,7 +640,7 @@ class IntegrationService:
     async def versions(self, tenant: TenantContext, integration_id: str) -> list[VersionInfo]:
         async with self.db.read() as conn:
             current = await self._existing(conn, tenant, integration_id)
-            rows = await queries.integration_versions_of(conn, current.id, current.org_id)
+            rows = await queries.versions_of(conn, current.id, current.org_id)
         return [_version_info(row) for row in rows]
 
     async def version(

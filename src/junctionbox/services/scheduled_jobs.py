@@ -25,7 +25,6 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from ipaddress import ip_address
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
@@ -50,9 +49,7 @@ from junctionbox.domain.job_variables import VariableContext, check_refs
 from junctionbox.domain.netguard import (
     REFUSED_MESSAGE,
     Allowlist,
-    TargetRefusedError,
-    check_target,
-    parse_outbound_url,
+    refused_without_dns,
 )
 from junctionbox.domain.outbound import masked_auth_config, restore_masked
 from junctionbox.domain.paging import Page, PageRequest
@@ -519,27 +516,11 @@ def address_problems(config: JobConfig, allowlist: Allowlist) -> list[FieldProbl
     urls: list[tuple[tuple[str | int, ...], str]] = [(("body", "targetUrl"), config.target_url)]
     if config.source.url and "{{" not in config.source.url.split("/")[2]:
         urls.append((("body", "dataSource", "url"), config.source.url))
-    return [FieldProblem(loc, REFUSED_MESSAGE) for loc, url in urls if _refused_now(url, allowlist)]
-
-
-_LOCALHOST: Final = (ip_address("127.0.0.1"), ip_address("::1"))
-
-
-def _refused_now(url: str, allowlist: Allowlist) -> bool:
-    target = parse_outbound_url(url)
-    if target.ip is not None:
-        candidates: tuple[Any, ...] = (target.ip,)
-    elif target.host == "localhost" or target.host.endswith(".localhost"):
-        candidates = _LOCALHOST
-    else:
-        return False
-    for address in candidates:
-        try:
-            check_target(target.host, target.port, [address], allowlist)
-            return False
-        except TargetRefusedError:
-            continue
-    return True
+    return [
+        FieldProblem(loc, REFUSED_MESSAGE)
+        for loc, url in urls
+        if refused_without_dns(url, allowlist)
+    ]
 
 
 def new_run_row(

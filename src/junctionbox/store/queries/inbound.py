@@ -4,7 +4,7 @@ Versions share ``integration_versions`` with outbound integrations."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -24,6 +24,7 @@ from junctionbox.domain.paging import PageRequest
 from junctionbox.domain.secretbox import SecretBox
 from junctionbox.errors import ConflictError
 from junctionbox.store.queries.common import fetch_page
+from junctionbox.store.queries.integrations import record_version
 from junctionbox.store.tables import inbound_integrations, integration_versions
 
 INBOUND_ID_PREFIX = "inb"
@@ -106,7 +107,7 @@ async def insert_inbound(
             updated_at=now,
         )
     )
-    await _record_version(
+    await record_version(
         conn, integration_id, org_id, 1, "CREATED", document, sealed, created_by, now
     )
     loaded = await load_inbound(conn, box, integration_id)
@@ -143,37 +144,12 @@ async def save_inbound(
     )
     if result.rowcount != 1:
         raise ConflictError("the integration was changed concurrently; read it again and retry")
-    await _record_version(
+    await record_version(
         conn, current.id, current.org_id, version, change, document, sealed, actor, now
     )
     loaded = await load_inbound(conn, box, current.id)
     assert loaded is not None
     return loaded
-
-
-async def _record_version(
-    conn: AsyncConnection,
-    integration_id: str,
-    org_id: int,
-    version: int,
-    change: str,
-    document: Mapping[str, Any],
-    sealed: str | None,
-    actor: str | None,
-    now: datetime,
-) -> None:
-    await conn.execute(
-        insert(integration_versions).values(
-            integration_id=integration_id,
-            version=version,
-            org_id=org_id,
-            change=change,
-            config=dict(document),
-            sealed_secrets=sealed,
-            created_by=actor,
-            created_at=now,
-        )
-    )
 
 
 async def load_inbound(
@@ -231,29 +207,6 @@ async def list_inbound(
         )
     rows, total = await fetch_page(conn, query, page, _table.c.type, _table.c.id)
     return [stored_inbound(box, row) for row in rows], total
-
-
-async def versions_of(conn: AsyncConnection, integration_id: str, org_id: int) -> list[RowMapping]:
-    query = (
-        select(integration_versions)
-        .where(
-            integration_versions.c.integration_id == integration_id,
-            integration_versions.c.org_id == org_id,
-        )
-        .order_by(integration_versions.c.version.desc())
-    )
-    return list((await conn.execute(query)).mappings().all())
-
-
-async def load_version(
-    conn: AsyncConnection, integration_id: str, org_id: int, version: int
-) -> RowMapping | None:
-    query = select(integration_versions).where(
-        integration_versions.c.integration_id == integration_id,
-        integration_versions.c.org_id == org_id,
-        integration_versions.c.version == version,
-    )
-    return (await conn.execute(query)).mappings().first()
 
 
 async def delete_inbound(conn: AsyncConnection, integration_id: str, org_id: int) -> bool:

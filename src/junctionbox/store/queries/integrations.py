@@ -114,7 +114,7 @@ async def insert_integration(
             updated_at=now,
         )
     )
-    await _record_version(
+    await record_version(
         conn, integration_id, org_id, 1, "CREATED", document, sealed, created_by, now
     )
     loaded = await load_integration(conn, box, integration_id)
@@ -175,7 +175,7 @@ async def save_integration(
     )
     if result.rowcount != 1:
         raise ConflictError("the integration was changed concurrently; read it again and retry")
-    await _record_version(
+    await record_version(
         conn, current.id, current.org_id, version, change, document, sealed, actor, now
     )
     loaded = await load_integration(conn, box, current.id)
@@ -183,7 +183,7 @@ async def save_integration(
     return loaded
 
 
-async def _record_version(
+async def record_version(
     conn: AsyncConnection,
     integration_id: str,
     org_id: int,
@@ -237,9 +237,7 @@ async def integrations_of(
     return [stored_integration(box, row) for row in rows]
 
 
-async def integration_versions_of(
-    conn: AsyncConnection, integration_id: str, org_id: int
-) -> list[RowMapping]:
+async def versions_of(conn: AsyncConnection, integration_id: str, org_id: int) -> list[RowMapping]:
     query = (
         select(integration_versions)
         .where(
