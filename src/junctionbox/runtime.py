@@ -1,10 +1,11 @@
 """The composition root: builds the store and services from Settings and runs the roles.
 
 Roles are what a process does. ``api`` serves HTTP; ``dispatcher`` reads the event log and
-queues a delivery job per matching integration; ``worker`` runs delivery jobs; ``scheduler``
-runs the time-driven loops (DLQ retries, stream retention, idempotency-key expiry, SQL table
-sources, alert rules). ``all`` runs every role, which is what ``make run`` does on the
-embedded SQLite store. Every process answers the health endpoints and records a heartbeat.
+queues a delivery job per matching integration; ``worker`` runs delivery jobs and scheduled-job
+runs; ``scheduler`` runs the time-driven loops (DLQ retries, stream retention, idempotency-key
+expiry, SQL table sources, scheduled-job ticks, alert rules, the webhook replay-store purge).
+``all`` runs every role, which is what ``make run`` does on the embedded SQLite store. Every
+process answers the health endpoints and records a heartbeat.
 """
 
 from __future__ import annotations
