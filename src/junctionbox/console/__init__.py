@@ -17,12 +17,14 @@ from fastapi.templating import Jinja2Templates
 from junctionbox.console import nav
 from junctionbox.console.pages import (
     admin,
+    alerts,
     auth,
     catalog,
     dashboard,
     dlq,
     events,
     integrations,
+    jobs,
     logs,
     lookups,
     not_found,
@@ -32,7 +34,10 @@ from junctionbox.console.session import SessionCodec
 from junctionbox.console.web import HERE, PREFIX, ConsoleState
 from junctionbox.services.container import Services
 
-PAGES = (auth, dashboard, events, integrations, logs, dlq, scheduled, lookups, catalog, admin)
+PAGES = (
+    *(auth, dashboard, events, integrations, logs, dlq, scheduled, lookups, catalog, admin),
+    *(jobs, alerts),
+)
 
 
 def _when(value: Any) -> str:

@@ -20,6 +20,8 @@ NAV = (
     NavItem("Delivery logs", "/logs"),
     NavItem("Dead letters", "/dlq"),
     NavItem("Scheduled", "/scheduled"),
+    NavItem("Scheduled jobs", "/jobs"),
+    NavItem("Alerts", "/alerts"),
     NavItem("Lookups", "/lookups"),
     NavItem("Event types", "/event-types"),
     NavItem("Streams & sources", "/sources"),

@@ -1,161 +1,157 @@
-"""The dashboard's figures, gathered from the services and queries that exist today.
+"""The dashboard's figures: the same services as ``/api/v1/dashboard``, ``/api/v1/analytics``
+and ``/api/v1/health`` (rollup rows, the DLQ counts, the health monitor).
 
-One function, ``dashboard``, returns everything the page shows; the aggregation is pure
-(``summarize``) so that it can be tested without a database, and the gathering can later be
-switched to the dashboard API's service without touching the template.
+Nothing here reads delivery attempts: the KPIs are ``AnalyticsService.dashboard`` for the
+last 24 hours, the charts are ``AnalyticsService.analytics`` by hour, the health boxes are
+``Monitor.health``. The cost of a view is bounded by the number of 5-minute rollup rows of
+the window (per integration, status and latency bucket), not by the traffic. Turning
+those documents into what the page shows (``summarize``, ``checks_of``) is pure.
 """
 
 from __future__ import annotations
 
-import math
-from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from markupsafe import Markup
 
 from junctionbox.console import charts
-from junctionbox.domain.delivery import DELIVERY_QUEUE, DlqStatus
 from junctionbox.domain.identity import TenantContext
-from junctionbox.errors import ServiceUnavailableError
-from junctionbox.queue.jobs import JobState
 from junctionbox.services.container import Services
-from junctionbox.services.delivery_logs import scope_of
+from junctionbox.services.monitor import PASS, Check
 from junctionbox.store.queries import dashboard as queries
-from junctionbox.store.queries.dashboard import AttemptPoint
+from junctionbox.store.queries.entities import unit_ids
 from junctionbox.store.types import utcnow
 
 WINDOW = timedelta(hours=24)
-MAX_POINTS = 50_000  # rows read per dashboard view; beyond it the charts show the newest
-LAG_WARNING_SECONDS = 60.0
+HOURS = 24
 STATUSES = ("SUCCESS", "RETRYING", "FAILED")
+TREND_KEYS = {"SUCCESS": "delivered", "RETRYING": "retries", "FAILED": "failed"}
+CHECK_NAMES = {"database": "Database", "queue": "Queue", "dispatcher": "Dispatcher"}
+CHECK_NAMES |= {"workers": "Workers", "redis": "Redis"}
 
 
 @dataclass(frozen=True)
-class Check:
+class HealthBox:
     name: str
-    healthy: bool
+    status: str  # pass / warn / fail
     detail: str
+
+    @property
+    def healthy(self) -> bool:
+        return self.status == PASS
 
 
 @dataclass(frozen=True)
 class Summary:
-    """Aggregates of a window of attempts."""
+    """The hourly series of the charts."""
 
     hours: list[str]
     by_status: dict[str, list[int]]
     p50: list[float]
     p95: list[float]
     p99: list[float]
-    total: int
-    succeeded: int
-    failed: int
-    top_failing: list[tuple[str, int]]
-
-    @property
-    def success_rate(self) -> float | None:
-        decided = self.succeeded + self.failed
-        return None if decided == 0 else self.succeeded / decided
 
 
 @dataclass
 class Dashboard:
-    checks: list[Check]
+    checks: list[HealthBox]
+    kpis: dict[str, Any]
     summary: Summary
     events_in: int
     dlq_size: int
-    worker_lag: float | None
-    queue_depth: dict[str, int]
+    worker_lag: float
+    top_failing: list[tuple[str, int]]
     charts: dict[str, Markup] = field(default_factory=dict)
 
-
-def percentile(sorted_values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile of an ascending list (0 when empty)."""
-    if not sorted_values:
-        return 0.0
-    rank = max(1, math.ceil(q * len(sorted_values)))
-    return float(sorted_values[rank - 1])
+    @property
+    def success_rate(self) -> float | None:
+        rate = self.kpis.get("successRate")
+        return None if rate is None else float(rate)
 
 
-def summarize(points: Sequence[AttemptPoint], now: datetime, hours: int = 24) -> Summary:
-    start = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=hours - 1)
-    labels = [(start + timedelta(hours=i)).strftime("%H:00") for i in range(hours)]
-    by_status = {s: [0] * hours for s in STATUSES}
-    latencies: dict[int, list[float]] = defaultdict(list)
-    failing: Counter[str] = Counter()
-    succeeded = failed = 0
-    for p in points:
-        slot = int((p.created_at - start).total_seconds() // 3600)
-        if not 0 <= slot < hours:
+def chart_start(now: datetime) -> datetime:
+    """The first hour of the charts: 24 whole hours ending with the current one."""
+    return now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=HOURS - 1)
+
+
+def summarize(trends: Sequence[Mapping[str, Any]], start: datetime) -> Summary:
+    """Hourly slots from the analytics trends (one entry per hour that has rollups)."""
+    labels = [(start + timedelta(hours=i)).strftime("%H:00") for i in range(HOURS)]
+    by_status = {s: [0] * HOURS for s in STATUSES}
+    quantiles: dict[str, list[float]] = {q: [0.0] * HOURS for q in ("p50Ms", "p95Ms", "p99Ms")}
+    for point in trends:
+        slot = int((point["bucketStart"] - start).total_seconds() // 3600)
+        if not 0 <= slot < HOURS:
             continue
-        status = p.status if p.status in by_status else "FAILED"
-        by_status[status][slot] += 1
-        if p.response_time_ms is not None:
-            latencies[slot].append(float(p.response_time_ms))
-        if p.status == "SUCCESS":
-            succeeded += 1
+        for status, key in TREND_KEYS.items():
+            by_status[status][slot] += int(point[key])
+        for q, values in quantiles.items():
+            values[slot] = float(point["latency"][q] or 0.0)
+    return Summary(labels, by_status, quantiles["p50Ms"], quantiles["p95Ms"], quantiles["p99Ms"])
+
+
+def checks_of(health: Mapping[str, Check], *, admin: bool) -> list[HealthBox]:
+    """The monitor's checks as boxes. Queue ages and worker counts are the platform's (every
+    tenant's), so their figures are for ADMINs; others see the state and a plain word."""
+    boxes = []
+    for key, check in health.items():
+        name = CHECK_NAMES.get(key, key)
+        if admin or key == "database":
+            detail = _detail(key, check)
         else:
-            failed += 1
-            failing[p.integration_name or p.integration_id or "(deleted)"] += 1
-    ordered = [sorted(latencies[i]) for i in range(hours)]
-    return Summary(
-        hours=labels,
-        by_status=by_status,
-        p50=[percentile(v, 0.50) for v in ordered],
-        p95=[percentile(v, 0.95) for v in ordered],
-        p99=[percentile(v, 0.99) for v in ordered],
-        total=succeeded + failed,
-        succeeded=succeeded,
-        failed=failed,
-        top_failing=failing.most_common(8),
-    )
+            detail = {"pass": "working", "warn": "slow", "fail": "not working"}[check.status]
+        boxes.append(HealthBox(name, check.status, detail))
+    return boxes
 
 
-async def _database_check(svc: Services) -> Check:
-    try:
-        seconds = await svc.db.ping()
-    except ServiceUnavailableError as exc:
-        return Check("Database", False, exc.message)
-    return Check("Database", True, f"answers in {seconds * 1000:.1f} ms")
+def _detail(key: str, check: Check) -> str:
+    if check.message:
+        return check.message
+    if key == "database" and check.latency_ms is not None:
+        return f"answers in {check.latency_ms:.1f} ms"
+    if key == "workers":
+        return ", ".join(f"{n} {role}" for role, n in check.details.items()) or "none seen yet"
+    if key == "queue":
+        ages = check.details.get("oldestDueSeconds") or {}
+        return f"oldest due job waits {max(ages.values(), default=0.0):.0f} s"
+    if key == "dispatcher":
+        return f"{check.details.get('undispatchedEvents', 0)} events to dispatch"
+    return "ok"
 
 
 async def dashboard(svc: Services, tenant: TenantContext) -> Dashboard:
     now = utcnow()
-    checks = [await _database_check(svc)]
-    depth = await svc.queue.depth(DELIVERY_QUEUE)
-    lag = await svc.queue.oldest_ready_age(DELIVERY_QUEUE)
-    ready = depth.get(JobState.READY, 0)
-    running = depth.get(JobState.RUNNING, 0)
-    checks.append(
-        Check(
-            "Workers",
-            lag is None or lag < LAG_WARNING_SECONDS,
-            "no due delivery waiting" if lag is None else f"oldest due delivery waits {lag:.0f} s",
-        )
-    )
-    # The queue is shared by every tenant: its counts are for ADMINs only.
-    detail = f"{ready} ready, {running} running" if tenant.principal.is_admin else "accepting work"
-    checks.append(Check("Queue", True, detail))
-    scope = scope_of(tenant)
+    start = chart_start(now)
+    body = await svc.analytics.dashboard(tenant, WINDOW)
+    trend = await svc.analytics.analytics(tenant, since=start, until=now, interval="hour")
+    health = await svc.monitor.health()
     async with svc.db.read() as conn:
-        points = await queries.attempts_since(conn, scope, now - WINDOW, MAX_POINTS)
+        scope = [tenant.entity.id]
+        if not tenant.entity.is_unit:  # an organization sees its units, as in the API
+            scope.extend(await unit_ids(conn, tenant.entity.id))
         events_in = await queries.events_since(conn, scope, now - WINDOW)
-    dlq = await svc.dlq.stats(tenant)
-    summary = summarize(points, now)
+    failing = [
+        (str(i["name"] or i["integrationId"]), int(i["failed"]) + int(i["retries"]))
+        for i in body["topFailingIntegrations"]
+    ]
+    summary = summarize(trend["trends"], start)
     view = Dashboard(
-        checks=checks,
+        checks=checks_of(health, admin=tenant.principal.is_admin),
+        kpis=body["kpis"],
         summary=summary,
         events_in=events_in,
-        dlq_size=dlq.get(DlqStatus.PENDING_RETRY, 0) + dlq.get(DlqStatus.ABANDONED, 0),
-        worker_lag=lag,
-        queue_depth={state.value: n for state, n in depth.items()},
+        dlq_size=int(body["dlq"]["size"]),
+        worker_lag=float(body["workerLag"]["oldestDueSeconds"]),
+        top_failing=failing,
     )
-    view.charts = render_charts(summary)
+    view.charts = render_charts(summary, failing)
     return view
 
 
-def render_charts(summary: Summary) -> dict[str, Markup]:
+def render_charts(summary: Summary, failing: Sequence[tuple[str, int]]) -> dict[str, Markup]:
     series = [charts.Series(s, summary.by_status[s]) for s in STATUSES]
     latency = [
         charts.Series("p50", summary.p50),
@@ -170,7 +166,7 @@ def render_charts(summary: Summary) -> dict[str, Markup]:
             summary.hours, latency, title="Response time percentiles per hour", unit=" ms"
         ),
         "failing": charts.hbars(
-            [(n, float(c)) for n, c in summary.top_failing],
+            [(n, float(c)) for n, c in failing],
             title="Top failing integrations (24 h)",
         ),
     }

@@ -4,12 +4,14 @@ dashboard's aggregation."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from junctionbox.console import charts
 from junctionbox.console.forms import integration_body, integration_values
+from junctionbox.console.job_forms import job_body, job_values
 from junctionbox.console.session import SessionCodec, SessionData, password_print, session_id
-from junctionbox.console.viewmodel import percentile, summarize
-from junctionbox.store.queries.dashboard import AttemptPoint
+from junctionbox.console.viewmodel import chart_start, checks_of, summarize
+from junctionbox.services.monitor import Check
 
 KEY = "k" * 40
 
@@ -105,36 +107,94 @@ def test_lines_leave_gaps_where_there_is_no_value() -> None:
     assert svg.count("<circle") == 3
 
 
-def test_percentile_nearest_rank() -> None:
-    values = [float(v) for v in range(1, 101)]
-    assert percentile(values, 0.5) == 50
-    assert percentile(values, 0.95) == 95
-    assert percentile(values, 0.99) == 99
-    assert percentile([], 0.5) == 0
-
-
-def test_summarize_buckets_by_hour_and_ranks_failures() -> None:
+def test_summarize_places_the_hourly_trends_in_24_slots() -> None:
     now = datetime(2026, 1, 1, 12, 30, tzinfo=UTC)
+    start = chart_start(now)
+    assert start == datetime(2026, 1, 1, 12, tzinfo=UTC) - timedelta(hours=23)
 
-    def point(minutes_ago: int, status: str, ms: int | None, name: str) -> AttemptPoint:
-        return AttemptPoint(now - timedelta(minutes=minutes_ago), status, ms, "int_" + name, name)
+    def point(
+        hours_ago: int, delivered: int, failed: int, retries: int, p99: float | None
+    ) -> dict[str, Any]:
+        return {
+            "bucketStart": now.replace(minute=0) - timedelta(hours=hours_ago),
+            "delivered": delivered,
+            "failed": failed,
+            "retries": retries,
+            "latency": {"p50Ms": p99, "p95Ms": p99, "p99Ms": p99},
+        }
 
-    points = [
-        point(0, "SUCCESS", 10, "a"),
-        point(5, "FAILED", 200, "b"),
-        point(6, "RETRYING", 100, "b"),
-        point(65, "SUCCESS", 30, "a"),
-        point(70, "ABANDONED", None, "c"),
-        point(60 * 30, "SUCCESS", 1, "a"),  # outside the 24 hours
-    ]
-    summary = summarize(points, now)
+    trends = [point(0, 3, 1, 2, 250.0), point(1, 5, 0, 0, None), point(30, 9, 9, 9, 9.0)]
+    summary = summarize(trends, start)
+    assert len(summary.hours) == 24
     assert summary.hours[-1] == "12:00"
-    assert summary.by_status["SUCCESS"][-1] == 1
+    assert summary.by_status["SUCCESS"][-2:] == [5, 3]
     assert summary.by_status["FAILED"][-1] == 1
-    assert summary.by_status["RETRYING"][-1] == 1
-    assert summary.by_status["FAILED"][-2] == 1  # ABANDONED counts as failed
-    assert summary.total == 5
-    assert summary.success_rate == 2 / 5
-    assert summary.p99[-1] == 200
-    assert summary.top_failing == [("b", 2), ("c", 1)]
-    assert summarize([], now).success_rate is None
+    assert summary.by_status["RETRYING"][-1] == 2
+    assert summary.p99[-2:] == [0.0, 250.0]  # an hour without latency is a gap
+    assert sum(summary.by_status["SUCCESS"]) == 8  # 30 hours ago is outside the charts
+
+
+def test_health_boxes_hide_platform_figures_from_users() -> None:
+    health = {
+        "database": Check("pass", latency_ms=1.5),
+        "queue": Check("warn", message="oldest due job waits 90s"),
+        "workers": Check("pass", details={"worker": 2, "scheduler": 1}),
+    }
+    admin = {b.name: b for b in checks_of(health, admin=True)}
+    assert admin["Database"].detail == "answers in 1.5 ms"
+    assert admin["Queue"].detail == "oldest due job waits 90s"
+    assert not admin["Queue"].healthy
+    assert admin["Workers"].detail == "2 worker, 1 scheduler"
+    user = {b.name: b for b in checks_of(health, admin=False)}
+    assert user["Queue"].detail == "slow"
+    assert user["Workers"].detail == "working"
+    assert user["Database"].detail == "answers in 1.5 ms"
+
+
+def test_job_form_round_trip() -> None:
+    values = {
+        "name": "export",
+        "targetUrl": "https://partner.example.com/in",
+        "schedule.type": "INTERVAL",
+        "schedule.intervalMs": "60000",
+        "schedule.expression": "ignored for INTERVAL",
+        "schedule.catchUp": "SKIP",
+        "dataSource.type": "API",
+        "dataSource.url": "https://api.example.com/orders",
+        "dataSource.method": "POST",
+        "dataSource.headers": '{"accept": "application/json"}',
+        "dataSource.body": '{"since": "{{date.yesterday}}"}',
+        "dataSource.query": "SELECT 1",
+        "transformation.mode": "JSONATA",
+        "transformation.script": "data",
+        "outgoingAuthType": "NONE",
+        "outgoingAuthConfig": '{"token": "x"}',
+        "retryPolicy.maxRetries": "3",
+    }
+    body, problems = job_body(values)
+    assert problems == {}
+    assert body["schedule"] == {
+        "type": "INTERVAL",
+        "timezone": None,
+        "catchUp": "SKIP",
+        "intervalMs": 60000,
+    }
+    assert body["dataSource"] == {
+        "type": "API",
+        "url": "https://api.example.com/orders",
+        "method": "POST",
+        "headers": {"accept": "application/json"},
+        "body": {"since": "{{date.yesterday}}"},
+    }
+    assert body["outgoingAuthConfig"] is None  # NONE sends no credentials
+    assert body["retryPolicy"] == {"maxRetries": 3}
+    assert body["transformation"] == {"mode": "JSONATA", "script": "data"}
+    back = job_values({**body, "dataSource": body["dataSource"]})
+    assert back["schedule.intervalMs"] == "60000"
+    assert back["dataSource.url"] == "https://api.example.com/orders"
+    assert '"accept"' in back["dataSource.headers"]
+    sql, _ = job_body({"dataSource.type": "SQL", "dataSource.query": "SELECT 1"})
+    assert sql["dataSource"] == {"type": "SQL", "query": "SELECT 1"}  # no connection: ours
+    assert sql["transformation"] is None
+    _, bad = job_body({"dataSource.headers": "{nope", "outgoingAuthConfig": "["})
+    assert set(bad) == {"dataSource.headers", "outgoingAuthConfig"}

@@ -1,58 +1,38 @@
-"""Reads behind the console's dashboard: recent delivery attempts and events of a tenant.
+"""The console dashboard's one read that no rollup holds: events received since a time.
 
-Rows are returned raw and aggregated in Python (``console.viewmodel``) so that one query
-serves every chart on SQLite and PostgreSQL alike; the window and a row cap bound the cost.
+Counted per stream so that each count is a range of the ``(org_id, stream, received_at)``
+index (an index-only count on PostgreSQL), never a scan of the tenant's whole log.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from junctionbox.store.queries.delivery_logs import LogScope
-from junctionbox.store.tables import delivery_logs, entities, events
+from junctionbox.store.tables import event_streams, events
 
 
-@dataclass(frozen=True)
-class AttemptPoint:
-    created_at: datetime
-    status: str
-    response_time_ms: int | None
-    integration_id: str | None
-    integration_name: str | None
-
-
-async def attempts_since(
-    conn: AsyncConnection, scope: LogScope, since: datetime, limit: int
-) -> list[AttemptPoint]:
-    log = delivery_logs.c
-    query = (
-        select(
-            log.created_at,
-            log.status,
-            log.response_time_ms,
-            log.integration_id,
-            log.integration_name,
+async def events_since(conn: AsyncConnection, org_ids: Sequence[int], since: datetime) -> int:
+    streams = (
+        await conn.execute(
+            select(event_streams.c.org_id, event_streams.c.name).where(
+                event_streams.c.org_id.in_(list(org_ids))
+            )
         )
-        .where(scope.condition(), log.created_at >= since)
-        .order_by(log.created_at.desc())
-        .limit(limit)
-    )
-    rows = (await conn.execute(query)).all()
-    return [AttemptPoint(*row) for row in rows]
-
-
-async def events_since(conn: AsyncConnection, scope: LogScope, since: datetime) -> int:
-    owner: ColumnElement[bool]
-    if scope.with_units:
-        family = select(entities.c.id).where(
-            or_(entities.c.id == scope.org_id, entities.c.parent_id == scope.org_id)
+    ).all()
+    total = 0
+    for org_id, stream in streams:
+        query = (
+            select(func.count())
+            .select_from(events)
+            .where(
+                events.c.org_id == org_id,
+                events.c.stream == stream,
+                events.c.received_at >= since,
+            )
         )
-        owner = events.c.org_id.in_(family.scalar_subquery())
-    else:
-        owner = events.c.org_id == scope.org_id
-    query = select(func.count()).select_from(events).where(owner, events.c.received_at >= since)
-    return int((await conn.execute(query)).scalar_one())
+        total += int((await conn.execute(query)).scalar_one())
+    return total
