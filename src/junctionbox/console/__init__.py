@@ -22,6 +22,7 @@ from junctionbox.console.pages import (
     dashboard,
     dlq,
     events,
+    inbound,
     integrations,
     logs,
     lookups,
@@ -33,6 +34,7 @@ from junctionbox.console.web import HERE, PREFIX, ConsoleState
 from junctionbox.services.container import Services
 
 PAGES = (auth, dashboard, events, integrations, logs, dlq, scheduled, lookups, catalog, admin)
+PAGES += (inbound,)  # the requests-in side
 
 
 def _when(value: Any) -> str:

@@ -17,6 +17,7 @@ NAV = (
     NavItem("Dashboard", "/dashboard"),
     NavItem("Events", "/events"),
     NavItem("Integrations", "/integrations"),
+    NavItem("Inbound integrations", "/inbound"),
     NavItem("Delivery logs", "/logs"),
     NavItem("Dead letters", "/dlq"),
     NavItem("Scheduled", "/scheduled"),
