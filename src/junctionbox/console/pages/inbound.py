@@ -57,14 +57,14 @@ SPECS: tuple[Spec, ...] = (
         "select",
         tuple(t.value for t in InboundAuthType),
         section="Callers",
-    ),  # fmt: skip
+    ),
     Spec(
         "inboundAuthConfig",
         "Inbound auth config",
         "json",
         hint="API_KEY {name, value}; BEARER {token}; BASIC {username, password}; " + MASKED,
         section="Callers",
-    ),  # fmt: skip
+    ),
     Spec(
         "rateLimits",
         "Rate limits (JSON)",
@@ -78,7 +78,7 @@ SPECS: tuple[Spec, ...] = (
         "select",
         tuple(a.value for a in AuthType),
         section="Upstream",
-    ),  # fmt: skip
+    ),
     Spec("outgoingAuthConfig", "Upstream auth config", "json", hint=MASKED, section="Upstream"),
     Spec("timeoutMs", "Timeout (ms)", "number", hint="30000", section="Upstream"),
     Spec(
