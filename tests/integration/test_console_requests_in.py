@@ -204,3 +204,138 @@ async def test_inbound_csrf_and_tenant_isolation(world: World, browser: httpx.As
         assert answer.status_code == 404
     still = await api(world, "user_b", "GET", f"/api/v1/inbound-integrations/{theirs['id']}")
     assert still["isActive"] is True
+
+
+SOURCE = {
+    "name": "partner-hooks",
+    "stream": "partners",
+    "eventTypeFrom": "BODY",
+    "eventType": "type",
+    "eventTypePrefix": "partner.",
+    "verification.scheme": "HMAC_SHA256",
+    "verification.header": "X-Signature",
+    "verification.encoding": "HEX",
+    "toleranceSeconds": "300",
+    "maxBodyBytes": "10000",
+    "isActive": "on",
+}
+SECRET_SHOWN = re.compile(r'<pre class="code" id="source-secret">([^<]+)</pre>')
+
+
+def sign(secret: str, body: bytes) -> str:
+    import hashlib
+    import hmac
+
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+async def test_webhook_source_secret_shown_once_rotation_and_receipts(
+    world: World, browser: httpx.AsyncClient
+) -> None:
+    token = await console_login(browser, *USER_A)
+    assert (await browser.get("/console/webhook-sources/new")).status_code == 200
+    created = await browser.post(
+        "/console/webhook-sources/new", data={**SOURCE, "csrf_token": token}
+    )
+    assert created.status_code == 200, created.text
+    found = SECRET_SHOWN.search(created.text)
+    assert found, "the generated secret is shown on creation"
+    secret = html.unescape(found.group(1))
+    source_id = re.search(r"/api/v1/webhooks/(whsrc_[0-9A-Za-z]+)", created.text).group(1)  # type: ignore[union-attr]
+    assert "X-Signature" in html.unescape(created.text)  # the sender example
+    body = b'{"type": "order.paid", "id": "m1"}'
+    sent = await world.client.post(
+        f"/api/v1/webhooks/{source_id}",
+        content=body,
+        headers={"x-signature": sign(secret, body), "content-type": "application/json"},
+    )
+    assert sent.status_code == 202, sent.text
+    forged = await world.client.post(
+        f"/api/v1/webhooks/{source_id}",
+        content=body,
+        headers={"x-signature": "00" * 32, "content-type": "application/json"},
+    )
+    assert forged.status_code == 401
+    detail = await browser.get(f"/console/webhook-sources/{source_id}")
+    assert detail.status_code == 200
+    assert secret not in detail.text  # never again
+    assert "partner.order.paid" in detail.text  # the receipt's event type
+    assert detail.text.count("b-FAILED") + detail.text.count("b-SUCCESS") >= 2
+    rotated = await browser.post(
+        f"/console/webhook-sources/{source_id}/rotate",
+        data={"overlapSeconds": "3600", "csrf_token": token},
+    )
+    assert rotated.status_code == 200
+    new_secret = html.unescape(SECRET_SHOWN.search(rotated.text).group(1))  # type: ignore[union-attr]
+    assert new_secret != secret
+    for key, message_id in ((secret, "m2"), (new_secret, "m3")):  # both verify in the overlap
+        payload = f'{{"type": "order.paid", "id": "{message_id}"}}'.encode()
+        answer = await world.client.post(
+            f"/api/v1/webhooks/{source_id}",
+            content=payload,
+            headers={"x-signature": sign(key, payload), "content-type": "application/json"},
+        )
+        assert answer.status_code == 202, answer.text
+    edited = await browser.post(
+        f"/console/webhook-sources/{source_id}/edit",
+        data={**SOURCE, "name": "renamed-hooks", "toleranceSeconds": "60", "csrf_token": token},
+    )
+    assert edited.status_code == 303, edited.text
+    page = (await browser.get(f"/console/webhook-sources/{source_id}")).text
+    assert "renamed-hooks" in page
+    assert "60 s" in page
+    assert "renamed-hooks" in (await browser.get("/console/webhook-sources")).text
+    deleted = await browser.post(
+        f"/console/webhook-sources/{source_id}/delete", data={"csrf_token": token}
+    )
+    assert deleted.status_code == 303
+    assert (await browser.get(f"/console/webhook-sources/{source_id}")).status_code == 404
+
+
+async def test_webhook_source_problems_beside_the_fields(
+    world: World, browser: httpx.AsyncClient
+) -> None:
+    token = await console_login(browser, *USER_A)
+    missing = {**SOURCE, "verification.scheme": "", "csrf_token": token}
+    answer = await browser.post("/console/webhook-sources/new", data=missing)
+    assert answer.status_code == 400
+    assert "verified" in error_beside(answer.text, "verification.scheme")
+    wrong = {**SOURCE, "toleranceSeconds": "often", "csrf_token": token}
+    answer = await browser.post("/console/webhook-sources/new", data=wrong)
+    assert answer.status_code == 400
+    assert error_beside(answer.text, "toleranceSeconds")
+    bad_key = {
+        **SOURCE,
+        "verification.scheme": "STANDARD_WEBHOOKS",
+        "verification.header": "",
+        "verification.encoding": "",
+        "verification.secret": "not-a-standard-secret",
+        "csrf_token": token,
+    }
+    answer = await browser.post("/console/webhook-sources/new", data=bad_key)
+    assert answer.status_code == 400
+    shown = error_beside(answer.text, "verification.secret")
+    assert shown
+    assert "not-a-standard-secret" not in answer.text  # a secret is never echoed back
+
+
+async def test_webhook_source_csrf_and_tenant_isolation(
+    world: World, browser: httpx.AsyncClient
+) -> None:
+    body = {"name": "theirs", "eventType": "t", "verification": {"scheme": "STANDARD_WEBHOOKS"}}
+    theirs = await api(world, "user_b", "POST", "/api/v1/webhook-sources", body)
+    token = await console_login(browser, *USER_A)
+    assert (await browser.post("/console/webhook-sources/new", data=SOURCE)).status_code == 403
+    assert "theirs" not in (await browser.get("/console/webhook-sources")).text
+    for path in ("", "/edit"):
+        page = await browser.get(f"/console/webhook-sources/{theirs['id']}{path}")
+        assert page.status_code == 404
+    for action in ("rotate", "active", "delete", "edit"):
+        answer = await browser.post(
+            f"/console/webhook-sources/{theirs['id']}/{action}",
+            data={**SOURCE, "active": "false", "csrf_token": token},
+        )
+        assert answer.status_code == 404, action
+    still = await api(world, "user_b", "GET", f"/api/v1/webhook-sources/{theirs['id']}")
+    assert still["isActive"] is True
+    assert still["secrets"] == theirs["secrets"]

@@ -28,13 +28,14 @@ from junctionbox.console.pages import (
     lookups,
     not_found,
     scheduled,
+    webhook_sources,
 )
 from junctionbox.console.session import SessionCodec
 from junctionbox.console.web import HERE, PREFIX, ConsoleState
 from junctionbox.services.container import Services
 
 PAGES = (auth, dashboard, events, integrations, logs, dlq, scheduled, lookups, catalog, admin)
-PAGES += (inbound,)  # the requests-in side
+PAGES += (inbound, webhook_sources)  # the requests-in side
 
 
 def _when(value: Any) -> str:

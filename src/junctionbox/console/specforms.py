@@ -101,6 +101,8 @@ def model_problems(exc: PydanticError) -> dict[str, str]:
         key = parts[0] if parts else "_"
         inner = ".".join(parts[1:])
         found.setdefault(key, f"{inner}: {message}" if inner else message)
+        if inner:  # also beside a nested field shown on its own (``a.b``)
+            found.setdefault(".".join(parts), message)
     return found
 
 
