@@ -12,10 +12,12 @@ from typing import Any
 import httpx
 import pytest
 from tests.integration.console_helpers import console_login
+from tests.integration.gateway_helpers import gateway_world
 from tests.support import World
 
 from junctionbox.api.app import create_app
 from junctionbox.services.container import Services
+from junctionbox.testing import Behaviour, RecordingSink
 
 USER_A = ("user-a@example.com", "password-123")
 FIELD_ERROR = re.compile(r'name="([^"]+)"[^<]*(?:<[^>]*>[^<]*)*?<span class="field-error"')
@@ -339,3 +341,158 @@ async def test_webhook_source_csrf_and_tenant_isolation(
     still = await api(world, "user_b", "GET", f"/api/v1/webhook-sources/{theirs['id']}")
     assert still["isActive"] is True
     assert still["secrets"] == theirs["secrets"]
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[RecordingSink]:
+    async with RecordingSink() as sink:
+        yield sink
+
+
+@pytest.fixture
+async def gw_world(db_url: str, tmp_path: Any, upstream: RecordingSink) -> AsyncIterator[World]:
+    async with gateway_world(db_url, tmp_path, upstream) as found:
+        yield found
+
+
+@pytest.fixture
+async def gw_browser(gw_world: World) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=create_app(gw_world.services))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+
+
+ROUTE = {
+    "name": "Orders",
+    "path": "/orders/{id}",
+    "methods": "GET, POST",
+    "status": "ACTIVE",
+    "targetEndpoint": "/v2/orders/{id}",
+    "timeoutSeconds": "5",
+    "authentication": '{"type": "API_KEY"}',
+    "caching": '{"enabled": true, "ttlSeconds": 30}',
+    "rateLimiting": '{"perClient": {"maxRequests": 100, "windowSeconds": 60}}',
+    "transformation": '{"request": {"headers": {"set": {"X-From": "gw"}}}}',
+}
+
+
+async def test_gateway_route_create_test_analytics_and_delete(
+    gw_world: World, gw_browser: httpx.AsyncClient, upstream: RecordingSink
+) -> None:
+    token = await console_login(gw_browser, *USER_A)
+    assert (await gw_browser.get("/console/gateway/new")).status_code == 200
+    data = {**ROUTE, "targetUrl": upstream.url(), "csrf_token": token}
+    created = await gw_browser.post("/console/gateway/new", data=data)
+    assert created.status_code == 303, created.text
+    route_id = created.headers["location"].split("/")[-1].split("?")[0]
+    # The dry run shows what would go upstream; nothing is sent.
+    dry = await gw_browser.post(
+        "/console/gateway/test",
+        data={"routeId": route_id, "method": "GET", "path": "/orders/42", "headers": "X-A: 1"},
+        headers={"x-csrf-token": token},
+    )
+    assert dry.status_code == 200
+    shown = html.unescape(dry.text)
+    assert "/v2/orders/42" in shown
+    assert '"sent": false' in shown
+    assert upstream.requests == []
+    # Traffic through the gateway shows in the route's analytics and health.
+    upstream.on("/v2/orders/1", Behaviour(200, b"{}"))
+    key = gw_world.headers["key_a"]
+    for _ in range(3):
+        answer = await gw_world.client.get("/gw/100/orders/1", headers=key)
+        assert answer.status_code == 200, answer.text
+    detail = await gw_browser.get(f"/console/gateway/routes/{route_id}")
+    assert detail.status_code == 200
+    assert '<strong id="kpi-requests">3</strong>' in detail.text
+    assert "<svg" in detail.text
+    assert upstream.url() in detail.text
+    assert "Orders" in (await gw_browser.get("/console/gateway")).text
+    analytics = await gw_browser.get("/console/gateway/analytics?hours=2")
+    assert analytics.status_code == 200
+    assert ">3</td>" in analytics.text
+    health = await gw_browser.get("/console/gateway/health")
+    assert health.status_code == 200
+    assert "memory" in health.text
+    # Edit: the form round-trips.
+    edit = await gw_browser.get(f"/console/gateway/routes/{route_id}/edit")
+    assert "/v2/orders/{id}" in html.unescape(edit.text)
+    data = {**data, "name": "Orders v2", "status": "INACTIVE"}
+    saved = await gw_browser.post(f"/console/gateway/routes/{route_id}/edit", data=data)
+    assert saved.status_code == 303, saved.text
+    assert "Orders v2" in (await gw_browser.get("/console/gateway?status=INACTIVE")).text
+    gone = await gw_browser.post(
+        f"/console/gateway/routes/{route_id}/delete", data={"csrf_token": token}
+    )
+    assert gone.status_code == 303
+    assert (await gw_browser.get(f"/console/gateway/routes/{route_id}")).status_code == 404
+
+
+async def test_gateway_problems_beside_the_fields_and_settings(
+    gw_world: World, gw_browser: httpx.AsyncClient, upstream: RecordingSink
+) -> None:
+    token = await console_login(gw_browser, *USER_A)
+    bad = {**ROUTE, "targetUrl": upstream.url(), "timeoutSeconds": "-1", "csrf_token": token}
+    answer = await gw_browser.post("/console/gateway/new", data=bad)
+    assert answer.status_code == 400
+    assert error_beside(answer.text, "timeoutSeconds")
+    bad = {**ROUTE, "targetUrl": upstream.url(), "caching": "{", "csrf_token": token}
+    answer = await gw_browser.post("/console/gateway/new", data=bad)
+    assert "not valid JSON" in error_beside(answer.text, "caching")
+    bad = {**ROUTE, "targetUrl": upstream.url(), "authentication": '{"type": "OAUTH"}',
+           "csrf_token": token}  # fmt: skip
+    answer = await gw_browser.post("/console/gateway/new", data=bad)
+    assert "type" in error_beside(answer.text, "authentication")
+    settings = {
+        "cors": '{"allowedOrigins": ["https://app.example.com"]}',
+        "ipRules": '{"deny": ["198.51.100.0/24"]}',
+        "requireHttps": "",
+        "perClient": '{"maxRequests": 50, "windowSeconds": 60}',
+        "csrf_token": token,
+    }
+    saved = await gw_browser.post("/console/gateway/settings", data=settings)
+    assert saved.status_code == 303, saved.text
+    page = html.unescape((await gw_browser.get("/console/gateway/settings")).text)
+    assert "198.51.100.0/24" in page
+    assert '"maxRequests": 50' in page
+    wrong = await gw_browser.post(
+        "/console/gateway/settings", data={**settings, "ipRules": '{"deny": ["not-an-ip"]}'}
+    )
+    assert wrong.status_code == 400
+    assert error_beside(wrong.text, "ipRules")
+    # The tenant-wide deny list now applies: our test client's address is refused.
+    await gw_world.client.post(
+        "/api/v1/integration/api-gateway/configure?orgId=100",
+        json={"path": "/open", "targetUrl": upstream.url()},
+        headers=gw_world.headers["user_a"],
+    )
+    assert (await gw_world.client.get("/gw/100/open")).status_code == 403
+
+
+async def test_gateway_csrf_and_tenant_isolation(
+    gw_world: World, gw_browser: httpx.AsyncClient, upstream: RecordingSink
+) -> None:
+    theirs = await api(
+        gw_world, "user_b", "POST", "/api/v1/integration/api-gateway/configure",
+        {"name": "theirs-route", "path": "/b", "targetUrl": upstream.url()},
+    )  # fmt: skip
+    token = await console_login(gw_browser, *USER_A)
+    data = {**ROUTE, "targetUrl": upstream.url()}
+    assert (await gw_browser.post("/console/gateway/new", data=data)).status_code == 403
+    assert "theirs-route" not in (await gw_browser.get("/console/gateway")).text
+    rid = theirs["routeId"]
+    for path in ("", "/edit"):
+        assert (await gw_browser.get(f"/console/gateway/routes/{rid}{path}")).status_code == 404
+    for action in ("edit", "delete"):
+        answer = await gw_browser.post(
+            f"/console/gateway/routes/{rid}/{action}", data={**data, "csrf_token": token}
+        )
+        assert answer.status_code == 404, action
+    dry = await gw_browser.post(
+        "/console/gateway/test",
+        data={"routeId": rid, "method": "GET", "path": "/b"},
+        headers={"x-csrf-token": token},
+    )
+    assert "not matched" in dry.text or '"matched": false' in html.unescape(dry.text)
+    listing = await api(gw_world, "user_b", "GET", "/api/v1/integration/api-gateway/routes")
+    assert [r["name"] for r in listing["routes"]] == ["theirs-route"]

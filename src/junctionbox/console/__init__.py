@@ -22,6 +22,7 @@ from junctionbox.console.pages import (
     dashboard,
     dlq,
     events,
+    gateway_routes,
     inbound,
     integrations,
     logs,
@@ -35,7 +36,7 @@ from junctionbox.console.web import HERE, PREFIX, ConsoleState
 from junctionbox.services.container import Services
 
 PAGES = (auth, dashboard, events, integrations, logs, dlq, scheduled, lookups, catalog, admin)
-PAGES += (inbound, webhook_sources)  # the requests-in side
+REQUESTS_IN = (inbound, gateway_routes, webhook_sources)  # the requests-in side's pages
 
 
 def _when(value: Any) -> str:
@@ -59,6 +60,6 @@ def mount(app: FastAPI, services: Services) -> None:
         raise RuntimeError("the console needs the secret key")
     app.state.console = ConsoleState(services, SessionCodec(secret.get_secret_value()), templates())
     app.mount(f"{PREFIX}/static", StaticFiles(directory=HERE / "static"), name="console-static")
-    for page in PAGES:
+    for page in (*PAGES, *REQUESTS_IN):
         app.include_router(page.router, include_in_schema=False)
     app.include_router(not_found.router, include_in_schema=False)  # last: catches the rest

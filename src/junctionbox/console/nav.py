@@ -18,6 +18,7 @@ NAV = (
     NavItem("Events", "/events"),
     NavItem("Integrations", "/integrations"),
     NavItem("Inbound integrations", "/inbound"),
+    NavItem("Gateway routes", "/gateway"),
     NavItem("Webhook sources", "/webhook-sources"),
     NavItem("Delivery logs", "/logs"),
     NavItem("Dead letters", "/dlq"),
