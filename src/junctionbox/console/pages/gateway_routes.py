@@ -185,6 +185,8 @@ async def detail(request: Request, route_id: str) -> Response:
         (r["upstreams"] for r in health["routes"] if r["routeId"] == route_id), []
     )
     percentiles = [(f"p{p}", float(total[f"p{p}Ms"] or 0)) for p in (50, 95, 99)]
+    if not total["requests"]:
+        percentiles = []  # "nothing to show" rather than three empty bars
     return render(
         ctx,
         "requests_in/gateway_detail.html",
