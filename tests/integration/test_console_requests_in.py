@@ -496,3 +496,47 @@ async def test_gateway_csrf_and_tenant_isolation(
     assert "not matched" in dry.text or '"matched": false' in html.unescape(dry.text)
     listing = await api(gw_world, "user_b", "GET", "/api/v1/integration/api-gateway/routes")
     assert [r["name"] for r in listing["routes"]] == ["theirs-route"]
+
+
+SCHEMES = (
+    {"scheme": "STANDARD_WEBHOOKS"},
+    {"scheme": "HMAC_SHA256", "header": "X-Shop-Hmac", "encoding": "BASE64", "prefix": "sha256="},
+    {"scheme": "HMAC_SHA256", "header": "X-Signature"},
+    {"scheme": "GITHUB"},
+    {"scheme": "STRIPE"},
+    {"scheme": "BASIC", "username": "partner"},
+    {"scheme": "API_KEY", "header": "X-Partner-Key"},
+)
+
+
+@pytest.mark.parametrize("verification", SCHEMES, ids=lambda v: "-".join(v.values()))
+async def test_the_sender_example_is_accepted(
+    world: World, services: Services, upstream: RecordingSink, verification: dict[str, str]
+) -> None:
+    """The copyable example, run in bash with the real secret, signs a webhook that the
+    receiver accepts (its request is captured by a sink, then replayed to the receiver)."""
+    import asyncio
+    import shutil
+
+    from junctionbox.console.pages.webhook_sources import sender_example
+
+    if not (shutil.which("openssl") and shutil.which("curl")):
+        pytest.skip("needs openssl and curl")
+    body = {"name": "s", "eventType": "t", "verification": verification}
+    created = await api(world, "user_a", "POST", "/api/v1/webhook-sources", body)
+    view = await services.webhook_sources.get(await _tenant(services, world), created["id"])
+    script = sender_example(upstream.url("/hook"), view).split("\n", 1)[1]
+    process = await asyncio.create_subprocess_exec(
+        "bash", "-euo", "pipefail", "-c", script,
+        env={"SECRET": created["secret"], "PATH": "/usr/bin:/bin"},
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
+    assert process.returncode == 0, stderr.decode()
+    (sent,) = upstream.requests_to("/hook")
+    skip = {"host", "content-length", "user-agent", "accept"}
+    headers = {k: v for k, v in sent.headers if k.lower() not in skip}
+    answer = await world.client.post(
+        f"/api/v1/webhooks/{created['id']}", content=sent.body, headers=headers
+    )
+    assert answer.status_code == 202, answer.text

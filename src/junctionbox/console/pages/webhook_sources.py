@@ -112,7 +112,10 @@ def sender_example(url: str, view: WebhookSource) -> str:
     verification = view.config.to_json().get("verification") or {}
     scheme = verification.get("scheme")
     header = verification.get("header")
-    lines = ["SECRET='the source secret'", 'BODY=\'{"type": "test.ping", "id": "msg_1"}\'']
+    lines = [
+        "SECRET='the source secret'  # replace with yours",
+        'BODY=\'{"type": "test.ping", "id": "msg_1"}\'',
+    ]
     if scheme == "STANDARD_WEBHOOKS":
         lines += [
             "ID=msg_$(date +%s); TS=$(date +%s)",
