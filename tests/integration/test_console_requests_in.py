@@ -102,6 +102,16 @@ async def test_inbound_create_detail_edit_and_versions(
     v1 = await browser.get(f"/console/inbound/{integration_id}/versions/1")
     assert v1.status_code == 200
     assert "Bookings" in v1.text
+    changed = {"outgoingAuthConfig": {"token": "another-token-456"}}
+    await api(world, "user_a", "PATCH", f"/api/v1/inbound-integrations/{integration_id}", changed)
+    restored = await browser.post(
+        f"/console/inbound/{integration_id}/restore", data={"version": "1", "csrf_token": token}
+    )
+    assert restored.status_code == 303
+    back = await services.inbound.get(await _tenant(services, world), integration_id)
+    assert back.integration.name == "Bookings"
+    assert back.version == 4  # the old configuration with the credentials it had
+    assert back.integration.auth.secrets == stored.integration.auth.secrets
     off = await browser.post(
         f"/console/inbound/{integration_id}/active", data={"active": "false", "csrf_token": token}
     )
@@ -198,10 +208,10 @@ async def test_inbound_csrf_and_tenant_isolation(world: World, browser: httpx.As
     assert (await browser.get(f"/console/inbound/{theirs['id']}")).status_code == 404
     assert (await browser.get(f"/console/inbound/{theirs['id']}/edit")).status_code == 404
     assert (await browser.get(f"/console/inbound/{mine['id']}")).status_code == 200
-    for action in ("active", "delete"):
+    for action in ("active", "delete", "restore"):
         answer = await browser.post(
             f"/console/inbound/{theirs['id']}/{action}",
-            data={"active": "false", "csrf_token": token},
+            data={"active": "false", "version": "1", "csrf_token": token},
         )
         assert answer.status_code == 404
     still = await api(world, "user_b", "GET", f"/api/v1/inbound-integrations/{theirs['id']}")

@@ -252,6 +252,16 @@ async def delete(request: Request, integration_id: str) -> Response:
     return redirect(ctx, ctx.url("/inbound"))
 
 
+@router.post("/{integration_id}/restore")
+async def restore(request: Request, integration_id: str) -> Response:
+    ctx = await context(request)
+    raw = ctx.field("version")
+    if not raw.isdigit():
+        raise ValidationError("choose a version to restore")
+    await ctx.svc.inbound.restore(ctx.require_tenant(), integration_id, int(raw))
+    return redirect(ctx, ctx.url(f"/inbound/{integration_id}", flash=f"Restored v{raw}."))
+
+
 @router.get("/{integration_id}/versions/{version}")
 async def version(request: Request, integration_id: str, version: int) -> Response:
     ctx = await context(request)
