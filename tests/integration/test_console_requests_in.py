@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import re
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -550,3 +551,38 @@ async def test_the_sender_example_is_accepted(
         f"/api/v1/webhooks/{created['id']}", content=sent.body, headers=headers
     )
     assert answer.status_code == 202, answer.text
+
+
+async def test_gateway_jwt_secret_is_masked_and_kept_on_edit(
+    gw_world: World, gw_browser: httpx.AsyncClient, upstream: RecordingSink
+) -> None:
+    import jwt
+
+    secret = "a-jwt-secret-of-32-characters-ok"
+    token = await console_login(gw_browser, *USER_A)
+    data = {
+        "name": "Secure",
+        "path": "/secure",
+        "methods": "GET",
+        "status": "ACTIVE",
+        "targetUrl": upstream.url(),
+        "authentication": f'{{"type": "JWT", "jwt": {{"secret": "{secret}"}}}}',
+        "csrf_token": token,
+    }
+    created = await gw_browser.post("/console/gateway/new", data=data)
+    assert created.status_code == 303, created.text
+    route_id = created.headers["location"].split("/")[-1].split("?")[0]
+    edit = await gw_browser.get(f"/console/gateway/routes/{route_id}/edit")
+    assert secret not in edit.text
+    assert secret not in (await gw_browser.get(f"/console/gateway/routes/{route_id}")).text
+    values = _form_values(edit.text)
+    assert "********" in values["authentication"]
+    saved = await gw_browser.post(
+        f"/console/gateway/routes/{route_id}/edit",
+        data={**values, "name": "Secure v2", "csrf_token": token},
+    )
+    assert saved.status_code == 303, saved.text
+    claims = {"sub": "c1", "exp": int(time.time()) + 300}
+    bearer = {"authorization": f"Bearer {jwt.encode(claims, secret, algorithm='HS256')}"}
+    assert (await gw_world.client.get("/gw/100/secure", headers=bearer)).status_code == 200
+    assert (await gw_world.client.get("/gw/100/secure")).status_code == 401
