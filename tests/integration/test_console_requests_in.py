@@ -586,3 +586,23 @@ async def test_gateway_jwt_secret_is_masked_and_kept_on_edit(
     bearer = {"authorization": f"Bearer {jwt.encode(claims, secret, algorithm='HS256')}"}
     assert (await gw_world.client.get("/gw/100/secure", headers=bearer)).status_code == 200
     assert (await gw_world.client.get("/gw/100/secure")).status_code == 401
+
+
+async def test_admin_acts_for_the_organization_chosen_in_the_switcher(
+    world: World, browser: httpx.AsyncClient
+) -> None:
+    from tests.support import ADMIN_EMAIL, ADMIN_PASSWORD
+
+    body = {"name": "b-inbound", "type": "b-in", "targetUrl": "https://partner.example.com/b"}
+    await api(world, "user_b", "POST", "/api/v1/inbound-integrations", body)
+    source = {"name": "b-source", "eventType": "t", "verification": {"scheme": "GITHUB"}}
+    await api(world, "user_b", "POST", "/api/v1/webhook-sources", source)
+    token = await console_login(browser, ADMIN_EMAIL, ADMIN_PASSWORD)
+    assert "b-inbound" not in (await browser.get("/console/inbound")).text  # org 100 first
+    switched = await browser.post(
+        "/console/switch-org",
+        data={"orgId": "200", "next": "/console/inbound", "csrf_token": token},
+    )
+    assert switched.status_code == 303
+    assert "b-inbound" in (await browser.get("/console/inbound")).text
+    assert "b-source" in (await browser.get("/console/webhook-sources")).text
