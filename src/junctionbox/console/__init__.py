@@ -23,12 +23,15 @@ from junctionbox.console.pages import (
     dashboard,
     dlq,
     events,
+    gateway_routes,
+    inbound,
     integrations,
     jobs,
     logs,
     lookups,
     not_found,
     scheduled,
+    webhook_sources,
 )
 from junctionbox.console.session import SessionCodec
 from junctionbox.console.web import HERE, PREFIX, ConsoleState
@@ -37,6 +40,7 @@ from junctionbox.services.container import Services
 PAGES = (
     *(auth, dashboard, events, integrations, logs, dlq, scheduled, lookups, catalog, admin),
     *(jobs, alerts),
+    *(inbound, gateway_routes, webhook_sources),
 )
 
 

@@ -272,6 +272,24 @@ class InboundIntegrationService:
         info = VersionInfo(row["version"], row["change"], row["created_at"], row["created_by"])
         return info, document
 
+    async def restore(
+        self, tenant: TenantContext, integration_id: str, version: int
+    ) -> StoredInbound:
+        """A new version with an old configuration and the credentials it had then (as the
+        outbound integrations' restore). The active switch stays as it is now."""
+        async with self.db.read() as conn:
+            current = await self._existing(conn, tenant, integration_id)
+            row = await versions.load_version(conn, current.id, current.org_id, version)
+        if row is None:
+            raise NotFoundError(f"version {version} of this integration not found")
+        outgoing, inbound = queries.open_secrets(self.secretbox, current.id, row["sealed_secrets"])
+        document = with_inbound_secrets(dict(row["config"]), outgoing, inbound)
+
+        def build(now: StoredInbound) -> InboundIntegration:
+            return self.validate({**document, "isActive": now.integration.is_active})
+
+        return await self._change(tenant, integration_id, build, f"RESTORED:{version}")
+
     # --- helpers ---
 
     async def _change(
@@ -310,6 +328,8 @@ class InboundIntegrationService:
             now=self.clock(),
         )
         action = {"ENABLED": "enable", "DISABLED": "disable"}.get(change, "update")
+        if change.startswith("RESTORED"):
+            action = "restore"
         await self._audit(conn, tenant, action, stored, before=current, after=stored)
         return stored
 
