@@ -151,6 +151,7 @@ def build_services(settings: Settings) -> Services:
         requests.oauth,
         trusted_proxies=settings.trusted_proxy_list,
         max_transform_bytes=settings.max_body_bytes,
+        telemetry=telemetry,
     )
     limits = EnvelopeLimits(
         max_batch=settings.events_max_batch,

@@ -210,6 +210,12 @@ class Metrics:
             buckets=SEED_BUCKETS,
             registry=r,
         )
+        self.webhooks = Counter(
+            "junctionbox_webhooks_received_total",
+            "Webhooks received, by outcome and (refused) reason",
+            ["outcome", "reason"],
+            registry=r,
+        )
         self.store = StoreCollector()
         r.register(self.store)
 
@@ -241,6 +247,15 @@ class Metrics:
             self.errors.labels(self._adapter_label(adapter_id), error_type).inc()
         if retry:
             a.retries.inc()
+
+    def retried(self, adapter_id: str, count: int) -> None:
+        """``count`` retries of one call (the proxies retry within a call)."""
+        self._adapter(adapter_id).retries.inc(count)
+
+    def webhook_received(self, outcome: str, reason: str = "") -> None:
+        """One received webhook: ``accepted``, ``duplicate`` or ``refused`` with the error
+        code as ``reason`` (a fixed set: NOT_FOUND, UNAUTHORIZED, CONFLICT, ...)."""
+        self.webhooks.labels(outcome, reason).inc()
 
     def integration_error(self, adapter_id: str, error_type: str) -> None:
         """A failure without a request (circuit open, transform error, ...)."""

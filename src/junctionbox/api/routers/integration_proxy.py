@@ -14,6 +14,7 @@ serve it if the fast path is not installed).
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Final
 
 from fastapi import APIRouter, Request
@@ -120,6 +121,17 @@ for _method in METHODS:  # one route per method: each needs its own OpenAPI oper
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _RouteTemplate:
+    """What the telemetry middleware reads of a matched route (``scope["route"].path``):
+    the fast path skips the router, so it names the template itself."""
+
+    path: str
+
+
+_ROUTE: Final = _RouteTemplate(PREFIX + "{type}")
+
+
 class ProxyFastPath:
     """Serves ``/api/v1/integrations/{type}…`` directly; everything else goes on."""
 
@@ -134,6 +146,7 @@ class ProxyFastPath:
             await self.app(scope, receive, send)
             return
         scope["path_params"] = {"type": kind}
+        scope["route"] = _ROUTE  # the server span and HTTP metrics by template, not raw path
         try:
             response = await _proxy(Request(scope, receive))
         except JunctionboxError as exc:
