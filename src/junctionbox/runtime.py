@@ -211,7 +211,9 @@ def build_services(settings: Settings) -> Services:
         alerting=AlertService(db, secretbox),
         telemetry=telemetry,
         webhook_sources=webhook_sources,
-        webhooks=WebhookIntake(db, event_log, schemas, webhook_sources, replay_ttl=replay_ttl),
+        webhooks=WebhookIntake(
+            db, event_log, schemas, webhook_sources, replay_ttl=replay_ttl, telemetry=telemetry
+        ),
         gateway=GatewayService(db, secretbox, limiter_backend, http),
         api_limiter=ApiRateLimiter(
             limiter_backend,

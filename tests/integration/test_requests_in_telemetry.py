@@ -11,8 +11,17 @@ from typing import Any
 
 import orjson
 from sqlalchemy import select
+from tests.integration.delivery_helpers import add_integration
 from tests.integration.inbound_helpers import integration
 from tests.integration.obs_helpers import Obs, observed
+from tests.integration.webhook_helpers import (
+    SENDERS,
+    create_source,
+    inbound_lines,
+    logged_events,
+    receive_path,
+    source_fields,
+)
 from tests.integration.test_observability import INCOMING_SPAN, INCOMING_TRACE, TRACEPARENT, samples, value
 
 from junctionbox.store.tables import delivery_logs
@@ -114,3 +123,51 @@ async def test_proxied_failure_counts_an_error(db_url: str, tmp_path: Path) -> N
         assert value(found, "integration_requests_total", adapter_id=integration_id, status="failure") == 1
         errors = value(found, "integration_errors_total", adapter_id=integration_id, error_type="SERVER_ERROR")
         assert errors == 1
+
+
+async def test_webhook_to_event_to_delivery_is_one_trace(db_url: str, tmp_path: Path) -> None:
+    async with RecordingSink() as sink, observed(db_url, tmp_path, [sink.allowlist_entry]) as obs:
+        await add_integration(obs.services, sink.url("/out"), org_id=100, eventType="order.*")
+        sender = SENDERS["STANDARD_WEBHOOKS"]
+        source = await create_source(
+            obs.client, obs.world.headers["user_a"], **source_fields(sender), eventType="order.paid"
+        )
+        path = receive_path(source["id"])
+        body = b'{"order": 7}'
+        headers = {**sender.headers(body, msg_id="msg_t1"), "content-type": "application/json"}
+        obs.spans.clear()
+        sent = await obs.client.post(path, content=body, headers={**headers, "traceparent": TRACEPARENT})
+        again = await obs.client.post(path, content=body, headers=headers)
+        bad = await obs.client.post(
+            path, content=body, headers={**headers, "webhook-signature": "v1,AAAA"}
+        )
+        assert (sent.status_code, again.status_code, bad.status_code) == (202, 200, 401)
+        await obs.deliver()
+
+        [received] = sink.requests_to("/out")
+        spans = by_name(obs)
+        receives = {s.attributes["webhook.outcome"]: s for s in spans["webhook.receive"]}
+        assert set(receives) == {"accepted", "duplicate", "refused"}
+        accepted = receives["accepted"]
+        [server] = [
+            s for s in spans["POST /api/v1/webhooks/{source_id}"] if s.parent is not None
+        ]
+        assert f"{server.parent.span_id:016x}" == INCOMING_SPAN
+        assert accepted.parent.span_id == server.context.span_id
+        assert receives["refused"].attributes["webhook.refused.reason"] == "UNAUTHORIZED"
+        [attempt] = spans["delivery.attempt"]
+        assert attempt.parent.span_id == accepted.context.span_id  # the stored traceparent
+        header = received.header("traceparent")
+        assert header == f"00-{INCOMING_TRACE}-{hex_span(attempt)}-01"
+
+        [event] = await logged_events(obs.services, 100)
+        assert event["extensions"]["traceparent"] == f"00-{INCOMING_TRACE}-{hex_span(accepted)}-01"
+        lines = await inbound_lines(obs.services, source["id"])
+        assert [line["trace_id"] for line in lines][0] == INCOMING_TRACE
+        assert all(line["trace_id"] for line in lines)
+
+        found = await metrics(obs)
+        received_total = "junctionbox_webhooks_received_total"
+        assert value(found, received_total, outcome="accepted", reason="") == 1
+        assert value(found, received_total, outcome="duplicate", reason="") == 1
+        assert value(found, received_total, outcome="refused", reason="UNAUTHORIZED") == 1
