@@ -205,7 +205,7 @@ def build_services(settings: Settings) -> Services:
         delivery_logs=DeliveryLogService(db),
         dlq=DlqService(db, queue),
         schedules=ScheduleService(db, queue),
-        scheduled_jobs=build_scheduled_jobs(settings, db, queue, secretbox, http),
+        scheduled_jobs=build_scheduled_jobs(settings, db, queue, secretbox, http, telemetry),
         monitor=Monitor(db, settings, telemetry.metrics),
         analytics=AnalyticsService(db),
         alerting=AlertService(db, secretbox),
@@ -230,12 +230,20 @@ def build_services(settings: Settings) -> Services:
 
 
 def build_scheduled_jobs(
-    settings: Settings, db: Database, queue: JobQueue, secretbox: SecretBox, http: GuardedHttpClient
+    settings: Settings,
+    db: Database,
+    queue: JobQueue,
+    secretbox: SecretBox,
+    http: GuardedHttpClient,
+    telemetry: Telemetry | None = None,
 ) -> ScheduledJobService:
     """Scheduled jobs; ``{{env.NAME}}`` sees the allowlisted variables as set at start."""
     env = {n: os.environ[n] for n in settings.scheduled_jobs_env_names if n in os.environ}
     runner = JobRunner(
-        SqlQueryRunner(settings.database_url), http, max_rows=settings.scheduled_jobs_max_rows
+        SqlQueryRunner(settings.database_url),
+        http,
+        max_rows=settings.scheduled_jobs_max_rows,
+        telemetry=telemetry,
     )
     return ScheduledJobService(
         db,

@@ -9,11 +9,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import orjson
 from sqlalchemy import select
 from tests.integration.delivery_helpers import add_integration
 from tests.integration.inbound_helpers import integration
 from tests.integration.obs_helpers import Obs, observed
+from tests.integration.scheduled_job_helpers import BASE as JOBS
+from tests.integration.scheduled_job_helpers import call, job_body, run_queued
+from tests.integration.test_observability import (
+    INCOMING_SPAN,
+    INCOMING_TRACE,
+    TRACEPARENT,
+    samples,
+    value,
+)
 from tests.integration.webhook_helpers import (
     SENDERS,
     create_source,
@@ -22,8 +30,8 @@ from tests.integration.webhook_helpers import (
     receive_path,
     source_fields,
 )
-from tests.integration.test_observability import INCOMING_SPAN, INCOMING_TRACE, TRACEPARENT, samples, value
 
+from junctionbox.observability.tracing import Tracing
 from junctionbox.store.tables import delivery_logs
 from junctionbox.testing import Behaviour, RecordingSink
 
@@ -88,13 +96,21 @@ async def test_proxied_call_span_traceparent_log_and_metrics(db_url: str, tmp_pa
 
         await obs.services.proxy.logs.flush()
         async with obs.services.db.read() as conn:
-            rows = (await conn.execute(select(delivery_logs.c.trace_id, delivery_logs.c.direction))).all()
+            rows = (
+                await conn.execute(select(delivery_logs.c.trace_id, delivery_logs.c.direction))
+            ).all()
         assert [tuple(r) for r in rows] == [(INCOMING_TRACE, "INBOUND")]
 
         found = await metrics(obs)
-        assert value(found, "integration_requests_total", adapter_id=integration_id, status="success") == 1
+        assert (
+            value(found, "integration_requests_total", adapter_id=integration_id, status="success")
+            == 1
+        )
         assert value(found, "integration_retries_total", adapter_id=integration_id) == 1
-        assert value(found, "integration_request_duration_seconds_count", adapter_id=integration_id) == 1
+        assert (
+            value(found, "integration_request_duration_seconds_count", adapter_id=integration_id)
+            == 1
+        )
         assert value(found, "junctionbox_runs_total", kind="proxy", status="success") == 1
 
 
@@ -108,20 +124,28 @@ async def test_proxied_failure_counts_an_error(db_url: str, tmp_path: Path) -> N
         )
         integration_id = created.json()["id"]
         response = await obs.client.post(
-            f"{PROXY}/appointment-booking?orgId=100", content=b"{}", headers=obs.world.headers["key_a"]
+            f"{PROXY}/appointment-booking?orgId=100",
+            content=b"{}",
+            headers=obs.world.headers["key_a"],
         )
         assert response.status_code == 502
         [call] = by_name(obs)["proxy.call"]
         assert call.status.status_code.name == "ERROR"
         [seen] = sink.requests_to("/book")
         header = seen.header("traceparent")
-        assert header is not None and header.split("-")[2] == hex_span(call)
+        assert header is not None
+        assert header.split("-")[2] == hex_span(call)
         async with obs.services.db.read() as conn:
             [trace_id] = (await conn.execute(select(delivery_logs.c.trace_id))).scalars()
         assert trace_id == f"{call.context.trace_id:032x}"
         found = await metrics(obs)
-        assert value(found, "integration_requests_total", adapter_id=integration_id, status="failure") == 1
-        errors = value(found, "integration_errors_total", adapter_id=integration_id, error_type="SERVER_ERROR")
+        assert (
+            value(found, "integration_requests_total", adapter_id=integration_id, status="failure")
+            == 1
+        )
+        errors = value(
+            found, "integration_errors_total", adapter_id=integration_id, error_type="SERVER_ERROR"
+        )
         assert errors == 1
 
 
@@ -136,7 +160,9 @@ async def test_webhook_to_event_to_delivery_is_one_trace(db_url: str, tmp_path: 
         body = b'{"order": 7}'
         headers = {**sender.headers(body, msg_id="msg_t1"), "content-type": "application/json"}
         obs.spans.clear()
-        sent = await obs.client.post(path, content=body, headers={**headers, "traceparent": TRACEPARENT})
+        sent = await obs.client.post(
+            path, content=body, headers={**headers, "traceparent": TRACEPARENT}
+        )
         again = await obs.client.post(path, content=body, headers=headers)
         bad = await obs.client.post(
             path, content=body, headers={**headers, "webhook-signature": "v1,AAAA"}
@@ -149,9 +175,7 @@ async def test_webhook_to_event_to_delivery_is_one_trace(db_url: str, tmp_path: 
         receives = {s.attributes["webhook.outcome"]: s for s in spans["webhook.receive"]}
         assert set(receives) == {"accepted", "duplicate", "refused"}
         accepted = receives["accepted"]
-        [server] = [
-            s for s in spans["POST /api/v1/webhooks/{source_id}"] if s.parent is not None
-        ]
+        [server] = [s for s in spans["POST /api/v1/webhooks/{source_id}"] if s.parent is not None]
         assert f"{server.parent.span_id:016x}" == INCOMING_SPAN
         assert accepted.parent.span_id == server.context.span_id
         assert receives["refused"].attributes["webhook.refused.reason"] == "UNAUTHORIZED"
@@ -163,7 +187,7 @@ async def test_webhook_to_event_to_delivery_is_one_trace(db_url: str, tmp_path: 
         [event] = await logged_events(obs.services, 100)
         assert event["extensions"]["traceparent"] == f"00-{INCOMING_TRACE}-{hex_span(accepted)}-01"
         lines = await inbound_lines(obs.services, source["id"])
-        assert [line["trace_id"] for line in lines][0] == INCOMING_TRACE
+        assert next(line["trace_id"] for line in lines) == INCOMING_TRACE
         assert all(line["trace_id"] for line in lines)
 
         found = await metrics(obs)
@@ -171,3 +195,78 @@ async def test_webhook_to_event_to_delivery_is_one_trace(db_url: str, tmp_path: 
         assert value(found, received_total, outcome="accepted", reason="") == 1
         assert value(found, received_total, outcome="duplicate", reason="") == 1
         assert value(found, received_total, outcome="refused", reason="UNAUTHORIZED") == 1
+
+
+async def test_scheduled_run_span_tree_traceparent_log_and_metrics(
+    db_url: str, tmp_path: Path
+) -> None:
+    async with RecordingSink() as sink, observed(db_url, tmp_path, [sink.allowlist_entry]) as obs:
+        obs.services.scheduled_jobs.runner.sleep = _no_sleep
+        sink.on("/down", Behaviour(500))
+        ids = []
+        for target in ("/export", "/down"):
+            created = await call(obs.world, "POST", JOBS, json=job_body(sink.url(target)))
+            assert created.status_code == 201, created.text
+            ids.append(created.json()["id"])
+            queued = await call(obs.world, "POST", f"{JOBS}/{ids[-1]}/execute")
+            assert queued.status_code == 202, queued.text
+        obs.spans.clear()
+        assert await run_queued(obs.services) == 2
+
+        spans = by_name(obs)
+        runs = {s.attributes["scheduled_job.id"]: s for s in spans["scheduled_job.run"]}
+        good, bad = runs[ids[0]], runs[ids[1]]
+        assert good.parent is None
+        assert bad.parent is None
+        assert (good.status.status_code.name, bad.status.status_code.name) == ("UNSET", "ERROR")
+        for run in (good, bad):
+            children = [
+                s
+                for s in obs.spans.get_finished_spans()
+                if s.parent is not None and s.parent.span_id == run.context.span_id
+            ]
+            assert [s.name for s in children] == [
+                "scheduled_job.data_fetch",
+                "scheduled_job.transformation",
+                "scheduled_job.delivery",
+            ]
+        [bad_delivery] = [
+            s for s in spans["scheduled_job.delivery"] if s.parent.span_id == bad.context.span_id
+        ]
+        assert bad_delivery.status.status_code.name == "ERROR"
+
+        [received] = sink.requests_to("/export")
+        [good_delivery] = [
+            s for s in spans["scheduled_job.delivery"] if s.parent.span_id == good.context.span_id
+        ]
+        good_trace = f"{good.context.trace_id:032x}"
+        assert received.header("traceparent") == f"00-{good_trace}-{hex_span(good_delivery)}-01"
+        assert len(sink.requests_to("/down")) == 2  # one retry, same traceparent
+        assert len({r.header("traceparent") for r in sink.requests_to("/down")}) == 1
+
+        [log] = (await call(obs.world, "GET", f"{JOBS}/{ids[0]}/logs")).json()["logs"]
+        assert log["traceId"] == good_trace
+        assert log["httpRequest"]["headers"]["traceparent"] == received.header("traceparent")
+
+        found = await metrics(obs)
+        assert value(found, "junctionbox_runs_total", kind="scheduled_job", status="success") == 1
+        assert value(found, "junctionbox_runs_total", kind="scheduled_job", status="failure") == 1
+        assert value(found, "junctionbox_run_duration_seconds_count", kind="scheduled_job") == 2
+
+
+async def test_scheduled_run_without_tracing_still_sends_a_traceparent(
+    db_url: str, tmp_path: Path
+) -> None:
+    async with RecordingSink() as sink, observed(db_url, tmp_path, [sink.allowlist_entry]) as obs:
+        obs.services.telemetry.tracing = Tracing()  # off
+        created = await call(obs.world, "POST", JOBS, json=job_body(sink.url("/export")))
+        job_id = created.json()["id"]
+        await call(obs.world, "POST", f"{JOBS}/{job_id}/execute")
+        assert await run_queued(obs.services) == 1
+        [received] = sink.requests_to("/export")
+        header = received.header("traceparent")
+        assert header is not None
+        version, trace_id, _span, flags = header.split("-")
+        assert (version, flags) == ("00", "00")
+        [log] = (await call(obs.world, "GET", f"{JOBS}/{job_id}/logs")).json()["logs"]
+        assert log["traceId"] == trace_id
