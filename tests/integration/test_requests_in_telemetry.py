@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import select
 from tests.integration.delivery_helpers import add_integration
+from tests.integration.gateway_helpers import configure
 from tests.integration.inbound_helpers import integration
 from tests.integration.obs_helpers import Obs, observed
 from tests.integration.scheduled_job_helpers import BASE as JOBS
@@ -270,3 +271,66 @@ async def test_scheduled_run_without_tracing_still_sends_a_traceparent(
         assert (version, flags) == ("00", "00")
         [log] = (await call(obs.world, "GET", f"{JOBS}/{job_id}/logs")).json()["logs"]
         assert log["traceId"] == trace_id
+
+
+async def test_gateway_route_call_span_traceparent_and_metrics(db_url: str, tmp_path: Path) -> None:
+    async with RecordingSink() as sink, observed(db_url, tmp_path, [sink.allowlist_entry]) as obs:
+        sink.on("/api/v2/orders/7", Behaviour(200, b'{"id": 7}'))
+        sink.on("/api/v2/orders/8", Behaviour(502))
+        configured = await configure(
+            obs.client,
+            obs.world.headers["user_a"],
+            100,
+            {
+                "path": "/orders/{id}",
+                "targetUrl": sink.url("/api"),
+                "targetEndpoint": "/v2/orders/{id}",
+            },
+        )
+        route_id = configured["routeId"]
+        obs.spans.clear()
+        ok = await obs.client.get(
+            "/gw/100/orders/7?key=s3cr3t", headers={"traceparent": TRACEPARENT}
+        )
+        failed = await obs.client.get("/gw/100/orders/8")
+        assert (ok.status_code, failed.status_code) == (200, 502)
+
+        spans = by_name(obs)
+        servers = spans["GET /gw/{org_id}/{path}"]
+        calls = spans["gateway.call"]
+        assert len(servers) == 2
+        assert len(calls) == 2
+        [traced] = [s for s in servers if s.parent is not None]
+        assert f"{traced.parent.span_id:016x}" == INCOMING_SPAN
+        [call_ok] = [s for s in calls if s.parent.span_id == traced.context.span_id]
+        [call_bad] = [s for s in calls if s is not call_ok]
+        assert call_ok.attributes["gateway.route.id"] == route_id
+        assert call_ok.attributes["http.response.status_code"] == 200
+        assert call_bad.attributes["http.response.status_code"] == 502
+        assert call_bad.status.status_code.name == "ERROR"
+        assert not [v for s in calls for v in s.attributes.values() if "s3cr3t" in str(v)]
+        [seen] = sink.requests_to("/api/v2/orders/7")
+        assert seen.header("traceparent") == f"00-{INCOMING_TRACE}-{hex_span(call_ok)}-01"
+
+        found = await metrics(obs)
+        assert (
+            value(found, "integration_requests_total", adapter_id=route_id, status="success") == 1
+        )
+        assert (
+            value(found, "integration_requests_total", adapter_id=route_id, status="failure") == 1
+        )
+        errors = value(
+            found, "integration_errors_total", adapter_id=route_id, error_type="SERVER_ERROR"
+        )
+        assert errors == 1
+        assert value(found, "junctionbox_runs_total", kind="gateway", status="success") == 1
+        served = value(
+            found,
+            "junctionbox_http_requests_total",
+            method="GET",
+            route="/gw/{org_id}/{path}",
+            status="200",
+        )
+        assert served == 1
+        labels = {v for series in found.values() for s in series for v in s.labels.values()}
+        assert not [v for v in labels if "orders" in v or "s3cr3t" in v]

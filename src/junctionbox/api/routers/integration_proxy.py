@@ -14,7 +14,6 @@ serve it if the fast path is not installed).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Final
 
 from fastapi import APIRouter, Request
@@ -27,6 +26,7 @@ from junctionbox.api.deps import request_tenant
 from junctionbox.api.errors import error_response
 from junctionbox.errors import JunctionboxError, ValidationError
 from junctionbox.observability import context
+from junctionbox.observability.http import RouteTemplate
 from junctionbox.services.container import Services
 from junctionbox.services.inbound_proxy import ProxyCall
 
@@ -121,15 +121,7 @@ for _method in METHODS:  # one route per method: each needs its own OpenAPI oper
     )
 
 
-@dataclass(frozen=True, slots=True)
-class _RouteTemplate:
-    """What the telemetry middleware reads of a matched route (``scope["route"].path``):
-    the fast path skips the router, so it names the template itself."""
-
-    path: str
-
-
-_ROUTE: Final = _RouteTemplate(PREFIX + "{type}")
+_ROUTE: Final = RouteTemplate(PREFIX + "{type}")
 
 
 class ProxyFastPath:
