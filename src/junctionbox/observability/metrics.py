@@ -144,6 +144,7 @@ class Metrics:
         self._adapter_label = BoundedLabel(max_adapters)
         self._route_label = BoundedLabel(max_routes)
         self._adapters: dict[str, _Adapter] = {}
+        self._runs: dict[tuple[str, bool], tuple[Counter, Histogram]] = {}
         self.requests = Counter(
             "integration_requests_total",
             "Total number of integration requests",
@@ -275,9 +276,18 @@ class Metrics:
         self.http_duration.labels(method, template).observe(seconds)
 
     def run(self, kind: str, *, success: bool, seconds: float) -> None:
-        """The hook for proxy calls and scheduled runs: ``kind`` is a fixed name."""
-        self.runs.labels(kind, "success" if success else "failure").inc()
-        self.run_duration.labels(kind).observe(seconds)
+        """The hook for proxy calls and scheduled runs: ``kind`` is a fixed name. The label
+        children are looked up once per (kind, outcome): ``labels()`` takes a lock."""
+        key = (kind, success)
+        children = self._runs.get(key)
+        if children is None:
+            outcome = "success" if success else "failure"
+            children = self._runs[key] = (
+                self.runs.labels(kind, outcome),
+                self.run_duration.labels(kind),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

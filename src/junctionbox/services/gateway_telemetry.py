@@ -44,7 +44,6 @@ class UpstreamCall:
         metrics.integration_request(
             self.route_id, success=category is None, seconds=seconds, error_type=category
         )
-        metrics.run("gateway", success=category is None, seconds=seconds)
 
     def annotate(self, span: Span) -> None:
         if self.status is not None:

@@ -729,7 +729,6 @@ class InboundProxy:
         )
         if x.attempts > 1:
             metrics.retried(x.plan.stored.id, x.attempts - 1)
-        metrics.run("proxy", success=category is None, seconds=seconds)
 
     def _dlq_values(self, x: _Exchange, message: str, category: ErrorCategory) -> dict[str, Any]:
         now = utcnow()
