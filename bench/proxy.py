@@ -236,6 +236,9 @@ def junctionbox_env(tmp: Path, port: int, upstream: int) -> dict[str, str]:
         JB_LOG_LEVEL="WARNING",
         JB_ROLES="api",
         JB_SSRF_ALLOWLIST=f"127.0.0.1:{upstream}",
+        # The API rate limits (1,000 per minute per IP by default) would answer most of
+        # the benchmark's calls with 429: the proxy is measured, not the limiter.
+        JB_RATE_LIMIT_ENABLED="false",
     )
     return env
 

@@ -152,6 +152,7 @@ def build_services(settings: Settings) -> Services:
         requests.oauth,
         trusted_proxies=settings.trusted_proxy_list,
         max_transform_bytes=settings.max_body_bytes,
+        telemetry=telemetry,
     )
     limits = EnvelopeLimits(
         max_batch=settings.events_max_batch,
@@ -205,13 +206,15 @@ def build_services(settings: Settings) -> Services:
         delivery_logs=DeliveryLogService(db),
         dlq=DlqService(db, queue),
         schedules=ScheduleService(db, queue),
-        scheduled_jobs=build_scheduled_jobs(settings, db, queue, secretbox, http),
+        scheduled_jobs=build_scheduled_jobs(settings, db, queue, secretbox, http, telemetry),
         monitor=Monitor(db, settings, telemetry.metrics),
         analytics=AnalyticsService(db),
         alerting=AlertService(db, secretbox),
         telemetry=telemetry,
         webhook_sources=webhook_sources,
-        webhooks=WebhookIntake(db, event_log, schemas, webhook_sources, replay_ttl=replay_ttl),
+        webhooks=WebhookIntake(
+            db, event_log, schemas, webhook_sources, replay_ttl=replay_ttl, telemetry=telemetry
+        ),
         gateway=GatewayService(db, secretbox, limiter_backend, http),
         api_limiter=ApiRateLimiter(
             limiter_backend,
@@ -228,12 +231,20 @@ def build_services(settings: Settings) -> Services:
 
 
 def build_scheduled_jobs(
-    settings: Settings, db: Database, queue: JobQueue, secretbox: SecretBox, http: GuardedHttpClient
+    settings: Settings,
+    db: Database,
+    queue: JobQueue,
+    secretbox: SecretBox,
+    http: GuardedHttpClient,
+    telemetry: Telemetry | None = None,
 ) -> ScheduledJobService:
     """Scheduled jobs; ``{{env.NAME}}`` sees the allowlisted variables as set at start."""
     env = {n: os.environ[n] for n in settings.scheduled_jobs_env_names if n in os.environ}
     runner = JobRunner(
-        SqlQueryRunner(settings.database_url), http, max_rows=settings.scheduled_jobs_max_rows
+        SqlQueryRunner(settings.database_url),
+        http,
+        max_rows=settings.scheduled_jobs_max_rows,
+        telemetry=telemetry,
     )
     return ScheduledJobService(
         db,

@@ -9,19 +9,27 @@ bearer token; nothing else may show any canary.
 
 from __future__ import annotations
 
+import base64
 import io
 import logging
 import secrets
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
+import jwt
 import orjson
 from pydantic import SecretStr
 from sqlalchemy import select
+from standardwebhooks.webhooks import Webhook
 from tests.integration.obs_helpers import Obs, observed
+from tests.integration.scheduled_job_helpers import job_body, run_queued
 
 from junctionbox.observability.logging import configure_logging
 from junctionbox.store.tables import metadata
-from junctionbox.testing import RecordingSink
+from junctionbox.testing import Behaviour, RecordingSink
+
+PROXY = "/api/v1/integrations"
 
 OAUTH = f"oauthcanary{secrets.token_hex(8)}"
 COOKIE = f"cookiecanary{secrets.token_hex(8)}"
@@ -154,3 +162,186 @@ async def test_no_canary_secret_leaves_the_encrypted_store(db_url: str, tmp_path
     access = [line for line in lines if line.get("logger") == "junctionbox.access"]
     assert access
     assert all("request_id" in line and "trace_id" in line for line in access)
+
+
+# --- the requests-in side: inbound proxy, gateway routes, webhook receiver, scheduled jobs ---
+
+INBOUND_KEY = f"inboundkeycanary{secrets.token_hex(8)}"
+CLIENT_SECRET = f"clientsecretcanary{secrets.token_hex(8)}"
+ACCESS_TOKEN = f"accesstokencanary{secrets.token_hex(8)}"
+GATEWAY_JWT_SECRET = f"gwjwtsecretcanary{secrets.token_hex(16)}"
+WEBHOOK_SECRET = f"whsec_{base64.b64encode(secrets.token_bytes(24)).decode()}"
+JOB_DB_PASSWORD = f"jobdbpasscanary{secrets.token_hex(8)}"
+JOB_BEARER = f"jobbearercanary{secrets.token_hex(8)}"
+
+
+async def exercise_requests_in(obs: Obs, sink: RecordingSink, answers: list[str]) -> str:
+    """The proxy (inbound key, OAuth client secret and token), a gateway JWT route, a
+    webhook source, scheduled jobs (a connection string with a password, a bearer token);
+    returns the gateway JWT the client sent."""
+    user, key = obs.world.headers["user_a"], obs.world.headers["key_a"]
+    token_type = {"Content-Type": "application/json"}
+    grant = orjson.dumps({"access_token": ACCESS_TOKEN, "expires_in": 3600})
+    sink.on("/token", Behaviour(200, grant, token_type))
+    sink.on("/book", Behaviour(201, b"{}"), Behaviour(500))
+    created = await obs.client.post(
+        "/api/v1/inbound-integrations?orgId=100",
+        json={
+            "name": "canary proxy",
+            "type": "canary-proxy",
+            "targetUrl": sink.url("/book"),
+            "httpMethod": "POST",
+            "inboundAuthType": "API_KEY",
+            "inboundAuthConfig": {"value": INBOUND_KEY},
+            "outgoingAuthType": "OAUTH2",
+            "outgoingAuthConfig": {
+                "tokenUrl": sink.url("/token"),
+                "clientId": "client",
+                "clientSecret": CLIENT_SECRET,
+            },
+        },
+        headers=user,
+    )
+    assert created.status_code == 201, created.text
+    answers.append(created.text)
+    answers.append((await obs.client.get("/api/v1/inbound-integrations", headers=user)).text)
+    proxied = f"{PROXY}/canary-proxy?orgId=100"
+    for inbound in (INBOUND_KEY, INBOUND_KEY, INBOUND_KEY + "x"):
+        headers = {**key, "x-integration-key": inbound, "cookie": f"s={COOKIE}"}
+        answers.append((await obs.client.post(proxied, content=b"{}", headers=headers)).text)
+    booked = sink.requests_to("/book")
+    assert booked[0].header("authorization") == f"Bearer {ACCESS_TOKEN}"  # the upstream gets it
+    await obs.services.proxy.logs.flush()
+
+    route = {
+        "path": "/reports",
+        "targetUrl": sink.url("/gw"),
+        "authentication": {"type": "JWT", "jwt": {"secret": GATEWAY_JWT_SECRET}},
+    }
+    configured = await obs.client.post(
+        "/api/v1/integration/api-gateway/configure?orgId=100", json=route, headers=user
+    )
+    assert configured.status_code in (200, 201), configured.text
+    answers.append(configured.text)
+    client_jwt = jwt.encode({"sub": "c1", "exp": int(time.time()) + 300}, GATEWAY_JWT_SECRET)
+    ok = await obs.client.get("/gw/100/reports", headers={"authorization": f"Bearer {client_jwt}"})
+    assert ok.status_code == 200, ok.text
+    bad = jwt.encode({"sub": "c1"}, GATEWAY_JWT_SECRET + "x")
+    answers.append(
+        (await obs.client.get("/gw/100/reports", headers={"authorization": f"Bearer {bad}"})).text
+    )
+
+    source = await obs.client.post(
+        "/api/v1/webhook-sources",
+        json={
+            "name": "canary source",
+            "eventType": "order.paid",
+            "verification": {"scheme": "STANDARD_WEBHOOKS", "secret": WEBHOOK_SECRET},
+        },
+        headers=user,
+    )
+    assert source.status_code == 201, source.text
+    answers.append(source.text)
+    body = b'{"paid": 1}'
+    sent = datetime.now(UTC)
+    signed = {
+        "webhook-id": "msg_canary",
+        "webhook-timestamp": str(int(sent.timestamp())),
+        "webhook-signature": Webhook(WEBHOOK_SECRET).sign("msg_canary", sent, body),
+        "content-type": "application/json",
+    }
+    path = f"/api/v1/webhooks/{source.json()['id']}"
+    accepted = await obs.client.post(path, content=body, headers=signed)
+    assert accepted.status_code == 202, accepted.text
+    forged = {**signed, "webhook-id": "msg_forged", "authorization": f"Bearer {OAUTH}"}
+    answers.append((await obs.client.post(path, content=body, headers=forged)).text)
+
+    admin = obs.world.headers["admin"]  # SQL data sources need the ADMIN role
+    for data_source, target in (
+        (
+            {
+                "type": "SQL",
+                "query": "SELECT 1 AS one",
+                "connectionString": f"postgresql://jb:{JOB_DB_PASSWORD}@127.0.0.1:1/jb",
+            },
+            sink.url("/job"),
+        ),
+        ({"type": "SQL", "query": "SELECT id FROM entities WHERE id = 100"}, sink.url("/job")),
+    ):
+        job = await obs.client.post(
+            "/api/v1/scheduled-jobs?orgId=100",
+            json=job_body(
+                target,
+                dataSource=data_source,
+                outgoingAuthType="BEARER",
+                outgoingAuthConfig={"token": JOB_BEARER},
+            ),
+            headers=admin,
+        )
+        assert job.status_code == 201, job.text
+        answers.append(job.text)
+        await obs.client.post(
+            f"/api/v1/scheduled-jobs/{job.json()['id']}/execute?orgId=100", headers=admin
+        )
+    assert await run_queued(obs.services) == 2
+    assert sink.requests_to("/job")[0].header("authorization") == f"Bearer {JOB_BEARER}"
+    answers.append((await obs.client.get("/api/v1/scheduled-jobs?orgId=100", headers=admin)).text)
+    for path in ("/api/v1/logs", "/api/v1/logs?direction=INBOUND", "/api/v1/dlq"):
+        answers.append((await obs.client.get(path, headers=admin)).text)
+    return client_jwt
+
+
+async def test_no_canary_leaves_through_the_requests_in_side(db_url: str, tmp_path: Path) -> None:
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    buffer = io.StringIO()
+    configure_logging("json", "INFO", stream=buffer)
+    answers: list[str] = []
+    try:
+        async with (
+            RecordingSink() as sink,
+            observed(db_url, tmp_path, [sink.allowlist_entry]) as obs,
+        ):
+            obs.services.scheduled_jobs.runner.sleep = _no_sleep
+            client_jwt = await exercise_requests_in(obs, sink, answers)
+            metrics = (await obs.client.get("/metrics")).text
+            spans = "\n".join(s.to_json() for s in obs.spans.get_finished_spans())
+            stored = await stored_text(obs)
+    finally:
+        root.handlers[:] = saved_handlers
+        root.setLevel(saved_level)
+    canaries = {
+        "inbound api key": INBOUND_KEY,
+        "oauth client secret": CLIENT_SECRET,
+        "oauth access token": ACCESS_TOKEN,
+        "gateway jwt secret": GATEWAY_JWT_SECRET,
+        "gateway client jwt": client_jwt,
+        "webhook secret": WEBHOOK_SECRET,
+        "webhook secret body": WEBHOOK_SECRET.removeprefix("whsec_"),
+        "job db password": JOB_DB_PASSWORD,
+        "job bearer": JOB_BEARER,
+        "cookie": COOKIE,
+        "authorization": OAUTH,
+    }
+    places = {
+        "logs": buffer.getvalue(),
+        "traces": spans,
+        "metrics": metrics,
+        "answers and error bodies": "\n".join(answers),
+        "stored records": stored,
+    }
+    assert "proxy.call" in spans
+    assert "gateway.call" in spans
+    assert "webhook.receive" in spans
+    assert "scheduled_job.run" in spans
+    leaks = [
+        (canary, place)
+        for canary, value in canaries.items()
+        for place, text in places.items()
+        if value in text
+    ]
+    assert leaks == [], leaks
+
+
+async def _no_sleep(_: float) -> None:
+    return None

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from opentelemetry.trace import SpanKind, get_current_span
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from junctionbox.api.errors import error_response
@@ -29,6 +30,7 @@ from junctionbox.connectors.http_client import (
 )
 from junctionbox.domain.gateway import safe_request_path
 from junctionbox.domain.netguard import TargetRefusedError
+from junctionbox.domain.retry import ErrorCategory
 from junctionbox.errors import (
     ForbiddenError,
     JunctionboxError,
@@ -38,6 +40,8 @@ from junctionbox.errors import (
     UpstreamTimeoutError,
     ValidationError,
 )
+from junctionbox.observability.http import RouteTemplate
+from junctionbox.observability.tracing import outbound_traceparent
 from junctionbox.services.container import Services
 from junctionbox.services.gateway import Match, RouteTable
 from junctionbox.services.gateway_cache import cacheable
@@ -51,10 +55,12 @@ from junctionbox.services.gateway_requests import (
     response_headers,
     transform_body,
 )
+from junctionbox.services.gateway_telemetry import UpstreamCall
 from junctionbox.services.rate_limit_backends import RateDecision
 
 log = logging.getLogger(__name__)
 PREFIX = "/gw"
+_ROUTE = RouteTemplate(PREFIX + "/{org_id}/{path}")
 
 
 @dataclass
@@ -92,6 +98,7 @@ class GatewayMiddleware:
         if scope["type"] == "http" and (
             scope["path"].startswith(PREFIX + "/") or scope["path"] == PREFIX
         ):
+            scope["route"] = _ROUTE  # spans and HTTP metrics by template, not raw path
             await self.proxy(scope, receive, send)
             return
         await self.app(scope, receive, send)
@@ -226,12 +233,45 @@ class GatewayProxy:
         method: str,
         send: Send,
     ) -> None:
+        """The upstream call, within a ``gateway.call`` span when tracing is on (off: no
+        span; the caller's ``traceparent``, or a fresh one, goes upstream), measured."""
+        tracing = self.svc.telemetry.tracing
+        call = UpstreamCall(route.id, time.perf_counter())
+        args = (route, target, upstream, extra, cache_key, method, send, call)
+        if not tracing.recording:
+            call.traceparent = outbound_traceparent(get_current_span())[0]
+            try:
+                await self._exchange(*args)
+            finally:
+                call.measure(self.svc.telemetry.metrics)
+            return
+        attributes = {"gateway.route.id": route.id, "http.request.method": upstream.method}
+        with tracing.span("gateway.call", kind=SpanKind.CLIENT, attributes=attributes) as span:
+            call.traceparent = outbound_traceparent(span)[0]
+            try:
+                await self._exchange(*args)
+            finally:
+                call.measure(self.svc.telemetry.metrics)
+                call.annotate(span)
+
+    async def _exchange(
+        self,
+        route: CompiledRoute,
+        target: Any,
+        upstream: UpstreamPlan,
+        extra: dict[str, str],
+        cache_key: tuple[str, ...] | None,
+        method: str,
+        send: Send,
+        call: UpstreamCall,
+    ) -> None:
         balancer = route.balancer
         try:
             async with self.gateway.http.stream(
-                upstream.method, upstream.url, headers=upstream.headers,
+                upstream.method, upstream.url, headers=call.headers(upstream.headers),
                 body=upstream.body, timeout_seconds=route.timeout,
             ) as response:  # fmt: skip
+                call.status = response.status
                 ok = response.status < 500
                 target.record(ok, time.monotonic(), balancer.threshold, balancer.cooldown,
                               f"HTTP {response.status}")  # fmt: skip
@@ -241,12 +281,15 @@ class GatewayProxy:
                     return
                 await self._buffered(send, response, route, extra, cache_key, method)
         except TargetRefusedError as exc:
+            call.error_type = ErrorCategory.NETWORK_ERROR.value
             raise UpstreamError("the upstream address is refused by the SSRF guard") from exc
         except OutboundTimeoutError as exc:
+            call.error_type = ErrorCategory.TIMEOUT.value
             target.record(False, time.monotonic(), balancer.threshold, balancer.cooldown,
                           "timeout")  # fmt: skip
             raise UpstreamTimeoutError("the upstream did not answer in time") from exc
         except OutboundNetworkError as exc:
+            call.error_type = ErrorCategory.NETWORK_ERROR.value
             target.record(False, time.monotonic(), balancer.threshold, balancer.cooldown,
                           exc.kind.value)  # fmt: skip
             raise UpstreamError(f"the upstream failed: {exc.kind.value}") from exc

@@ -5,11 +5,21 @@ every log line of the request, the access log included, carries the trace id."""
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from junctionbox.observability.telemetry import Telemetry
+
+
+@dataclass(frozen=True, slots=True)
+class RouteTemplate:
+    """A route as this middleware reads it (``scope["route"].path``): the ASGI fast paths
+    (inbound proxy, gateway) skip the router and name their template themselves, so that
+    their spans and metrics are by template, never by raw path."""
+
+    path: str
 
 
 def _carrier(scope: Scope) -> dict[str, str]:

@@ -144,6 +144,7 @@ class Metrics:
         self._adapter_label = BoundedLabel(max_adapters)
         self._route_label = BoundedLabel(max_routes)
         self._adapters: dict[str, _Adapter] = {}
+        self._runs: dict[tuple[str, bool], tuple[Counter, Histogram]] = {}
         self.requests = Counter(
             "integration_requests_total",
             "Total number of integration requests",
@@ -210,6 +211,12 @@ class Metrics:
             buckets=SEED_BUCKETS,
             registry=r,
         )
+        self.webhooks = Counter(
+            "junctionbox_webhooks_received_total",
+            "Webhooks received, by outcome and (refused) reason",
+            ["outcome", "reason"],
+            registry=r,
+        )
         self.store = StoreCollector()
         r.register(self.store)
 
@@ -242,6 +249,15 @@ class Metrics:
         if retry:
             a.retries.inc()
 
+    def retried(self, adapter_id: str, count: int) -> None:
+        """``count`` retries of one call (the proxies retry within a call)."""
+        self._adapter(adapter_id).retries.inc(count)
+
+    def webhook_received(self, outcome: str, reason: str = "") -> None:
+        """One received webhook: ``accepted``, ``duplicate`` or ``refused`` with the error
+        code as ``reason`` (a fixed set: NOT_FOUND, UNAUTHORIZED, CONFLICT, ...)."""
+        self.webhooks.labels(outcome, reason).inc()
+
     def integration_error(self, adapter_id: str, error_type: str) -> None:
         """A failure without a request (circuit open, transform error, ...)."""
         self.errors.labels(self._adapter_label(adapter_id), error_type).inc()
@@ -260,9 +276,18 @@ class Metrics:
         self.http_duration.labels(method, template).observe(seconds)
 
     def run(self, kind: str, *, success: bool, seconds: float) -> None:
-        """The hook for proxy calls and scheduled runs: ``kind`` is a fixed name."""
-        self.runs.labels(kind, "success" if success else "failure").inc()
-        self.run_duration.labels(kind).observe(seconds)
+        """The hook for proxy calls and scheduled runs: ``kind`` is a fixed name. The label
+        children are looked up once per (kind, outcome): ``labels()`` takes a lock."""
+        key = (kind, success)
+        children = self._runs.get(key)
+        if children is None:
+            outcome = "success" if success else "failure"
+            children = self._runs[key] = (
+                self.runs.labels(kind, outcome),
+                self.run_duration.labels(kind),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

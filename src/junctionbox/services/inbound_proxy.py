@@ -33,13 +33,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 from urllib.parse import urlencode, urlsplit
 
 import orjson
+from opentelemetry.trace import Span, SpanKind, get_current_span
 
 from junctionbox.connectors.http_client import (
     GuardedHttpClient,
@@ -83,6 +84,8 @@ from junctionbox.expr import (
     Transformer,
     compile_transformer,
 )
+from junctionbox.observability.telemetry import Telemetry
+from junctionbox.observability.tracing import mark_error, outbound_traceparent
 from junctionbox.services.inbound_log import InboundLogWriter
 from junctionbox.services.lookups import LookupService
 from junctionbox.services.outbound_request import _ACTIVE_LOOKUPS, _CONTEXT_LOOKUPS, mask_url
@@ -293,6 +296,9 @@ class _Exchange:
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b""
     attempts: int = 0
+    traceparent: str = ""  # sent upstream; its trace id is the delivery log's traceId
+    trace_id: str = ""
+    status: int | None = None  # the upstream's, once answered
     started: float = field(default_factory=time.perf_counter)
     created_at: datetime = field(default_factory=utcnow)
 
@@ -312,6 +318,7 @@ class InboundProxy:
         trusted_proxies: Sequence[str] = (),
         max_transform_bytes: int = 10 * 1024 * 1024,
         log_writer: InboundLogWriter | None = None,
+        telemetry: Telemetry | None = None,
         clock: Any = time.time,
         sleep: Any = asyncio.sleep,
     ) -> None:
@@ -324,6 +331,7 @@ class InboundProxy:
         self.max_transform_bytes = max_transform_bytes
         self.logs = log_writer or InboundLogWriter(db)
         self.limiter = ProxyRateLimiter()
+        self.telemetry = telemetry or Telemetry()
         self.clock = clock
         self.sleep = sleep
         self.plans: ReadCache[tuple[int, str], ProxyPlan | None] = ReadCache(PLAN_TTL)
@@ -364,6 +372,33 @@ class InboundProxy:
 
     async def handle(self, tenant: TenantContext, call: ProxyCall) -> ProxyAnswer:
         plan = await self.plan_for(tenant, call.type)
+        tracing = self.telemetry.tracing
+        if not tracing.recording:  # tracing off: no span, the caller's traceparent goes on
+            return await self._handle(tenant, call, plan, outbound_traceparent(get_current_span()))
+        attributes = {
+            "adapter.id": plan.stored.id,
+            "integration.type": call.type,
+            "http.request.method": call.method,
+            "tenant.id": tenant.org_id,
+        }
+        with tracing.span("proxy.call", kind=SpanKind.CLIENT, attributes=attributes) as span:
+            exchange: list[_Exchange] = []
+            try:
+                return await self._handle(
+                    tenant, call, plan, outbound_traceparent(span), exchange.append
+                )
+            finally:
+                if exchange:
+                    _annotate(span, exchange[0])
+
+    async def _handle(
+        self,
+        tenant: TenantContext,
+        call: ProxyCall,
+        plan: ProxyPlan,
+        trace: tuple[str, str],
+        seen: Callable[[_Exchange], None] | None = None,
+    ) -> ProxyAnswer:
         if call.method not in plan.methods:
             raise _MethodNotAllowed(plan.allow)
         check_framing(call.headers)
@@ -375,6 +410,9 @@ class InboundProxy:
                 "rate limit of this integration exceeded", headers=dict(quota.headers())
             )
         exchange = _Exchange(plan, tenant.org_id, call)
+        exchange.traceparent, exchange.trace_id = trace
+        if seen is not None:
+            seen(exchange)
         await self._prepare(exchange)
         answer = await self._send(exchange)
         if quota is not None:
@@ -402,6 +440,9 @@ class InboundProxy:
         headers += forwarded_headers(
             call.headers, peer=call.peer, scheme=call.scheme, host=call.host, trusted=trusted
         )
+        # Our span's context replaces the caller's (tracing off: the caller's, unchanged).
+        headers = [(k, v) for k, v in headers if k.lower() != "traceparent"]
+        headers.append(("traceparent", x.traceparent))
         x.headers = headers
 
     async def _auth_headers(self, plan: ProxyPlan) -> list[tuple[str, str]]:
@@ -466,6 +507,7 @@ class InboundProxy:
         self, x: _Exchange, upstream: StreamedResponse, stack: contextlib.AsyncExitStack
     ) -> ProxyAnswer:
         plan = x.plan
+        x.status = upstream.status
         if plan.response is not None and 200 <= upstream.status < 300:
             try:
                 return await self._transformed(x, upstream)
@@ -607,7 +649,7 @@ class InboundProxy:
             response_headers=response_headers,
             response_body=response_body,
             correlation_id=x.call.correlation_id,
-            trace_id=x.call.request_id,
+            trace_id=x.trace_id,
             signature=None,
             trigger_type=TRIGGER,
             action_name=None,
@@ -642,6 +684,7 @@ class InboundProxy:
             error=error,
             category=category,
         )
+        self._measure(x, status, category)
         await self.logs.record(row)
 
     async def _failed(
@@ -664,6 +707,7 @@ class InboundProxy:
             error=message,
             category=category.value,
         )
+        self._measure(x, upstream.status if upstream else None, category.value)
         try:
             async with self.db.write() as conn:
                 await insert_attempts(conn, [row])
@@ -674,6 +718,17 @@ class InboundProxy:
             UpstreamTimeoutError(message) if status == 504 else UpstreamError(message)
         )
         return error
+
+    def _measure(self, x: _Exchange, status: int | None, category: str | None) -> None:
+        """Seed 001's integration metrics for one call (``adapter_id``: the integration)."""
+        x.status = status
+        seconds = time.perf_counter() - x.started
+        metrics = self.telemetry.metrics
+        metrics.integration_request(
+            x.plan.stored.id, success=category is None, seconds=seconds, error_type=category
+        )
+        if x.attempts > 1:
+            metrics.retried(x.plan.stored.id, x.attempts - 1)
 
     def _dlq_values(self, x: _Exchange, message: str, category: ErrorCategory) -> dict[str, Any]:
         now = utcnow()
@@ -706,7 +761,7 @@ class InboundProxy:
             "attempt_count": 0,
             "max_retries": 0,
             "next_retry_at": None,
-            "trace_id": x.call.request_id,
+            "trace_id": x.trace_id,
             "created_at": now,
             "updated_at": now,
         }
@@ -722,6 +777,14 @@ class _MethodNotAllowed(JunctionboxError):
         super().__init__(
             f"method not allowed; this integration accepts {allow}", headers={"allow": allow}
         )
+
+
+def _annotate(span: Span, x: _Exchange) -> None:
+    span.set_attribute("proxy.attempts", x.attempts)
+    if x.status is not None:
+        span.set_attribute("http.response.status_code", x.status)
+        if x.status >= 500:
+            mark_error(span, f"upstream answered HTTP {x.status}")
 
 
 def _small(headers: Sequence[tuple[str, str]]) -> bool:

@@ -23,12 +23,15 @@ import random
 import time
 import traceback
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Final
 
 import orjson
+from opentelemetry.context import Context
+from opentelemetry.trace import Span, SpanKind, get_current_span
 
 from junctionbox.connectors.http_client import GuardedHttpClient, OutboundNetworkError
 from junctionbox.connectors.job_sources import (
@@ -45,6 +48,8 @@ from junctionbox.domain.redaction import redact_text
 from junctionbox.domain.retry import Decision, classify
 from junctionbox.errors import JunctionboxError
 from junctionbox.expr import DEFAULT_LIMITS, ExpressionCache, Limits, compile_transformer
+from junctionbox.observability.telemetry import Telemetry
+from junctionbox.observability.tracing import mark_error, outbound_traceparent
 from junctionbox.services.outbound_request import PreparedRequest, mask_url
 from junctionbox.services.outgoing_auth import (
     OAuthTokenCache,
@@ -146,7 +151,9 @@ class JobRunner:
         oauth: OAuthTokenCache | None = None,
         limits: Limits = DEFAULT_LIMITS,
         sleep: Sleep = asyncio.sleep,
+        telemetry: Telemetry | None = None,
     ) -> None:
+        self.telemetry = telemetry or Telemetry()
         self.sql = sql
         self.http = http
         self.max_rows = max_rows
@@ -173,29 +180,53 @@ class JobRunner:
         self, config: JobConfig, run: RunInput, on_stage: OnStage | None = None
     ) -> RunLog:
         """Run the stages; ``on_stage`` hears of each stage as it starts (the worker records
-        it, so an interrupted run's log names the stage it was in)."""
+        it, so an interrupted run's log names the stage it was in). Within a
+        ``scheduled_job.run`` span, a new trace per run; its trace id is the run log's."""
         log = RunLog()
         started = time.perf_counter()
-        try:
-            await self._stages(config, run, log, on_stage or _ignore)
-        finally:
-            log.set(duration_ms=int((time.perf_counter() - started) * 1000))
+        attributes = {
+            "scheduled_job.id": run.job_id,
+            "scheduled_job.run_id": run.run_id,
+            "scheduled_job.trigger": run.trigger,
+            "tenant.id": run.org_id,
+        }
+        tracing = self.telemetry.tracing
+        with tracing.span("scheduled_job.run", parent=_NEW_TRACE, attributes=attributes) as span:
+            traceparent, trace_id = outbound_traceparent(span)
+            log.set(trace_id=trace_id)
+            try:
+                await self._stages(config, run, log, on_stage or _ignore, traceparent)
+            finally:
+                seconds = time.perf_counter() - started
+                log.set(duration_ms=int(seconds * 1000))
+                self.telemetry.metrics.run(
+                    "scheduled_job", success=log.status == SUCCESS, seconds=seconds
+                )
+                if span.is_recording():
+                    span.set_attribute("scheduled_job.status", log.status)
+                    if log.status != SUCCESS:
+                        mark_error(span, f"failed in {log.stage}")
         return log
 
+    def _stage(self, stage: Stage, log: RunLog) -> AbstractContextManager[Span]:
+        """A child span per stage; an error status when the stage failed."""
+        return _StageSpan(self.telemetry, stage, log)
+
     async def _stages(
-        self, config: JobConfig, run: RunInput, log: RunLog, on_stage: OnStage
+        self, config: JobConfig, run: RunInput, log: RunLog, on_stage: OnStage, traceparent: str
     ) -> None:
-        try:
-            fetched = await self.fetch(
-                config.source,
-                run.connection_string,
-                run.variables,
-                max_rows=self.max_rows,
-                timeout_s=config.timeout_ms / 1000,
-            )
-        except Exception as exc:
-            log.fail(Stage.DATA_FETCH, exc)
-            return
+        with self._stage(Stage.DATA_FETCH, log):
+            try:
+                fetched = await self.fetch(
+                    config.source,
+                    run.connection_string,
+                    run.variables,
+                    max_rows=self.max_rows,
+                    timeout_s=config.timeout_ms / 1000,
+                )
+            except Exception as exc:
+                log.fail(Stage.DATA_FETCH, exc)
+                return
         data, truncated = cap_json(fetched.data, DATA_CAP_BYTES)
         log.set(
             data_fetch_stage=SUCCESS,
@@ -205,22 +236,26 @@ class JobRunner:
         )
         log.stage = Stage.TRANSFORMATION
         await on_stage(log.stage)
-        try:
-            payload = await self._transform(config, run, fetched)
-            orjson.dumps(payload)  # must be JSON to be sent
-        except Exception as exc:
-            log.fail(Stage.TRANSFORMATION, exc)
-            return
+        with self._stage(Stage.TRANSFORMATION, log):
+            try:
+                payload = await self._transform(config, run, fetched)
+                orjson.dumps(payload)  # must be JSON to be sent
+            except Exception as exc:
+                log.fail(Stage.TRANSFORMATION, exc)
+                return
         log.set(
             transformation_stage=SUCCESS,
             transformed_payload=cap_json(payload, PAYLOAD_CAP_BYTES)[0],
         )
         log.stage = Stage.DELIVERY
         await on_stage(log.stage)
-        try:
-            await self._deliver(config, run, payload, log)
-        except Exception as exc:
-            log.fail(Stage.DELIVERY, exc)
+        with self._stage(Stage.DELIVERY, log) as span:
+            try:
+                await self._deliver(
+                    config, run, payload, log, _child_traceparent(span, traceparent)
+                )
+            except Exception as exc:
+                log.fail(Stage.DELIVERY, exc)
 
     async def _transform(self, config: JobConfig, run: RunInput, fetched: Fetched) -> Any:
         transformation = config.transformation
@@ -250,13 +285,15 @@ class JobRunner:
         # QuickJS releases the GIL and JSONata yields it: run off the event loop.
         return await asyncio.to_thread(transformer.transform, document, metadata)
 
-    async def _deliver(self, config: JobConfig, run: RunInput, payload: Any, log: RunLog) -> None:
+    async def _deliver(
+        self, config: JobConfig, run: RunInput, payload: Any, log: RunLog, traceparent: str
+    ) -> None:
         auth = static_auth(config.auth, run.job_id)
         body = orjson.dumps(payload)
         policy = config.retry_policy
         attempt = 0
         while True:
-            request = await self._request(config, run, auth, body)
+            request = await self._request(config, run, auth, body, traceparent)
             log.set(
                 delivery_attempts=attempt + 1,
                 http_request={
@@ -281,12 +318,13 @@ class JobRunner:
             attempt += 1
 
     async def _request(
-        self, config: JobConfig, run: RunInput, auth: StaticAuth, body: bytes
+        self, config: JobConfig, run: RunInput, auth: StaticAuth, body: bytes, traceparent: str
     ) -> PreparedRequest:
         headers = [
             ("content-type", "application/json"),
             ("user-agent", self.http.user_agent),
             ("idempotency-key", run.run_id),
+            ("traceparent", traceparent),
         ]
         credentials_from = len(headers)
         headers += auth.headers
@@ -330,6 +368,42 @@ class JobRunner:
         )
         verdict = classify(result.status, now=time.time())
         return verdict.decision, DeliveryFailed(f"target answered HTTP {result.status}")
+
+
+# A run starts its own trace (it is not a child of whatever task claimed it).
+_NEW_TRACE: Final = Context()
+
+
+class _StageSpan:
+    """``scheduled_job.<stage>``: the stage's span, marked as an error when the run failed
+    in it (the stages catch their own errors into the log, so nothing propagates)."""
+
+    __slots__ = ("_inner", "log", "stage", "telemetry")
+
+    def __init__(self, telemetry: Telemetry, stage: Stage, log: RunLog) -> None:
+        self.telemetry, self.stage, self.log = telemetry, stage, log
+        self._inner: AbstractContextManager[Span] | None = None
+
+    def __enter__(self) -> Span:
+        self._inner = self.telemetry.tracing.span(
+            f"scheduled_job.{self.stage.lower()}",
+            kind=SpanKind.CLIENT if self.stage is Stage.DELIVERY else SpanKind.INTERNAL,
+            attributes={"scheduled_job.stage": str(self.stage)},
+        )
+        return self._inner.__enter__()
+
+    def __exit__(self, *exc_info: Any) -> bool | None:
+        span = get_current_span()
+        context = self.log.fields.get("error_context")
+        if span.is_recording() and context and context.get("stage") == str(self.stage):
+            mark_error(span, str(context.get("type") or "failed"))
+        assert self._inner is not None
+        return self._inner.__exit__(*exc_info)
+
+
+def _child_traceparent(span: Span, fallback: str) -> str:
+    """The delivery stage's context (tracing off: the run's, as generated)."""
+    return outbound_traceparent(span)[0] if span.get_span_context().is_valid else fallback
 
 
 class DeliveryFailed(JunctionboxError):

@@ -58,6 +58,8 @@ from junctionbox.errors import (
     NotFoundError,
     UnprocessableError,
 )
+from junctionbox.observability.telemetry import Telemetry
+from junctionbox.observability.tracing import stamp_traceparent, trace_ids
 from junctionbox.services.event_log import EventLog
 from junctionbox.services.schema_registry import SchemaRegistry
 from junctionbox.services.webhook_sources import WebhookSourceService
@@ -115,8 +117,10 @@ class WebhookIntake:
         *,
         replay_ttl: timedelta,
         clock: Callable[[], datetime] = utcnow,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.db = db
+        self.telemetry = telemetry or Telemetry()
         self.event_log = event_log
         self.schemas = schemas
         self.sources = sources
@@ -124,6 +128,27 @@ class WebhookIntake:
         self.clock = clock
 
     async def receive(self, request: InboundRequest) -> Accepted:
+        """Receive within a ``webhook.receive`` span (a child of the server span, which
+        continues the sender's ``traceparent``), counted by outcome."""
+        attributes = {"webhook.source.id": request.source_id}
+        metrics = self.telemetry.metrics
+        with self.telemetry.tracing.span("webhook.receive", attributes=attributes) as span:
+            try:
+                accepted = await self._receive(request)
+            except JunctionboxError as exc:
+                metrics.webhook_received("refused", exc.code)
+                if span.is_recording():
+                    span.set_attribute("webhook.outcome", "refused")
+                    span.set_attribute("webhook.refused.reason", exc.code)
+                raise
+            outcome = "duplicate" if accepted.duplicate else "accepted"
+            metrics.webhook_received(outcome)
+            if span.is_recording():
+                span.set_attribute("webhook.outcome", outcome)
+                span.set_attribute("event.id", accepted.event_id)
+            return accepted
+
+    async def _receive(self, request: InboundRequest) -> Accepted:
         started = time.perf_counter()
         async with self.db.read() as conn:
             found = await queries.source_for_receipt(conn, request.source_id)
@@ -207,6 +232,9 @@ class WebhookIntake:
             data_content_type=content_type,
             extensions={"jbwebhooksource": row.id},
         )
+        # The receive span's context (or the sender's traceparent, tracing off) goes with
+        # the event, as publish does: the deliveries continue the sender's trace.
+        stamp_traceparent([draft.extensions])
         return _Parsed(draft, hashlib.sha256(body).hexdigest())
 
     async def _check_schema(self, org_id: int, parent_id: int | None, draft: EventDraft) -> None:
@@ -328,7 +356,7 @@ class WebhookIntake:
             response_headers=None,
             response_body=None,
             correlation_id=_message_hint(request.headers),
-            trace_id=None,
+            trace_id=_trace_id(),
             signature=None,
             trigger_type=Trigger.EVENT.value,
             action_name=None,
@@ -376,6 +404,11 @@ def _document(
         if content_type is None:
             return None, False
         raise MalformedBodyError("the body is not valid JSON, as its content type says") from None
+
+
+def _trace_id() -> str | None:
+    found = trace_ids()
+    return found[0] if found is not None else None
 
 
 def _message_hint(headers: Mapping[str, str]) -> str | None:

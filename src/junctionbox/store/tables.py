@@ -547,6 +547,7 @@ scheduled_job_logs = Table(
     Column("delivery_attempts", Integer, nullable=False),
     Column("error_context", PortableJSON),
     Column("created_at", UTCDateTime(), nullable=False),
+    Column("trace_id", String(32)),  # the run's trace (migration 0009)
     UniqueConstraint("job_id", "run_key"),
     Index(None, "org_id", "job_id", "created_at"),
     Index(None, "status", "created_at"),

@@ -26,6 +26,7 @@ from junctionbox.api.deps import request_tenant
 from junctionbox.api.errors import error_response
 from junctionbox.errors import JunctionboxError, ValidationError
 from junctionbox.observability import context
+from junctionbox.observability.http import RouteTemplate
 from junctionbox.services.container import Services
 from junctionbox.services.inbound_proxy import ProxyCall
 
@@ -120,6 +121,9 @@ for _method in METHODS:  # one route per method: each needs its own OpenAPI oper
     )
 
 
+_ROUTE: Final = RouteTemplate(PREFIX + "{type}")
+
+
 class ProxyFastPath:
     """Serves ``/api/v1/integrations/{type}…`` directly; everything else goes on."""
 
@@ -134,6 +138,7 @@ class ProxyFastPath:
             await self.app(scope, receive, send)
             return
         scope["path_params"] = {"type": kind}
+        scope["route"] = _ROUTE  # the server span and HTTP metrics by template, not raw path
         try:
             response = await _proxy(Request(scope, receive))
         except JunctionboxError as exc:

@@ -103,6 +103,9 @@ class RunOut(ApiModel):
     delivery_attempts: int
     error_context: dict[str, Any] | None
     created_at: datetime
+    trace_id: str | None = Field(
+        None, description="The run's trace id (the traceparent sent with its delivery)."
+    )
 
     @classmethod
     def of(cls, run: RunRecord) -> RunOut:

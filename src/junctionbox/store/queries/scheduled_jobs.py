@@ -66,6 +66,7 @@ class RunRecord:
     delivery_attempts: int
     error_context: dict[str, Any] | None
     created_at: datetime
+    trace_id: str | None = None
 
 
 # --- jobs ---
