@@ -50,6 +50,10 @@ def make_settings(db_url: str, tmp_path: Path, **overrides: Any) -> Settings:
         "data_dir": str(tmp_path),
         "secret_key": TEST_SECRET,
         "max_body_bytes": 64 * 1024,
+        # Cheap password hashes: the suite logs in thousands of times (production cost: 25%
+        # of the suite's time); the cost itself is argon2-cffi's concern.
+        "password_hash_time_cost": 1,
+        "password_hash_memory_kib": 64,
         # The general suite sends many requests from one address and tenant; the API rate
         # limits' defaults are tested in tests/integration/test_api_rate_limits.py.
         "rate_limit_ip_per_minute": 1_000_000,

@@ -129,7 +129,7 @@ def build_services(settings: Settings) -> Services:
     if settings.secret_key is None:
         raise ConfigurationError("secret key missing; call ensure_secret_key first")
     db = Database(settings.database_url, pool_size=settings.db_pool_size)
-    hasher = PasswordHasher()
+    hasher = PasswordHasher(settings.password_hash_time_cost, settings.password_hash_memory_kib)
     secret = settings.secret_key.get_secret_value()
     secretbox = SecretBox(secret)
     signer = TokenSigner(secret, settings.jwt_ttl)

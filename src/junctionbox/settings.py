@@ -57,6 +57,12 @@ class Settings(BaseModel):
         None, description="Signs sessions and encrypts secrets; generated if absent."
     )
     jwt_ttl: timedelta = Field(timedelta(days=7), description="Lifetime of login tokens.")
+    # argon2id cost of stored passwords (RFC 9106's second recommendation by default). Hashes
+    # keep their own parameters, so changing these affects new passwords only.
+    password_hash_time_cost: int = Field(3, ge=1, le=20, description="argon2id passes.")
+    password_hash_memory_kib: int = Field(
+        65_536, ge=64, le=4_194_304, description="argon2id memory per hash, KiB."
+    )
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="Largest request body.")
     log_format: LogFormat = Field(LogFormat.JSON, description="json or console.")
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR.")

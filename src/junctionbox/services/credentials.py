@@ -26,8 +26,8 @@ _ISSUER = "junctionbox"
 class PasswordHasher:
     """argon2id in a worker thread, so hashing never stalls the event loop."""
 
-    def __init__(self) -> None:
-        self._hasher = Argon2Hasher()
+    def __init__(self, time_cost: int = 3, memory_kib: int = 65_536) -> None:
+        self._hasher = Argon2Hasher(time_cost=time_cost, memory_cost=memory_kib)
         # Verified when the email is unknown, so both paths take the same time.
         self._decoy = self._hasher.hash(secrets.token_urlsafe(16))
 
