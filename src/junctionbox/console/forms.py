@@ -27,7 +27,7 @@ FORM_FIELDS = (
 )
 
 
-def _number(raw: str) -> Any:
+def form_number(raw: str) -> Any:
     try:
         return int(raw)
     except ValueError:
@@ -50,7 +50,7 @@ def integration_body(values: Mapping[str, str]) -> tuple[dict[str, Any], dict[st
     body["outgoingAuthType"] = values.get("outgoingAuthType") or "NONE"
     body["schedulingMode"] = values.get("schedulingMode") or "IMMEDIATE"
     if values.get("timeoutMs"):
-        body["timeoutMs"] = _number(values["timeoutMs"])
+        body["timeoutMs"] = form_number(values["timeoutMs"])
     for key in JSON_FIELDS:
         raw = (values.get(key) or "").strip()
         if not raw:
@@ -61,7 +61,7 @@ def integration_body(values: Mapping[str, str]) -> tuple[dict[str, Any], dict[st
         except orjson.JSONDecodeError as exc:
             problems[key] = f"not valid JSON: {exc}"
     retry = {
-        k: _number(values[f"retryPolicy.{k}"])
+        k: form_number(values[f"retryPolicy.{k}"])
         for k in RETRY_FIELDS
         if values.get(f"retryPolicy.{k}")
     }
@@ -76,21 +76,21 @@ def integration_body(values: Mapping[str, str]) -> tuple[dict[str, Any], dict[st
 
 def integration_values(document: Mapping[str, Any]) -> dict[str, str]:
     """Form values of an integration document (credentials already masked by the caller)."""
-    values = {key: _text(document.get(key)) for key in (*TEXT_FIELDS, "transformScript")}
-    values["transformationMode"] = _text(document.get("transformationMode"))
-    values["outgoingAuthType"] = _text(document.get("outgoingAuthType")) or "NONE"
-    values["schedulingMode"] = _text(document.get("schedulingMode")) or "IMMEDIATE"
-    values["timeoutMs"] = _text(document.get("timeoutMs"))
+    values = {key: form_text(document.get(key)) for key in (*TEXT_FIELDS, "transformScript")}
+    values["transformationMode"] = form_text(document.get("transformationMode"))
+    values["outgoingAuthType"] = form_text(document.get("outgoingAuthType")) or "NONE"
+    values["schedulingMode"] = form_text(document.get("schedulingMode")) or "IMMEDIATE"
+    values["timeoutMs"] = form_text(document.get("timeoutMs"))
     for key in JSON_FIELDS:
         value = document.get(key)
         values[key] = orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() if value else ""
     retry = document.get("retryPolicy") or {}
     for key in RETRY_FIELDS:
-        values[f"retryPolicy.{key}"] = _text(retry.get(key))
+        values[f"retryPolicy.{key}"] = form_text(retry.get(key))
     return values
 
 
-def _text(value: Any) -> str:
+def form_text(value: Any) -> str:
     return "" if value is None else str(value)
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from junctionbox.console.forms import RETRY_FIELDS, _number, _text
+from junctionbox.console.forms import RETRY_FIELDS, form_number, form_text
 
 SCHEDULE_FIELDS = ("type", "expression", "intervalMs", "timezone", "catchUp")
 SOURCE_FIELDS = ("type", "url", "method", "headers", "body", "query", "connectionString")
@@ -73,7 +73,7 @@ def schedule_body(values: Mapping[str, str]) -> dict[str, Any]:
     }
     if kind == "INTERVAL":
         raw = values.get("schedule.intervalMs") or ""
-        schedule["intervalMs"] = _number(raw) if raw else None
+        schedule["intervalMs"] = form_number(raw) if raw else None
     else:
         schedule["expression"] = values.get("schedule.expression") or None
     return schedule
@@ -93,7 +93,7 @@ def job_body(values: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]
         "outgoingAuthType": values.get("outgoingAuthType") or "NONE",
     }
     if values.get("timeoutMs"):
-        body["timeoutMs"] = _number(values["timeoutMs"])
+        body["timeoutMs"] = form_number(values["timeoutMs"])
     mode = values.get("transformation.mode") or ""
     body["transformation"] = (
         {"mode": mode, "script": values.get("transformation.script") or None} if mode else None
@@ -101,7 +101,7 @@ def job_body(values: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]
     auth = _json(values, "outgoingAuthConfig", problems)
     body["outgoingAuthConfig"] = None if body["outgoingAuthType"] == "NONE" else auth
     retry = {
-        k: _number(values[f"retryPolicy.{k}"])
+        k: form_number(values[f"retryPolicy.{k}"])
         for k in RETRY_FIELDS
         if values.get(f"retryPolicy.{k}")
     }
@@ -117,25 +117,25 @@ def _pretty(value: Any) -> str:
 def job_values(view: Mapping[str, Any]) -> dict[str, str]:
     """Form values of a job's API view (its credentials are masked already)."""
     values = {
-        key: _text(view.get(key))
+        key: form_text(view.get(key))
         for key in ("name", "description", "targetUrl", "httpMethod", "timeoutMs")
     }
-    values["outgoingAuthType"] = _text(view.get("outgoingAuthType")) or "NONE"
+    values["outgoingAuthType"] = form_text(view.get("outgoingAuthType")) or "NONE"
     values["outgoingAuthConfig"] = _pretty(view.get("outgoingAuthConfig"))
     transformation = view.get("transformation") or {}
-    values["transformation.mode"] = _text(transformation.get("mode"))
-    values["transformation.script"] = _text(transformation.get("script"))
+    values["transformation.mode"] = form_text(transformation.get("mode"))
+    values["transformation.script"] = form_text(transformation.get("script"))
     schedule = view.get("schedule") or {}
     for key in SCHEDULE_FIELDS:
-        values[f"schedule.{key}"] = _text(schedule.get(key))
+        values[f"schedule.{key}"] = form_text(schedule.get(key))
     source = view.get("dataSource") or {}
     for key in SOURCE_FIELDS:
         value = source.get(key)
         if key in ("headers", "body"):
             values[f"dataSource.{key}"] = _pretty(value)
         else:
-            values[f"dataSource.{key}"] = _text(value)
+            values[f"dataSource.{key}"] = form_text(value)
     retry = view.get("retryPolicy") or {}
     for key in RETRY_FIELDS:
-        values[f"retryPolicy.{key}"] = _text(retry.get(key))
+        values[f"retryPolicy.{key}"] = form_text(retry.get(key))
     return values

@@ -38,20 +38,20 @@ from junctionbox.domain.outbound import (
     MAX_NAME,
     MAX_TIMEOUT_MS,
     OutgoingAuth,
+    Problems,
     RateLimit,
     Transformation,
-    _auth,
-    _bool,
-    _enum,
-    _int,
-    _number,
-    _Problems,
-    _rate_limit,
-    _text,
-    _transformation,
-    _url,
     is_masked,
     mask_secret,
+    parse_auth,
+    parse_rate_limit,
+    parse_transformation,
+    read_bool,
+    read_enum,
+    read_int,
+    read_number,
+    read_text,
+    read_url,
 )
 from junctionbox.errors import FieldProblem
 
@@ -169,34 +169,34 @@ class InboundIntegration:
 
 def parse_inbound(body: Mapping[str, Any]) -> InboundIntegration:
     """Validate the API form of an inbound integration (create, update, stored document)."""
-    p = _Problems()
-    name = _text(p, body, "name", required=True, limit=MAX_NAME)
-    kind = _text(p, body, "type", required=True, limit=MAX_TYPE)
+    p = Problems()
+    name = read_text(p, body, "name", required=True, limit=MAX_NAME)
+    kind = read_text(p, body, "type", required=True, limit=MAX_TYPE)
     if kind and not _TYPE.fullmatch(kind.strip()):
         p.add(["type"], "must be letters, digits, '.', '_' or '-' (a URL path segment)")
-    target = _url(p, body.get("targetUrl"), ["targetUrl"], required=True)
-    method = _enum(p, body, "httpMethod", ProxyMethod, ProxyMethod.POST)
+    target = read_url(p, body.get("targetUrl"), ["targetUrl"], required=True)
+    method = read_enum(p, body, "httpMethod", ProxyMethod, ProxyMethod.POST)
     integration = InboundIntegration(
         name=name or "",
         type=(kind or "").strip(),
         target_url=target or "",
         http_method=method,
         allowed_methods=_methods(p, body.get("allowedMethods"), method),
-        is_active=_bool(p, body, "isActive", True),
-        description=_text(p, body, "description", limit=2000),
+        is_active=read_bool(p, body, "isActive", True),
+        description=read_text(p, body, "description", limit=2000),
         inbound_auth=_inbound_auth(p, body),
-        auth=_auth(p, body),
+        auth=parse_auth(p, body),
         request_transformation=_prefixed_transformation(p, body, "request"),
         response_transformation=_prefixed_transformation(p, body, "response"),
-        rate_limit=_rate_limit(p, body.get("rateLimits")),
-        timeout_ms=_int(p, body, "timeoutMs", DEFAULT_TIMEOUT_MS, 1, MAX_TIMEOUT_MS),
+        rate_limit=parse_rate_limit(p, body.get("rateLimits")),
+        timeout_ms=read_int(p, body, "timeoutMs", DEFAULT_TIMEOUT_MS, 1, MAX_TIMEOUT_MS),
         retry=_retry(p, body.get("retryPolicy")),
     )
     p.raise_if_any()
     return integration
 
 
-def _methods(p: _Problems, raw: Any, primary: ProxyMethod) -> tuple[ProxyMethod, ...]:
+def _methods(p: Problems, raw: Any, primary: ProxyMethod) -> tuple[ProxyMethod, ...]:
     if raw is None or raw == []:
         return (primary,)
     if not isinstance(raw, list) or not all(isinstance(m, str) for m in raw):
@@ -215,7 +215,7 @@ def _methods(p: _Problems, raw: Any, primary: ProxyMethod) -> tuple[ProxyMethod,
     return methods or (primary,)
 
 
-def _prefixed_transformation(p: _Problems, body: Mapping[str, Any], side: str) -> Transformation:
+def _prefixed_transformation(p: Problems, body: Mapping[str, Any], side: str) -> Transformation:
     """``requestTransformationMode`` / ``requestFieldMappings`` / ``requestTransformScript``
     (and ``response…``) read by the outbound parser, problems located under our names."""
     names = {
@@ -223,16 +223,16 @@ def _prefixed_transformation(p: _Problems, body: Mapping[str, Any], side: str) -
         "fieldMappings": f"{side}FieldMappings",
         "transformScript": f"{side}TransformScript",
     }
-    inner = _Problems()
-    found = _transformation(inner, {k: body.get(v) for k, v in names.items()}, [])
+    inner = Problems()
+    found = parse_transformation(inner, {k: body.get(v) for k, v in names.items()}, [])
     for problem in inner.items:
         key = str(problem.loc[1]) if len(problem.loc) > 1 else ""
         p.add([names.get(key, key), *problem.loc[2:]], problem.message)
     return found
 
 
-def _inbound_auth(p: _Problems, body: Mapping[str, Any]) -> InboundAuth:
-    kind = _enum(p, body, "inboundAuthType", InboundAuthType, InboundAuthType.NONE)
+def _inbound_auth(p: Problems, body: Mapping[str, Any]) -> InboundAuth:
+    kind = read_enum(p, body, "inboundAuthType", InboundAuthType, InboundAuthType.NONE)
     raw = body.get("inboundAuthConfig") or {}
     loc: list[str | int] = ["inboundAuthConfig"]
     if not isinstance(raw, Mapping):
@@ -270,7 +270,7 @@ def _inbound_auth(p: _Problems, body: Mapping[str, Any]) -> InboundAuth:
     return InboundAuth(kind, settings, secrets)
 
 
-def _retry(p: _Problems, raw: Any) -> ProxyRetry:
+def _retry(p: Problems, raw: Any) -> ProxyRetry:
     default = ProxyRetry()
     if raw is None:
         return default
@@ -278,17 +278,17 @@ def _retry(p: _Problems, raw: Any) -> ProxyRetry:
     if not isinstance(raw, Mapping):
         p.add(loc, "must be an object")
         return default
-    initial = _number(p, raw, "initialDelay", default.initial_delay * 1000, 1, 60_000, loc)
-    largest = _number(p, raw, "maxDelay", default.max_delay * 1000, 1, 60_000, loc)
+    initial = read_number(p, raw, "initialDelay", default.initial_delay * 1000, 1, 60_000, loc)
+    largest = read_number(p, raw, "maxDelay", default.max_delay * 1000, 1, 60_000, loc)
     if largest < initial:
         p.add([*loc, "maxDelay"], "must be at least initialDelay")
         largest = initial
     return ProxyRetry(
-        max_retries=_int(p, raw, "maxRetries", default.max_retries, 0, MAX_PROXY_RETRIES, loc),
+        max_retries=read_int(p, raw, "maxRetries", default.max_retries, 0, MAX_PROXY_RETRIES, loc),
         initial_delay=initial / 1000,
         max_delay=largest / 1000,
-        multiplier=_number(p, raw, "multiplier", default.multiplier, 1, 10, loc),
-        retry_non_idempotent=_bool(p, raw, "retryNonIdempotent", False),
+        multiplier=read_number(p, raw, "multiplier", default.multiplier, 1, 10, loc),
+        retry_non_idempotent=read_bool(p, raw, "retryNonIdempotent", False),
     )
 
 

@@ -217,7 +217,7 @@ def event_type_matches(pattern: str, event_type: str) -> bool:
 # ---------------------------------------------------------------- parsing
 
 
-class _Problems:
+class Problems:
     def __init__(self) -> None:
         self.items: list[FieldProblem] = []
 
@@ -241,36 +241,36 @@ def parse_integration(body: Mapping[str, Any]) -> OutboundIntegration:
     """
     if not isinstance(body, Mapping):
         raise ValidationError("the body must be a JSON object")
-    p = _Problems()
-    name = _text(p, body, "name", required=True, limit=MAX_NAME)
-    event_type = _text(p, body, "eventType", required=True, limit=MAX_EVENT_TYPE)
+    p = Problems()
+    name = read_text(p, body, "name", required=True, limit=MAX_NAME)
+    event_type = read_text(p, body, "eventType", required=True, limit=MAX_EVENT_TYPE)
     if event_type and not _EVENT_TYPE.fullmatch(event_type):
         p.add(["eventType"], "must be an event type, '*' or a prefix pattern such as 'order.*'")
-    target_url = _url(p, body.get("targetUrl"), ["targetUrl"], required=True)
-    method = _enum(p, body, "httpMethod", HttpMethod, HttpMethod.POST)
-    transformation = _transformation(p, body, [])
+    target_url = read_url(p, body.get("targetUrl"), ["targetUrl"], required=True)
+    method = read_enum(p, body, "httpMethod", HttpMethod, HttpMethod.POST)
+    transformation = parse_transformation(p, body, [])
     integration = OutboundIntegration(
         name=name or "",
         event_type=event_type or "",
         target_url=target_url or "",
         http_method=method,
-        is_active=_bool(p, body, "isActive", True),
-        description=_text(p, body, "description", limit=2000),
+        is_active=read_bool(p, body, "isActive", True),
+        description=read_text(p, body, "description", limit=2000),
         transformation=transformation,
-        auth=_auth(p, body),
+        auth=parse_auth(p, body),
         scheduling=_scheduling(p, body.get("schedulingMode"), body.get("schedulingConfig")),
         actions=_actions(
             p, body.get("actions"), name or "", target_url or "", method, transformation
         ),
-        rate_limit=_rate_limit(p, body.get("rateLimits")),
-        scope=_enum(p, body, "scope", Scope, Scope.ALL_ENTITIES),
+        rate_limit=parse_rate_limit(p, body.get("rateLimits")),
+        scope=read_enum(p, body, "scope", Scope, Scope.ALL_ENTITIES),
         excluded_entity_rids=_rids(p, body.get("excludedEntityRids")),
-        filter=(_text(p, body, "filter", limit=4000) or "").strip() or None,  # "": no filter
+        filter=(read_text(p, body, "filter", limit=4000) or "").strip() or None,  # "": no filter
         retry_policy=_retry_policy(p, body.get("retryPolicy")),
-        timeout_ms=_int(p, body, "timeoutMs", DEFAULT_TIMEOUT_MS, 1, MAX_TIMEOUT_MS),
+        timeout_ms=read_int(p, body, "timeoutMs", DEFAULT_TIMEOUT_MS, 1, MAX_TIMEOUT_MS),
         ordering=_ordering(p, body.get("ordering")),
         signing=_signing(p, body.get("signing")),
-        disable_after_failures=_int(
+        disable_after_failures=read_int(
             p, body, "disableAfterFailures", DEFAULT_DISABLE_AFTER, 0, 1000
         ),
     )
@@ -278,8 +278,8 @@ def parse_integration(body: Mapping[str, Any]) -> OutboundIntegration:
     return integration
 
 
-def _text(
-    p: _Problems, body: Mapping[str, Any], key: str, *, required: bool = False, limit: int = 1000
+def read_text(
+    p: Problems, body: Mapping[str, Any], key: str, *, required: bool = False, limit: int = 1000
 ) -> str | None:
     value = body.get(key)
     if value is None:
@@ -295,7 +295,7 @@ def _text(
     return value.strip() if key in ("name", "eventType") else value
 
 
-def _bool(p: _Problems, body: Mapping[str, Any], key: str, default: bool) -> bool:
+def read_bool(p: Problems, body: Mapping[str, Any], key: str, default: bool) -> bool:
     value = body.get(key, default)
     if value is None:
         return default
@@ -305,8 +305,8 @@ def _bool(p: _Problems, body: Mapping[str, Any], key: str, default: bool) -> boo
     return value
 
 
-def _int(
-    p: _Problems,
+def read_int(
+    p: Problems,
     body: Mapping[str, Any],
     key: str,
     default: int,
@@ -331,8 +331,8 @@ def _int(
     return int(value)
 
 
-def _number(
-    p: _Problems,
+def read_number(
+    p: Problems,
     body: Mapping[str, Any],
     key: str,
     default: float,
@@ -352,8 +352,8 @@ def _number(
     return float(value)
 
 
-def _enum(
-    p: _Problems,
+def read_enum(
+    p: Problems,
     body: Mapping[str, Any],
     key: str,
     kind: type[E],
@@ -370,7 +370,7 @@ def _enum(
         return default
 
 
-def _url(p: _Problems, value: Any, loc: list[str | int], *, required: bool) -> str | None:
+def read_url(p: Problems, value: Any, loc: list[str | int], *, required: bool) -> str | None:
     # Imported here: netguard pulls in the address tables only where URLs are checked.
     from junctionbox.domain.netguard import parse_outbound_url
 
@@ -388,7 +388,9 @@ def _url(p: _Problems, value: Any, loc: list[str | int], *, required: bool) -> s
         return None
 
 
-def _transformation(p: _Problems, body: Mapping[str, Any], loc: list[str | int]) -> Transformation:
+def parse_transformation(
+    p: Problems, body: Mapping[str, Any], loc: list[str | int]
+) -> Transformation:
     mode = body.get("transformationMode")
     mappings = body.get("fieldMappings")
     script = body.get("transformScript")
@@ -414,8 +416,8 @@ def _transformation(p: _Problems, body: Mapping[str, Any], loc: list[str | int])
     return Transformation(chosen, tuple(dict(m) for m in mappings or ()), script)
 
 
-def _auth(p: _Problems, body: Mapping[str, Any]) -> OutgoingAuth:
-    kind = _enum(p, body, "outgoingAuthType", AuthType, AuthType.NONE)
+def parse_auth(p: Problems, body: Mapping[str, Any]) -> OutgoingAuth:
+    kind = read_enum(p, body, "outgoingAuthType", AuthType, AuthType.NONE)
     raw = body.get("outgoingAuthConfig") or {}
     loc: list[str | int] = ["outgoingAuthConfig"]
     if not isinstance(raw, Mapping):
@@ -433,7 +435,7 @@ def _auth(p: _Problems, body: Mapping[str, Any]) -> OutgoingAuth:
         if where == "header" and isinstance(config.get("name"), str):
             _header(p, config["name"], None, [*loc, "name"])
     if kind is AuthType.OAUTH2 and config.get("tokenUrl") is not None:
-        config["tokenUrl"] = _url(p, config["tokenUrl"], [*loc, "tokenUrl"], required=True)
+        config["tokenUrl"] = read_url(p, config["tokenUrl"], [*loc, "tokenUrl"], required=True)
         config = {k: v for k, v in config.items() if v is not None or k != "tokenUrl"}
     if kind is AuthType.CUSTOM_HEADERS:
         headers = config.get("headers")
@@ -472,15 +474,15 @@ def _secret_keys_of(kind: AuthType, config: Mapping[str, Any]) -> tuple[str, ...
     return (*SECRET_AUTH_FIELDS[kind], *extra)
 
 
-def _header(p: _Problems, name: Any, value: Any, loc: list[str | int]) -> None:
+def _header(p: Problems, name: Any, value: Any, loc: list[str | int]) -> None:
     if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
         p.add(loc, "is not a valid header name")
     if value is not None and (not isinstance(value, str) or _FORBIDDEN_VALUE_CHARS.search(value)):
         p.add(loc, "header values must be strings without CR, LF or NUL")
 
 
-def _scheduling(p: _Problems, mode_value: Any, config: Any) -> Scheduling:
-    mode = _enum(
+def _scheduling(p: Problems, mode_value: Any, config: Any) -> Scheduling:
+    mode = read_enum(
         p,
         {"schedulingMode": mode_value},
         "schedulingMode",
@@ -494,7 +496,7 @@ def _scheduling(p: _Problems, mode_value: Any, config: Any) -> Scheduling:
         p.add(loc, f"is required for {mode.value}")
         return Scheduling(mode)
     if mode is SchedulingMode.DELAYED:
-        delay = _int(p, config, "delayMs", -1, 0, MAX_DELAY_MS, loc)
+        delay = read_int(p, config, "delayMs", -1, 0, MAX_DELAY_MS, loc)
         at = _instant(p, config.get("at"), [*loc, "at"])
         if (delay >= 0) == (at is not None):
             p.add(loc, "DELAYED needs exactly one of delayMs or at")
@@ -512,7 +514,7 @@ def _scheduling(p: _Problems, mode_value: Any, config: Any) -> Scheduling:
         if not isinstance(expression, str) or not croniter.is_valid(expression):
             p.add([*loc, "expression"], "must be a valid cron expression")
     elif kind == "INTERVAL":
-        interval = _int(p, config, "intervalMs", 0, 1000, MAX_DELAY_MS, loc)
+        interval = read_int(p, config, "intervalMs", 0, 1000, MAX_DELAY_MS, loc)
         if config.get("intervalMs") is None:
             p.add([*loc, "intervalMs"], "is required for INTERVAL")
     else:
@@ -523,12 +525,12 @@ def _scheduling(p: _Problems, mode_value: Any, config: Any) -> Scheduling:
         expression=expression if kind == "CRON" else None,
         interval_ms=interval,
         timezone=str(timezone) if timezone is not None else None,
-        max_occurrences=_int(p, config, "maxOccurrences", 0, 1, 100_000, loc) or None,
+        max_occurrences=read_int(p, config, "maxOccurrences", 0, 1, 100_000, loc) or None,
         end_at=_instant(p, config.get("endAt"), [*loc, "endAt"]),
     )
 
 
-def _instant(p: _Problems, value: Any, loc: list[str | int]) -> datetime | None:
+def _instant(p: Problems, value: Any, loc: list[str | int]) -> datetime | None:
     if value is None:
         return None
     try:
@@ -543,7 +545,7 @@ def _instant(p: _Problems, value: Any, loc: list[str | int]) -> datetime | None:
 
 
 def _actions(
-    p: _Problems,
+    p: Problems,
     raw: Any,
     name: str,
     target_url: str,
@@ -561,9 +563,9 @@ def _actions(
     actions = []
     for index, item in enumerate(raw):
         loc: list[str | int] = ["actions", index]
-        url = _url(p, item.get("targetUrl"), [*loc, "targetUrl"], required=False)
+        url = read_url(p, item.get("targetUrl"), [*loc, "targetUrl"], required=False)
         own = (
-            _transformation(p, item, loc)
+            parse_transformation(p, item, loc)
             if (
                 "transformationMode" in item or "fieldMappings" in item or "transformScript" in item
             )
@@ -574,32 +576,32 @@ def _actions(
                 index=index,
                 name=str(item.get("name") or f"{name} #{index + 1}")[:MAX_NAME],
                 target_url=url or target_url,
-                http_method=_enum(p, item, "httpMethod", HttpMethod, method, loc),
+                http_method=read_enum(p, item, "httpMethod", HttpMethod, method, loc),
                 transformation=own,
-                delay_ms=_int(p, item, "delayMs", 0, 0, MAX_DELAY_MS, loc),
+                delay_ms=read_int(p, item, "delayMs", 0, 0, MAX_DELAY_MS, loc),
             )
         )
     return tuple(actions)
 
 
-def _rate_limit(p: _Problems, raw: Any) -> RateLimit:
+def parse_rate_limit(p: Problems, raw: Any) -> RateLimit:
     if raw is None:
         return RateLimit()
     loc: list[str | int] = ["rateLimits"]
     if not isinstance(raw, Mapping):
         p.add(loc, "must be an object")
         return RateLimit()
-    enabled = _bool(p, raw, "enabled", False)
+    enabled = read_bool(p, raw, "enabled", False)
     if not enabled:
         return RateLimit()
     return RateLimit(
         True,
-        _int(p, raw, "maxRequests", 1, 1, 1_000_000, loc),
-        _number(p, raw, "windowSeconds", 1.0, 0.001, 86_400.0, loc),
+        read_int(p, raw, "maxRequests", 1, 1, 1_000_000, loc),
+        read_number(p, raw, "windowSeconds", 1.0, 0.001, 86_400.0, loc),
     )
 
 
-def _rids(p: _Problems, raw: Any) -> tuple[int, ...]:
+def _rids(p: Problems, raw: Any) -> tuple[int, ...]:
     if raw is None:
         return ()
     if not isinstance(raw, list) or not all(
@@ -610,7 +612,7 @@ def _rids(p: _Problems, raw: Any) -> tuple[int, ...]:
     return tuple(dict.fromkeys(raw))
 
 
-def _retry_policy(p: _Problems, raw: Any) -> RetryPolicy:
+def _retry_policy(p: Problems, raw: Any) -> RetryPolicy:
     """Seed 001's ``RetryConfig`` (milliseconds): maxRetries, initialDelay, maxDelay,
     multiplier, jitterFactor."""
     if raw is None:
@@ -622,29 +624,31 @@ def _retry_policy(p: _Problems, raw: Any) -> RetryPolicy:
     default = RetryPolicy()
     try:
         return RetryPolicy(
-            max_retries=_int(p, raw, "maxRetries", default.max_retries, 0, 50, loc),
-            base_delay=_number(
+            max_retries=read_int(p, raw, "maxRetries", default.max_retries, 0, 50, loc),
+            base_delay=read_number(
                 p, raw, "initialDelay", default.base_delay * 1000, 1, MAX_DELAY_MS, loc
             )
             / 1000,
-            max_delay=_number(p, raw, "maxDelay", default.max_delay * 1000, 1, MAX_DELAY_MS, loc)
+            max_delay=read_number(
+                p, raw, "maxDelay", default.max_delay * 1000, 1, MAX_DELAY_MS, loc
+            )
             / 1000,
-            multiplier=_number(p, raw, "multiplier", default.multiplier, 1, 10, loc),
-            jitter_factor=_number(p, raw, "jitterFactor", default.jitter_factor, 0, 1, loc),
+            multiplier=read_number(p, raw, "multiplier", default.multiplier, 1, 10, loc),
+            jitter_factor=read_number(p, raw, "jitterFactor", default.jitter_factor, 0, 1, loc),
         )
     except ValidationError as exc:
         p.add(loc, exc.message)
         return RetryPolicy()
 
 
-def _ordering(p: _Problems, raw: Any) -> Ordering:
+def _ordering(p: Problems, raw: Any) -> Ordering:
     if raw is None:
         return Ordering()
     loc: list[str | int] = ["ordering"]
     if not isinstance(raw, Mapping):
         p.add(loc, "must be an object")
         return Ordering()
-    mode = _enum(p, raw, "mode", OrderingMode, OrderingMode.NONE, loc)
+    mode = read_enum(p, raw, "mode", OrderingMode, OrderingMode.NONE, loc)
     key = raw.get("key")
     if mode is OrderingMode.FIFO:
         key = key if key is not None else "subject"
@@ -654,7 +658,7 @@ def _ordering(p: _Problems, raw: Any) -> Ordering:
     return Ordering(mode, key if mode is OrderingMode.FIFO else None)
 
 
-def _signing(p: _Problems, raw: Any) -> Signing:
+def _signing(p: Problems, raw: Any) -> Signing:
     if raw is None:
         return Signing()
     loc: list[str | int] = ["signing"]
@@ -662,9 +666,11 @@ def _signing(p: _Problems, raw: Any) -> Signing:
         p.add(loc, "must be an object")
         return Signing()
     return Signing(
-        algorithm=_enum(p, raw, "algorithm", SigningAlgorithm, SigningAlgorithm.HMAC_SHA256, loc),
-        hex_header=_bool(p, raw, "hexHeader", False),
-        rotation_overlap_seconds=_int(
+        algorithm=read_enum(
+            p, raw, "algorithm", SigningAlgorithm, SigningAlgorithm.HMAC_SHA256, loc
+        ),
+        hex_header=read_bool(p, raw, "hexHeader", False),
+        rotation_overlap_seconds=read_int(
             p,
             raw,
             "rotationOverlapSeconds",
@@ -806,7 +812,7 @@ def restore_masked(submitted: Any, stored: Mapping[str, Any], *, keep_omitted: b
         submitted = {}
     if not isinstance(submitted, Mapping):
         return submitted  # parse_integration reports the shape
-    p = _Problems()
+    p = Problems()
     restored: dict[str, Any] = {}
     for raw_key, value in submitted.items():
         key = str(_AUTH_ALIASES.get(raw_key, raw_key))
@@ -818,7 +824,7 @@ def restore_masked(submitted: Any, stored: Mapping[str, Any], *, keep_omitted: b
     return restored
 
 
-def _restore_one(p: _Problems, key: str, value: Any, stored: Any) -> Any:
+def _restore_one(p: Problems, key: str, value: Any, stored: Any) -> Any:
     loc: list[str | int] = ["outgoingAuthConfig", key]
     if isinstance(value, Mapping):
         known = stored if isinstance(stored, Mapping) else {}
@@ -829,7 +835,7 @@ def _restore_one(p: _Problems, key: str, value: Any, stored: Any) -> Any:
     return _restore_scalar(p, loc, value, stored)
 
 
-def _restore_scalar(p: _Problems, loc: list[str | int], value: Any, stored: Any) -> Any:
+def _restore_scalar(p: Problems, loc: list[str | int], value: Any, stored: Any) -> Any:
     if not is_masked(value):
         return value
     if stored is not None and not isinstance(stored, Mapping) and mask_secret(stored) == value:
@@ -882,15 +888,15 @@ class StoredIntegration:
 def parse_outgoing_auth(body: Mapping[str, Any]) -> OutgoingAuth:
     """``outgoingAuthType`` / ``outgoingAuthConfig`` of ``body`` validated alone (scheduled
     jobs share this part of an integration's configuration)."""
-    p = _Problems()
-    auth = _auth(p, body)
+    p = Problems()
+    auth = parse_auth(p, body)
     p.raise_if_any()
     return auth
 
 
 def parse_retry_policy(raw: Any) -> RetryPolicy:
     """Seed 001's ``retryPolicy`` object (milliseconds) validated alone."""
-    p = _Problems()
+    p = Problems()
     policy = _retry_policy(p, raw)
     p.raise_if_any()
     return policy

@@ -45,7 +45,12 @@ from junctionbox.errors import (
 )
 from junctionbox.expr import compile_transformer
 from junctionbox.services import audit
-from junctionbox.services.integrations import _raise, _upper, address_problems, merge_patch
+from junctionbox.services.integrations import (
+    address_problems,
+    merge_patch,
+    raise_problems,
+    upper_name,
+)
 from junctionbox.services.outgoing_auth import validate_auth
 from junctionbox.settings import Settings
 from junctionbox.store.database import Database
@@ -144,7 +149,7 @@ class InboundIntegrationService:
         if not isinstance(body, Mapping):
             raise ValidationError("the body must be a JSON object")
         integration = parse_inbound({k: v for k, v in body.items() if k not in READ_ONLY_FIELDS})
-        _raise(
+        raise_problems(
             expression_problems(integration)
             + address_problems(_as_outbound(integration), self.allowlist)
             + validate_auth(integration.auth)
@@ -200,7 +205,7 @@ class InboundIntegrationService:
                     **changes["inboundAuthConfig"],
                 }
             kind = changes.get("inboundAuthType")
-            if kind is not None and _upper(kind) != _upper(full.get("inboundAuthType")):
+            if kind is not None and upper_name(kind) != upper_name(full.get("inboundAuthType")):
                 merged["inboundAuthConfig"] = changes.get("inboundAuthConfig")
             return self.validate(self._restored(merged, merged, current))
 
@@ -210,19 +215,19 @@ class InboundIntegrationService:
         self, document: dict[str, Any], body: Mapping[str, Any], current: StoredInbound
     ) -> dict[str, Any]:
         i = current.integration
-        outgoing_type = _upper(body.get("outgoingAuthType") or "NONE")
+        outgoing_type = upper_name(body.get("outgoingAuthType") or "NONE")
         document["outgoingAuthConfig"] = restore_masked(
             body.get("outgoingAuthConfig"),
             i.auth.secrets,
             keep_omitted=outgoing_type == i.auth.type.value,
         )
-        inbound_type = _upper(body.get("inboundAuthType") or "NONE")
+        inbound_type = upper_name(body.get("inboundAuthType") or "NONE")
         restored, problems = restore_masked_inbound(
             body.get("inboundAuthConfig"),
             i.inbound_auth.secrets,
             keep_omitted=inbound_type == i.inbound_auth.type.value,
         )
-        _raise(problems)
+        raise_problems(problems)
         document["inboundAuthConfig"] = restored
         return document
 

@@ -385,7 +385,7 @@ def _nested(exc: ValidationError, key: str) -> ValidationError:
     return ValidationError(f"{key}.{exc.message}", problems=problems)
 
 
-def _raise(problems: list[FieldProblem]) -> None:
+def raise_problems(problems: list[FieldProblem]) -> None:
     if problems:
         first = problems[0]
         where = ".".join(str(p) for p in first.loc[1:])
@@ -415,7 +415,7 @@ def merge_patch(document: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[s
         ("outgoingAuthType", "outgoingAuthConfig"),
         ("schedulingMode", "schedulingConfig"),
     ):
-        if kind in patch and _upper(patch[kind]) != _upper(document.get(kind)):
+        if kind in patch and upper_name(patch[kind]) != upper_name(document.get(kind)):
             merged[config] = patch.get(config)
     return merged
 
@@ -432,7 +432,7 @@ def _merge_object(current: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[
     return merged
 
 
-def _upper(value: Any) -> Any:
+def upper_name(value: Any) -> Any:
     return value.strip().upper() if isinstance(value, str) else value
 
 
@@ -517,7 +517,7 @@ class IntegrationService:
         integration = parse_integration(
             {k: v for k, v in body.items() if k not in READ_ONLY_FIELDS}
         )
-        _raise(
+        raise_problems(
             expression_problems(integration)
             + address_problems(integration, self.allowlist)
             + validate_auth(integration.auth)
@@ -564,7 +564,7 @@ class IntegrationService:
             document = dict(body)
             if document.get("isActive") is None:
                 document["isActive"] = current.is_active
-            auth_type = _upper(body.get("outgoingAuthType") or "NONE")
+            auth_type = upper_name(body.get("outgoingAuthType") or "NONE")
             document["outgoingAuthConfig"] = restore_masked(
                 body.get("outgoingAuthConfig"),
                 current.integration.auth.secrets,

@@ -212,7 +212,7 @@ def route_body(record: RouteRecord) -> dict[str, Any]:
     }
 
 
-def _stored(body: RouteIn) -> tuple[dict[str, Any], str | None]:
+def stored_route(body: RouteIn) -> tuple[dict[str, Any], str | None]:
     """The route as stored (camelCase, no secret) and its JWT secret, if one was sent."""
     data = body.model_dump(by_alias=True, exclude_none=True, mode="json")
     methods = list(dict.fromkeys([*(body.methods or []), *([body.method] if body.method else [])]))
@@ -253,7 +253,7 @@ async def list_routes(
 async def configure(
     body: RouteIn, tenant: TenantDep, svc: ServicesDep, response: Response
 ) -> dict[str, Any]:
-    data, secret = _stored(body)
+    data, secret = stored_route(body)
     record, created = await svc.gateway.configure(tenant, data, secret)
     response.status_code = 201 if created else 200
     return route_body(record)

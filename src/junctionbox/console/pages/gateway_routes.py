@@ -14,9 +14,9 @@ from junctionbox.api.routers.gateway import (
     RouteIn,
     SecurityUpdate,
     TestIn,
-    _stored,
     dry_run,
     route_body,
+    stored_route,
 )
 from junctionbox.console.charts import hbars
 from junctionbox.console.forms import parse_json_text
@@ -153,7 +153,7 @@ async def _save(ctx: Ctx, route_id: str | None) -> tuple[str | None, dict[str, s
     if parsed is None:
         return None, errors
     try:
-        data, secret = _stored(parsed)
+        data, secret = stored_route(parsed)
         record, _ = await ctx.svc.gateway.configure(ctx.require_tenant(), data, secret)
     except ValidationError as exc:
         return None, problems_by_field(exc) or {"_": exc.message}
