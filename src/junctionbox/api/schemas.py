@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 from pydantic.alias_generators import to_camel
 
 from junctionbox.domain.paging import Page
+from junctionbox.services.integrations import VersionInfo
 
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}$")
 _TIMEZONES = frozenset(available_timezones())
@@ -117,3 +118,22 @@ class ProfileFields(RequestModel):
     timezone: str | None = None
 
     _tz = field_validator("timezone")(check_timezone)
+
+
+class VersionOut(ApiModel):
+    """One saved version of an integration (outbound or inbound)."""
+
+    version: int
+    change: str = Field(
+        description="CREATED, UPDATED, RESTORED:<n>, ENABLED, DISABLED, ROTATED (signing keys)"
+    )
+    created_at: datetime
+    created_by: str | None
+
+    @classmethod
+    def of(cls, info: VersionInfo) -> VersionOut:
+        return cls.model_validate(info)
+
+
+class VersionsOut(ApiModel):
+    versions: list[VersionOut]

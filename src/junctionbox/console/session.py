@@ -2,8 +2,8 @@
 
 The session cookie carries the login token that ``AuthService.login`` issues to the API (so
 logout revokes it, and a disabled or deleted user's token stops working, exactly as the API's)
-plus a fingerprint of the user's password hash, so that a password change ends every console
-session of that user. The whole value is HMAC-signed with a key derived from the secret key.
+plus a stamp of the user's password hash (an HMAC under a server key, so the cookie reveals
+nothing of the hash), so that a password change ends every console session of that user. The whole value is HMAC-signed with a key derived from the secret key.
 
 CSRF: a signed double-submit token. A random nonce lives in its own cookie; forms carry
 ``nonce.HMAC(nonce | session id)``. A cross-site page can neither read the cookie nor forge the
@@ -30,11 +30,7 @@ CSRF_HEADER = "x-csrf-token"
 @dataclass(frozen=True)
 class SessionData:
     token: str  # the API login token (JWT)
-    password_print: str  # fingerprint of the password hash at login
-
-
-def password_print(password_hash: str) -> str:
-    return hashlib.sha256(password_hash.encode()).hexdigest()[:24]
+    password_stamp: str  # SessionCodec.password_stamp of the password hash at login
 
 
 class SessionCodec:
@@ -42,11 +38,16 @@ class SessionCodec:
         root = secret_key.encode()
         self._session_key = hmac.new(root, b"console-session", hashlib.sha256).digest()
         self._csrf_key = hmac.new(root, b"console-csrf", hashlib.sha256).digest()
+        self._stamp_key = hmac.new(root, b"console-password-stamp", hashlib.sha256).digest()
+
+    def password_stamp(self, password_hash: str) -> str:
+        """Changes whenever the password does; keyed, so it cannot be tested offline."""
+        return self._sign(self._stamp_key, password_hash.encode())[:32]
 
     # --- session ---
 
     def encode(self, data: SessionData) -> str:
-        body = base64.urlsafe_b64encode(orjson.dumps({"t": data.token, "p": data.password_print}))
+        body = base64.urlsafe_b64encode(orjson.dumps({"t": data.token, "p": data.password_stamp}))
         return f"{body.decode()}.{self._sign(self._session_key, body)}"
 
     def decode(self, value: str | None) -> SessionData | None:

@@ -10,6 +10,7 @@ organization), and admin pages refuse a non-admin with 403.
 from __future__ import annotations
 
 import contextlib
+import hmac
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -31,7 +32,6 @@ from junctionbox.console.session import (
     SESSION_COOKIE,
     SessionCodec,
     SessionData,
-    password_print,
     session_id,
 )
 from junctionbox.domain.identity import Principal, TenantContext
@@ -169,7 +169,10 @@ async def _authenticate(ctx: Ctx) -> None:
     except UnauthorizedError as exc:
         raise LoginRequired() from exc
     # A password change ends the sessions opened with the old password.
-    if user is None or password_print(user.password_hash) != ctx.session.password_print:
+    if user is None:
+        raise LoginRequired()
+    stamp = ctx.state.codec.password_stamp(user.password_hash)
+    if not hmac.compare_digest(stamp, ctx.session.password_stamp):
         raise LoginRequired()
     ctx.principal, ctx.email = principal, user.email
 

@@ -13,8 +13,7 @@ back, or a credential left out while the auth type stays the same, keeps the sto
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
-from datetime import datetime
+from dataclasses import replace
 from typing import Any, Final
 
 from junctionbox.domain.identity import TenantContext
@@ -46,6 +45,7 @@ from junctionbox.errors import (
 from junctionbox.expr import compile_transformer
 from junctionbox.services import audit
 from junctionbox.services.integrations import (
+    VersionInfo,
     address_problems,
     merge_patch,
     raise_problems,
@@ -82,14 +82,6 @@ def inbound_view(stored: StoredInbound) -> dict[str, Any]:
         "createdAt": stored.created_at,
         "updatedAt": stored.updated_at,
     }
-
-
-@dataclass(frozen=True)
-class VersionInfo:
-    version: int
-    change: str
-    created_at: datetime
-    created_by: str | None
 
 
 def expression_problems(integration: InboundIntegration) -> list[FieldProblem]:

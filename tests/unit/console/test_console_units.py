@@ -9,7 +9,7 @@ from typing import Any
 from junctionbox.console import charts
 from junctionbox.console.forms import integration_body, integration_values
 from junctionbox.console.job_forms import job_body, job_values
-from junctionbox.console.session import SessionCodec, SessionData, password_print, session_id
+from junctionbox.console.session import SessionCodec, SessionData, session_id
 from junctionbox.console.viewmodel import chart_start, checks_of, summarize
 from junctionbox.services.monitor import Check
 
@@ -18,7 +18,7 @@ KEY = "k" * 40
 
 def test_session_round_trip_and_tampering() -> None:
     codec = SessionCodec(KEY)
-    data = SessionData("jwt.token.here", password_print("$argon2id$hash"))
+    data = SessionData("jwt.token.here", codec.password_stamp("$argon2id$hash"))
     value = codec.encode(data)
     assert codec.decode(value) == data
     body, _, sig = value.rpartition(".")
@@ -29,9 +29,12 @@ def test_session_round_trip_and_tampering() -> None:
     assert codec.decode("garbage") is None
 
 
-def test_password_print_changes_with_the_hash() -> None:
-    assert password_print("a") != password_print("b")
-    assert password_print("a") == password_print("a")
+def test_password_stamp_changes_with_the_hash() -> None:
+    codec = SessionCodec(KEY)
+    assert codec.password_stamp("a") != codec.password_stamp("b")
+    assert codec.password_stamp("a") == codec.password_stamp("a")
+    # keyed: nothing in the cookie can be computed from the hash alone
+    assert SessionCodec("other" * 10).password_stamp("a") != codec.password_stamp("a")
 
 
 def test_csrf_token_is_bound_to_nonce_and_session() -> None:

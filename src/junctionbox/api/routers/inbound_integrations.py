@@ -17,8 +17,15 @@ from pydantic import Field, model_validator
 
 from junctionbox.api.deps import PageDep, ServicesDep, TenantDep
 from junctionbox.api.routers.outbound_integrations import RateLimitsIn, RateLimitsOut
-from junctionbox.api.schemas import ApiModel, RequestModel, page_body, paged
-from junctionbox.services.inbound import READ_ONLY_FIELDS, VersionInfo, inbound_view
+from junctionbox.api.schemas import (
+    ApiModel,
+    RequestModel,
+    VersionOut,
+    VersionsOut,
+    page_body,
+    paged,
+)
+from junctionbox.services.inbound import READ_ONLY_FIELDS, inbound_view
 from junctionbox.store.queries.inbound import StoredInbound
 
 router = APIRouter(prefix="/api/v1/inbound-integrations", tags=["inbound integrations"])
@@ -135,21 +142,6 @@ class InboundOut(InboundConfigOut):
 
 
 InboundPage = paged("integrations", InboundOut)
-
-
-class VersionOut(ApiModel):
-    version: int
-    change: str
-    created_at: datetime
-    created_by: str | None
-
-    @classmethod
-    def of(cls, info: VersionInfo) -> VersionOut:
-        return cls.model_validate(info)
-
-
-class VersionsOut(ApiModel):
-    versions: list[VersionOut]
 
 
 class VersionDetailOut(VersionOut):

@@ -19,7 +19,14 @@ from fastapi import APIRouter, Path, Query, Response
 from pydantic import Field, model_validator
 
 from junctionbox.api.deps import PageDep, ServicesDep, TenantDep
-from junctionbox.api.schemas import ApiModel, RequestModel, page_body, paged
+from junctionbox.api.schemas import (
+    ApiModel,
+    RequestModel,
+    VersionOut,
+    VersionsOut,
+    page_body,
+    paged,
+)
 from junctionbox.domain.outbound import StoredIntegration
 from junctionbox.services.integrations import (
     READ_ONLY_FIELDS,
@@ -28,7 +35,6 @@ from junctionbox.services.integrations import (
     SecretInfo,
     TestReport,
     VersionDetail,
-    VersionInfo,
     integration_view,
 )
 
@@ -294,21 +300,6 @@ class CreatedOut(IntegrationOut):
 
 
 IntegrationPage = paged("integrations", IntegrationOut)
-
-
-class VersionOut(ApiModel):
-    version: int
-    change: str = Field(description="CREATED, UPDATED, RESTORED:<n>, ENABLED, DISABLED, ROTATED")
-    created_at: datetime
-    created_by: str | None
-
-    @classmethod
-    def of(cls, info: VersionInfo) -> VersionOut:
-        return cls.model_validate(info)
-
-
-class VersionsOut(ApiModel):
-    versions: list[VersionOut]
 
 
 class VersionDetailOut(VersionOut):

@@ -12,7 +12,6 @@ from junctionbox.console.session import (
     ORG_COOKIE,
     SESSION_COOKIE,
     SessionData,
-    password_print,
 )
 from junctionbox.console.web import PREFIX, ConsoleRoute, context, redirect, render, secure
 from junctionbox.errors import UnauthorizedError, ValidationError
@@ -53,7 +52,9 @@ async def login(request: Request) -> Response:
         issued, user = await ctx.svc.auth.login(email, password)
     except (UnauthorizedError, ValidationError) as exc:
         return render(ctx, "login.html", 401, next=target, error=exc.message, email=email)
-    value = ctx.state.codec.encode(SessionData(issued.token, password_print(user.password_hash)))
+    value = ctx.state.codec.encode(
+        SessionData(issued.token, ctx.state.codec.password_stamp(user.password_hash))
+    )
     response = redirect(None, target, request)
     max_age = max(0, int((issued.expires_at - utcnow()).total_seconds()))
     response.set_cookie(
