@@ -58,6 +58,8 @@ def make_settings(db_url: str, tmp_path: Path, **overrides: Any) -> Settings:
         # limits' defaults are tested in tests/integration/test_api_rate_limits.py.
         "rate_limit_ip_per_minute": 1_000_000,
         "rate_limit_tenant_per_minute": 1_000_000,
+        "login_attempts_per_ip_per_minute": 1_000_000,
+        "login_attempts_per_account_per_minute": 1_000_000,
         **overrides,
     }
     return load_settings(values, environ={})

@@ -63,6 +63,7 @@ from junctionbox.services.inbound import InboundIntegrationService
 from junctionbox.services.inbound_proxy import InboundProxy
 from junctionbox.services.integrations import IntegrationService
 from junctionbox.services.live import LiveHub
+from junctionbox.services.login_throttle import LoginLimits, LoginThrottle
 from junctionbox.services.lookups import LookupService
 from junctionbox.services.monitor import Monitor
 from junctionbox.services.outbound_request import RequestBuilder
@@ -141,8 +142,15 @@ def build_services(settings: Settings) -> Services:
     lookups = LookupService(db)
     telemetry = Telemetry.from_env()
     event_log.listeners.append(lambda stored: telemetry.metrics.events_ingested.inc(len(stored)))
-    auth = AuthService(db, hasher, signer, credentials)
     limiter_backend = rate_limit_backend(settings)
+    throttle = LoginThrottle(
+        limiter_backend,
+        LoginLimits(
+            per_ip_per_minute=settings.login_attempts_per_ip_per_minute,
+            per_account_per_minute=settings.login_attempts_per_account_per_minute,
+        ),
+    )
+    auth = AuthService(db, hasher, signer, credentials, throttle)
     requests = RequestBuilder(lookups, http)
     proxy = InboundProxy(
         db,

@@ -173,6 +173,12 @@ class Settings(BaseModel):
         True, description="When Redis is down: allow (true, logged) or refuse with 503."
     )
     redis_key_prefix: str = Field("jb:", description="Prefix of junctionbox's Redis keys.")
+    login_attempts_per_ip_per_minute: int = Field(
+        20, ge=1, description="Login attempts per minute per client IP (API and console)."
+    )
+    login_attempts_per_account_per_minute: int = Field(
+        10, ge=1, description="Login attempts per minute per account (e-mail)."
+    )
 
     @field_validator("jwt_ttl", "idempotency_ttl", mode="before")
     @classmethod

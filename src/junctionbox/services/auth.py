@@ -22,6 +22,7 @@ from junctionbox.services.credentials import (
     TokenSigner,
     hash_api_key,
 )
+from junctionbox.services.login_throttle import LoginThrottle
 from junctionbox.services.read_cache import CachedKey, CredentialCaches
 from junctionbox.store.database import Database
 from junctionbox.store.queries import api_keys, tokens, users
@@ -51,13 +52,20 @@ class AuthService:
         hasher: PasswordHasher,
         signer: TokenSigner,
         caches: CredentialCaches,
+        throttle: LoginThrottle | None = None,
     ) -> None:
         self.db = db
         self.hasher = hasher
         self.signer = signer
         self.caches = caches
+        self.throttle = throttle
 
-    async def login(self, email: str, password: str) -> tuple[IssuedToken, UserRecord]:
+    async def login(
+        self, email: str, password: str, client_ip: str | None = None
+    ) -> tuple[IssuedToken, UserRecord]:
+        """A token for valid credentials; 401 otherwise, 429 when the throttle refuses."""
+        if self.throttle is not None:
+            await self.throttle.admit(client_ip, email)
         async with self.db.read() as conn:
             user = await users.get_by_email(conn, email)
         valid = await self.hasher.verify(user.password_hash if user else None, password)

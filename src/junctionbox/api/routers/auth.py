@@ -36,10 +36,19 @@ class MeResponse(ApiModel):
 
 
 @router.post(
-    "/login", response_model=LoginResponse, summary="Exchange email and password for a token"
+    "/login",
+    response_model=LoginResponse,
+    summary="Exchange email and password for a token",
+    description=(
+        "401 for a wrong e-mail or password. Attempts are throttled per client address and "
+        "per account (`JB_LOGIN_ATTEMPTS_PER_IP_PER_MINUTE`, "
+        "`JB_LOGIN_ATTEMPTS_PER_ACCOUNT_PER_MINUTE`): over either, 429 with `Retry-After`, "
+        "and the password is not checked."
+    ),
 )
-async def login(body: LoginRequest, svc: ServicesDep) -> LoginResponse:
-    issued, user = await svc.auth.login(body.email, body.password)
+async def login(body: LoginRequest, request: Request, svc: ServicesDep) -> LoginResponse:
+    client = request.client
+    issued, user = await svc.auth.login(body.email, body.password, client.host if client else None)
     return LoginResponse(
         token=issued.token, expires_at=issued.expires_at, user=UserOut.model_validate(user)
     )

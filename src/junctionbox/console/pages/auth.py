@@ -14,7 +14,7 @@ from junctionbox.console.session import (
     SessionData,
 )
 from junctionbox.console.web import PREFIX, ConsoleRoute, context, redirect, render, secure
-from junctionbox.errors import UnauthorizedError, ValidationError
+from junctionbox.errors import RateLimitedError, UnauthorizedError, ValidationError
 from junctionbox.store.types import utcnow
 
 router = APIRouter(prefix=PREFIX, route_class=ConsoleRoute)
@@ -49,9 +49,14 @@ async def login(request: Request) -> Response:
     try:
         if not email or not password:
             raise ValidationError("enter your email and password")
-        issued, user = await ctx.svc.auth.login(email, password)
-    except (UnauthorizedError, ValidationError) as exc:
-        return render(ctx, "login.html", 401, next=target, error=exc.message, email=email)
+        client = request.client
+        issued, user = await ctx.svc.auth.login(email, password, client.host if client else None)
+    except (UnauthorizedError, ValidationError, RateLimitedError) as exc:
+        response = render(
+            ctx, "login.html", exc.status, next=target, error=exc.message, email=email
+        )
+        response.headers.update(exc.headers)
+        return response
     value = ctx.state.codec.encode(
         SessionData(issued.token, ctx.state.codec.password_stamp(user.password_hash))
     )
