@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 import pytest
 from aiosmtpd.controller import Controller
+from sqlalchemy import select
 from tests.integration.delivery_helpers import add_integration
 from tests.integration.obs_helpers import Obs, observed
 
@@ -28,6 +29,7 @@ from junctionbox.runtime import alert_loop
 from junctionbox.services.alerting import _rate_conditions
 from junctionbox.store.queries.destination_breakers import BreakerRow, save_breakers
 from junctionbox.store.queries.rollups import add_rollups
+from junctionbox.store.tables import alert_channels
 from junctionbox.store.types import utcnow
 from junctionbox.testing import Behaviour, RecordingSink
 
@@ -229,3 +231,58 @@ async def test_error_rate_circuit_and_stopped_worker_rules_fire_from_the_store(
             "WORKER_STOPPED",
         ]
         assert (await api(obs, "GET", "/api/v1/alerts", who="user_b"))["total"] == 0
+
+
+async def test_channels_are_editable_and_keep_their_secret(db_url: str, tmp_path: Path) -> None:
+    async with observed(db_url, tmp_path, []) as obs:
+        path = "/api/v1/alert-channels"
+        hook = await api(
+            obs,
+            "POST",
+            path,
+            json={
+                "type": "WEBHOOK",
+                "url": "https://hooks.example.com/a",
+                "secret": WEBHOOK_SECRET,
+            },
+        )
+
+        async def sealed() -> str | None:
+            async with obs.services.db.read() as conn:
+                row = (
+                    await conn.execute(
+                        select(alert_channels.c.sealed_secret).where(
+                            alert_channels.c.id == hook["id"]
+                        )
+                    )
+                ).one()
+            return row[0]
+
+        first = await sealed()
+        renamed = await api(
+            obs,
+            "PATCH",
+            f"{path}/{hook['id']}",
+            json={"name": "on-call", "url": "https://hooks.example.com/b", "secret": "****"},
+        )
+        assert (renamed["name"], renamed["url"], renamed["secret"]) == (
+            "on-call",
+            "https://hooks.example.com/b",
+            "****",
+        )
+        assert await sealed() == first
+        await api(obs, "PATCH", f"{path}/{hook['id']}", json={"secret": "another-secret-0123456"})
+        second = await sealed()
+        assert second not in (None, first)
+        assert obs.services.secretbox.open(second, hook["id"]) == "another-secret-0123456"
+        cleared = await api(obs, "PATCH", f"{path}/{hook['id']}", json={"secret": None})
+        assert cleared["secret"] is None
+        headers = obs.world.headers["user_a"]
+        for body in ({"type": "EMAIL"}, {"url": "ftp://x"}, {"secret": "short"}):
+            bad = await obs.client.patch(f"{path}/{hook['id']}", json=body, headers=headers)
+            assert bad.status_code == 400, body
+        foreign = await obs.client.patch(
+            f"{path}/{hook['id']}", json={"name": "x"}, headers=obs.world.headers["user_b"]
+        )
+        assert foreign.status_code == 404
+        assert (await api(obs, "GET", path))["data"][0]["name"] == "on-call"

@@ -28,7 +28,7 @@ from junctionbox.domain.rollups import AttemptFacts, aggregate
 from junctionbox.services.container import Services
 from junctionbox.store.queries.alerts import raise_alert
 from junctionbox.store.queries.rollups import add_rollups
-from junctionbox.store.tables import alert_rules
+from junctionbox.store.tables import alert_channels, alert_rules
 from junctionbox.testing import Behaviour, RecordingSink
 
 USER_A = ("user-a@example.com", "password-123")
@@ -372,6 +372,31 @@ async def test_alert_rules_channels_and_center(
     )
     assert deleted.status_code == 303
     assert await svc.alerting.rows(alert_rules, tenant) == []
+    # A channel is edited on its own page: the secret kept when left empty, then removed.
+    channel_page = f"/console/alerts/channels/{channel_id.group(1)}"
+    edit = await browser.get(channel_page)
+    assert edit.status_code == 200
+    assert "a-very-long-signing-secret" not in edit.text
+    form = {"csrf_token": token, "name": "ops hook 2", "url": sink.url("/alerts2"), "enabled": "on"}
+    assert (await browser.post(channel_page, data=form)).status_code == 303
+    (hook,) = await svc.alerting.rows(alert_channels, tenant)
+    assert (hook["name"], hook["config"]["url"]) == ("ops hook 2", sink.url("/alerts2"))
+    assert svc.secretbox.open(hook["sealed_secret"], hook["id"]) == "a-very-long-signing-secret"
+    invalid = await browser.post(channel_page, data={**form, "url": "ftp://nope"})
+    assert invalid.status_code == 400
+    assert "http(s) URL" in invalid.text
+    removed = await browser.post(channel_page, data={**form, "removeSecret": "on"})
+    assert removed.status_code == 303
+    (hook,) = await svc.alerting.rows(alert_channels, tenant)
+    assert hook["sealed_secret"] is None
+    b_channel = await world.client.post(
+        "/api/v1/alert-channels",
+        json={"type": "EMAIL", "recipients": ["b@example.com"]},
+        headers=world.headers["user_b"],
+    )
+    foreign_channel = f"/console/alerts/channels/{b_channel.json()['id']}"
+    assert (await browser.get(foreign_channel)).status_code == 404
+    assert (await browser.post(foreign_channel, data=form)).status_code == 404
 
 
 async def raise_alert_for(svc: Services, org_id: int, kind: str, message: str) -> str:

@@ -151,6 +151,25 @@ def _channel_values(body: dict[str, Any], box: SecretBox, channel_id: str) -> di
     }
 
 
+MASK = "****"
+
+
+def _channel_changes(row: RowMapping, body: dict[str, Any], box: SecretBox) -> dict[str, Any]:
+    """The row's new values: ``body``'s fields over the stored ones. ``secret`` absent or sent
+    back masked keeps the stored secret; ``null`` removes it; a new value replaces it."""
+    if "type" in body and str(body["type"]).upper() != row["type"]:
+        raise ValidationError("a channel's type cannot change: create another channel")
+    stored = {"type": row["type"], "name": row["name"], "enabled": row["enabled"]}
+    merged = {**stored, **row["config"], **{k: v for k, v in body.items() if k != "secret"}}
+    secret = body.get("secret", MASK)
+    if secret not in (MASK, None):
+        merged["secret"] = secret
+    values = _channel_values(merged, box, row["id"])
+    if secret == MASK and values["type"] == "WEBHOOK":
+        values["sealed_secret"] = row["sealed_secret"]
+    return values
+
+
 def _platform_only(tenant: TenantContext | None, values: dict[str, Any]) -> None:
     if tenant is not None and values.get("kind") == "WORKER_STOPPED":
         raise ValidationError(
@@ -182,7 +201,7 @@ def channel_out(row: RowMapping) -> dict[str, Any]:
         "name": row["name"],
         "type": row["type"],
         **row["config"],
-        "secret": "****" if row["sealed_secret"] else None,
+        "secret": MASK if row["sealed_secret"] else None,
         "enabled": row["enabled"],
         "createdAt": row["created_at"],
         "updatedAt": row["updated_at"],
@@ -279,6 +298,15 @@ class AlertService:
                     "updated_at": now,
                 },
             )
+            return await self._get(conn, alert_channels, tenant, channel_id)
+
+    async def update_channel(
+        self, tenant: TenantContext | None, channel_id: str, body: dict[str, Any]
+    ) -> RowMapping:
+        async with self.db.write() as conn:
+            row = await self._get(conn, alert_channels, tenant, channel_id)
+            values = _channel_changes(row, body, self.box)
+            await q.update_row(conn, alert_channels, channel_id, {**values, "updated_at": utcnow()})
             return await self._get(conn, alert_channels, tenant, channel_id)
 
     async def delete(self, table: Any, tenant: TenantContext | None, row_id: str) -> None:

@@ -123,6 +123,21 @@ async def create_channel(
     return _json(channel_out(await svc.alerting.create_channel(tenant, body)), 201)
 
 
+@router.patch(
+    "/alert-channels/{channel_id}",
+    summary="Change a channel",
+    description=(
+        "The fields given replace the stored ones (the type cannot change). `secret`: leave it "
+        "out or send `****` back to keep it, `null` to remove it, a new value to replace it."
+    ),
+)
+async def update_channel(
+    channel_id: str, body: JsonBody, caller: PrincipalDep, svc: ServicesDep, org_id: OrgQuery = None
+) -> Response:
+    tenant = await _tenant(svc, caller, org_id)
+    return _json(channel_out(await svc.alerting.update_channel(tenant, channel_id, body)))
+
+
 @router.delete("/alert-channels/{channel_id}", status_code=204, summary="Delete a channel")
 async def delete_channel(
     channel_id: str, caller: PrincipalDep, svc: ServicesDep, org_id: OrgQuery = None

@@ -78,8 +78,8 @@ def rule_body(ctx: Ctx) -> dict[str, Any]:
     return body
 
 
-def channel_body(ctx: Ctx) -> dict[str, Any]:
-    body: dict[str, Any] = {"name": ctx.field("name") or None, "type": ctx.field("type")}
+def channel_body(ctx: Ctx, kind: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"name": ctx.field("name") or None, "type": kind or ctx.field("type")}
     if body["type"] == "EMAIL":
         raw = ctx.field("recipients").replace(",", "\n").splitlines()
         body["recipients"] = [r.strip() for r in raw if r.strip()]
@@ -193,6 +193,44 @@ async def create_channel(request: Request) -> Response:
         form = {"values": values, "errors": _problem(exc, CHANNEL_FIELDS)}
         return await _page(ctx, 400, channel_form=form)
     return _back(ctx, "Channel created.")
+
+
+@router.get("/channels/{channel_id}")
+async def edit_channel(request: Request, channel_id: str) -> Response:
+    ctx = await context(request)
+    channel = channel_out(await ctx.svc.alerting.get(alert_channels, _tenant(ctx), channel_id))
+    values = {
+        "name": channel["name"],
+        "recipients": "\n".join(channel.get("recipients") or ()),
+        "url": channel.get("url") or "",
+    }
+    return _channel_form(ctx, channel, values, {})
+
+
+def _channel_form(
+    ctx: Ctx, channel: dict[str, Any], values: dict[str, str], errors: dict[str, str]
+) -> Response:
+    platform = _tenant(ctx) is None
+    return render(
+        ctx, "alerts/channel.html", 400 if errors else 200, channel=channel, values=values,
+        errors=errors, platform=platform,
+    )  # fmt: skip
+
+
+@router.post("/channels/{channel_id}")
+async def update_channel(request: Request, channel_id: str) -> Response:
+    ctx = await context(request)
+    tenant = _tenant(ctx)
+    current = channel_out(await ctx.svc.alerting.get(alert_channels, tenant, channel_id))
+    body = {**channel_body(ctx, current["type"]), "enabled": ctx.field("enabled") == "on"}
+    if ctx.field("removeSecret") == "on":
+        body["secret"] = None
+    try:
+        await ctx.svc.alerting.update_channel(tenant, channel_id, body)
+    except ValidationError as exc:
+        values = {k: ctx.field(k) for k in CHANNEL_FIELDS if k != "secret"}
+        return _channel_form(ctx, current, values, _problem(exc, CHANNEL_FIELDS))
+    return _back(ctx, "Channel saved.")
 
 
 @router.post("/channels/{channel_id}/delete")
