@@ -87,7 +87,7 @@ async def subscribe_sse(
     last_event_id: LastIdQuery = None,
     last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> StreamingResponse:
-    subscription = await _subscribe(
+    subscription = await open_subscription(
         svc, tenant.org_id, streams, types, start, last_event_id_header or last_event_id
     )
     return EventStream(subscription, svc.live.heartbeat_seconds)
@@ -113,7 +113,7 @@ async def subscribe_websocket(websocket: WebSocket) -> None:
 # --- shared ---
 
 
-async def _subscribe(
+async def open_subscription(
     svc: Services,
     org_id: int,
     streams: Iterable[str] | None,
@@ -143,13 +143,19 @@ def _close_message(closed: SubscriptionClosed) -> dict[str, str]:
 
 class EventStream(StreamingResponse):
     """The subscription as ``text/event-stream``; it is closed when the response ends, and
-    as soon as the client disconnects (not at the next heartbeat's failed write)."""
+    as soon as the client disconnects (not at the next heartbeat's failed write).
+
+    ``named``: each frame carries the event's type as its SSE event name. A browser's
+    EventSource only hands over names it listens for, so the console asks for unnamed
+    frames (all ``message``)."""
 
     media_type = "text/event-stream"
 
-    def __init__(self, subscription: Subscription, heartbeat_seconds: float) -> None:
+    def __init__(
+        self, subscription: Subscription, heartbeat_seconds: float, *, named: bool = True
+    ) -> None:
         super().__init__(
-            _frames(subscription, heartbeat_seconds),
+            _frames(subscription, heartbeat_seconds, named),
             headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
         )
         self.subscription = subscription
@@ -175,7 +181,9 @@ async def _close_on_disconnect(receive: Receive, subscription: Subscription) -> 
         subscription.close()
 
 
-async def _frames(subscription: Subscription, heartbeat_seconds: float) -> AsyncIterator[bytes]:
+async def _frames(
+    subscription: Subscription, heartbeat_seconds: float, named: bool
+) -> AsyncIterator[bytes]:
     sent = subscription.initial_id
     yield f"retry: {RETRY_MS}\nid: {sent}\n\n".encode()
     while True:
@@ -187,7 +195,7 @@ async def _frames(subscription: Subscription, heartbeat_seconds: float) -> Async
                 yield b"event: error\ndata: " + data + b"\n\n"
             return
         if batch:
-            yield b"".join(_sse_frame(delivery) for delivery in batch)
+            yield b"".join(_sse_frame(delivery, named) for delivery in batch)
             sent = batch[-1].id
             continue
         idle = subscription.idle_id()
@@ -198,13 +206,14 @@ async def _frames(subscription: Subscription, heartbeat_seconds: float) -> Async
             yield b": ping\n\n"
 
 
-def _sse_frame(delivery: Delivery) -> bytes:
+def _sse_frame(delivery: Delivery, named: bool) -> bytes:
     body = orjson.dumps(delivery.event.to_cloudevent())
     # Raw JSON data may hold line breaks (between tokens): each line is its own data: line,
     # which the client joins back with "\n".
     lines = body.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
     data = b"".join(b"data: " + line + b"\n" for line in lines)
-    head = f"id: {delivery.id}\nevent: {delivery.event.type}\n".encode()
+    name = f"event: {delivery.event.type}\n" if named else ""
+    head = f"id: {delivery.id}\n{name}".encode()
     return head + data + b"\n"
 
 
@@ -226,7 +235,7 @@ async def _websocket_subscription(websocket: WebSocket, svc: Services) -> Subscr
             "missing credentials: send Authorization: Bearer <token> or X-API-Key"
         )
     tenant = await svc.tenancy.resolve(principal, _org_id(query.get("orgId")))
-    return await _subscribe(
+    return await open_subscription(
         svc,
         tenant.org_id,
         query.getlist("streams"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from junctionbox.api.routers.subscribe import EventStream, open_subscription
 from junctionbox.console.forms import pretty
 from junctionbox.console.pages.logs import moment
 from junctionbox.console.web import PREFIX, ConsoleRoute, Ctx, context, redirect, render
@@ -64,6 +65,29 @@ async def index(request: Request) -> Response:
         rows=[_shown(e) for e in page.items] if page else [],
         flash=ctx.query("flash"),
     )
+
+
+@router.get("/live")
+async def live(request: Request) -> Response:
+    ctx = await context(request)
+    return render(ctx, "events_live.html", streams=await _streams(ctx))
+
+
+@router.get("/live/stream")
+async def live_stream(request: Request) -> Response:
+    """The tenant's new events as Server-Sent Events, authenticated by the console session
+    (a browser's EventSource cannot send the API's credential headers)."""
+    ctx = await context(request)
+    tenant = ctx.require_tenant()
+    subscription = await open_subscription(
+        ctx.svc,
+        tenant.org_id,
+        [ctx.query("streams")],
+        [ctx.query("types")],
+        "latest",
+        request.headers.get("last-event-id"),
+    )
+    return EventStream(subscription, ctx.svc.live.heartbeat_seconds, named=False)
 
 
 @router.post("/replay")
