@@ -1,4 +1,4 @@
-"""SQL table event sources: their configuration, and the poll step that feeds the event log.
+"""SQL table event sources: the service (CRUD, test, poll step) that feeds the event log.
 
 A source reads a table of an external database (seed 003's ``notification_queue``) after its
 checkpoint, in id order, a batch at a time. Each row becomes an event of the tenant the row
@@ -27,32 +27,30 @@ node that lost its lease, or raced a reset, rolls its batch back instead of movi
 
 Creating and changing a source reaches arbitrary databases, so the API lets only ADMIN do it;
 tenants see their sources (connection string masked) and may poll them.
+
+The configuration's fields and validation are in ``event_source_config``; turning rows into
+event drafts and the dedupe window, in ``event_source_rows``.
 """
 
 from __future__ import annotations
 
 import logging
-import re
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
-from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from dataclasses import dataclass, field, fields, replace
+from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
-import orjson
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from junctionbox.connectors.sql_source import (
     SqlTableReader,
-    TableQuery,
-    check_identifier,
     checkpoint_text,
     mask_url,
     normalize_url,
 )
-from junctionbox.domain.events import JSON_CONTENT_TYPE, EventDraft, StoredEvent
+from junctionbox.domain.events import EventDraft, StoredEvent
 from junctionbox.domain.identity import TenantContext
 from junctionbox.domain.ids import new_id
 from junctionbox.domain.paging import Page, PageRequest
@@ -67,6 +65,22 @@ from junctionbox.errors import (
 )
 from junctionbox.services import audit
 from junctionbox.services.event_log import EventLog
+from junctionbox.services.event_source_config import (
+    CONFIG_FIELDS,
+    SourceConfig,
+    check_checkpoint,
+    check_name,
+    is_int,
+    parse_config,
+)
+from junctionbox.services.event_source_rows import (
+    DEDUP_MAX_KEYS,
+    DEDUP_WINDOW,
+    DedupWindow,
+    Mapped,
+    RowMapper,
+    Skip,
+)
 from junctionbox.services.schema_registry import SchemaRegistry
 from junctionbox.store.database import Database
 from junctionbox.store.queries import event_sources as queries
@@ -76,179 +90,10 @@ from junctionbox.store.types import utcnow
 log = logging.getLogger(__name__)
 
 KIND: Final = "sql"
-DEDUP_WINDOW: Final = timedelta(minutes=5)
-DEDUP_MAX_KEYS: Final = 10_000
 PREVIEW_ROWS: Final = 10
-MAX_BATCH: Final = 1000
-MAX_INTERVAL_SECONDS: Final = 86_400
-MAX_CHECKPOINT_LENGTH: Final = 100
-_TYPE = re.compile(r"^\S{1,200}$")
-_STREAM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-_PATH = re.compile(r"^[A-Za-z0-9_$-]+(\.[A-Za-z0-9_$-]+){0,15}$")
-_MAX_ATTRIBUTE = 500
-_MAX_EVENT_ID = 200
 _ONCE = "once:"  # reader keys of one-off engines (API requests), disposed by their user
 
 PollStatus = Literal["ok", "error", "busy", "inactive", "missing", "fenced", "scheduled"]
-
-
-# --- configuration ---
-
-
-@dataclass(frozen=True)
-class SourceConfig:
-    """What to read and how often. Attribute ``x_y`` is the API's and the stored ``xY``."""
-
-    table: str = "notification_queue"
-    id_column: str = "id"
-    type_column: str = "event_type"
-    payload_column: str = "payload"
-    tenant_column: str = "entity_rid"
-    timestamp_column: str | None = "created_at"
-    payload_id_path: str = "id"
-    subject_column: str | None = None
-    partition_key_column: str | None = None
-    stream: str = "default"
-    poll_interval_seconds: int = 5
-    batch_size: int = 100
-    max_event_age_days: int | None = None
-    allowed_parent_rids: tuple[int, ...] | None = None
-    start_from: Literal["beginning", "latest"] = "beginning"
-
-    def to_json(self) -> dict[str, Any]:
-        values = asdict(self)
-        if self.allowed_parent_rids is not None:
-            values["allowed_parent_rids"] = list(self.allowed_parent_rids)
-        return {_CAMEL[name]: value for name, value in values.items()}
-
-    def columns(self) -> dict[str, str]:
-        """Configuration field (camelCase) -> column, for every column read."""
-        pairs = {
-            "idColumn": self.id_column,
-            "typeColumn": self.type_column,
-            "payloadColumn": self.payload_column,
-            "tenantColumn": self.tenant_column,
-            "timestampColumn": self.timestamp_column,
-            "subjectColumn": self.subject_column,
-            "partitionKeyColumn": self.partition_key_column,
-        }
-        return {name: value for name, value in pairs.items() if value is not None}
-
-    def table_query(self) -> TableQuery:
-        return TableQuery(self.table, self.columns(), "idColumn")
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
-
-
-_CAMEL: Final = {f.name: _camel(f.name) for f in fields(SourceConfig)}
-_SNAKE: Final = {camel: snake for snake, camel in _CAMEL.items()}
-CONFIG_FIELDS: Final = frozenset(_SNAKE)
-_OPTIONAL: Final = frozenset(
-    {"timestamp_column", "subject_column", "partition_key_column", "max_event_age_days"}
-    | {"allowed_parent_rids"}
-)
-
-
-def parse_config(data: Mapping[str, Any]) -> SourceConfig:
-    """A validated configuration from its camelCase form (defaults for what is missing);
-    ``ValidationError`` naming every bad field otherwise."""
-    problems = [
-        FieldProblem(("body", key), "unknown configuration field")
-        for key in data
-        if key not in _SNAKE
-    ]
-    values: dict[str, Any] = {}
-    for camel, value in data.items():
-        snake = _SNAKE.get(camel)
-        if snake is None:
-            continue
-        if value is None and snake not in _OPTIONAL:
-            problems.append(FieldProblem(("body", camel), "must not be null"))
-            continue
-        checked, problem = _check_value(snake, value)
-        if problem:
-            problems.append(FieldProblem(("body", camel), problem))
-        else:
-            values[snake] = checked
-    if not problems:
-        config = SourceConfig(**values)
-        problems = _check_config(config)
-    if problems:
-        summary = "; ".join(f"{p.loc[-1]}: {p.message}" for p in problems[:5])
-        raise ValidationError(f"invalid source configuration: {summary}", problems=problems)
-    return config
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _check_value(snake: str, value: Any) -> tuple[Any, str | None]:
-    """The value in its stored form, or why it is not acceptable (types and ranges)."""
-    if value is None:
-        return None, None
-    if snake in {"poll_interval_seconds", "batch_size", "max_event_age_days"}:
-        limits = {
-            "poll_interval_seconds": (1, MAX_INTERVAL_SECONDS),
-            "batch_size": (1, MAX_BATCH),
-            "max_event_age_days": (1, 36_500),
-        }[snake]
-        if not _is_int(value) or not limits[0] <= value <= limits[1]:
-            return None, f"must be an integer from {limits[0]} to {limits[1]}"
-        return value, None
-    if snake == "allowed_parent_rids":
-        if not isinstance(value, list | tuple) or not value or len(value) > 1000:
-            return None, "must be a list of 1-1000 organization ids (null allows every one)"
-        if not all(_is_int(v) and v >= 1 for v in value):
-            return None, "must contain positive integer ids"
-        return tuple(sorted(set(value))), None
-    if snake == "start_from":
-        if value not in ("beginning", "latest"):
-            return None, "must be 'beginning' or 'latest'"
-        return value, None
-    if not isinstance(value, str):
-        return None, "must be a string"
-    return value, None
-
-
-def _check_config(config: SourceConfig) -> list[FieldProblem]:
-    problems = check_identifier(config.table, "table", qualified=True)
-    for camel, column in config.columns().items():
-        problems += check_identifier(column, camel)
-    if not _PATH.match(config.payload_id_path):
-        message = "must be a dot path like 'id' or 'data.id'"
-        problems.append(FieldProblem(("body", "payloadIdPath"), message))
-    if not _STREAM.match(config.stream):
-        message = "must be 1-100 letters, digits, '.', '_' or '-', not leading"
-        problems.append(FieldProblem(("body", "stream"), message))
-    if config.max_event_age_days is not None and config.timestamp_column is None:
-        message = "maxEventAgeDays needs a timestampColumn"
-        problems.append(FieldProblem(("body", "maxEventAgeDays"), message))
-    return problems
-
-
-def _check_name(name: str) -> str:
-    name = name.strip() if isinstance(name, str) else ""
-    if not 1 <= len(name) <= 200:
-        message = "must be 1-200 characters"
-        raise ValidationError(
-            f"name: {message}", problems=[FieldProblem(("body", "name"), message)]
-        )
-    return name
-
-
-def _check_checkpoint(checkpoint: str | int | None) -> str | None:
-    if checkpoint is None:
-        return None
-    text = str(checkpoint)
-    if not 1 <= len(text) <= MAX_CHECKPOINT_LENGTH:
-        message = f"must be 1-{MAX_CHECKPOINT_LENGTH} characters, or null for the beginning"
-        problems = [FieldProblem(("body", "checkpoint"), message)]
-        raise ValidationError(f"checkpoint: {message}", problems=problems)
-    return text
 
 
 # --- views and reports ---
@@ -319,51 +164,6 @@ class TestResult:
     rows: list[PreviewRow]
 
 
-# --- the dedupe window ---
-
-
-class DedupWindow:
-    """Keys seen in the last ``window``, at most ``max_keys`` (the oldest are forgotten first)."""
-
-    def __init__(self, window: timedelta = DEDUP_WINDOW, max_keys: int = DEDUP_MAX_KEYS) -> None:
-        self.window = window
-        self.max_keys = max_keys
-        self._seen: OrderedDict[str, datetime] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._seen)
-
-    def contains(self, key: str, now: datetime) -> bool:
-        seen = self._seen.get(key)
-        return seen is not None and now - seen < self.window
-
-    def remember(self, keys: Iterable[str], now: datetime) -> None:
-        for key in keys:
-            self._seen[key] = now
-            self._seen.move_to_end(key)
-        while self._seen and (
-            len(self._seen) > self.max_keys or now - next(iter(self._seen.values())) >= self.window
-        ):
-            self._seen.popitem(last=False)
-
-
-# --- rows to events ---
-
-
-@dataclass(frozen=True)
-class _Skip:
-    reason: str
-    detail: str
-
-
-@dataclass(frozen=True)
-class _Mapped:
-    row_id: str
-    tenant_id: int
-    draft: EventDraft
-    dedupe_key: str
-
-
 @dataclass
 class _Batch:
     """A read batch sorted out: drafts per tenant, the keys to remember, what was skipped."""
@@ -378,142 +178,6 @@ class _Batch:
 
 class _Fenced(Exception):
     """The lease was lost or the checkpoint reset while polling: the batch is rolled back."""
-
-
-class _RowMapper:
-    """Turns rows (``{config field: value}``) into drafts, or says why a row is skipped."""
-
-    def __init__(self, record: SourceRecord, config: SourceConfig, max_event_bytes: int) -> None:
-        self.record = record
-        self.config = config
-        self.max_event_bytes = max_event_bytes
-        self.source = f"sql:{record.name}"
-
-    def map(self, row: Mapping[str, Any]) -> _Mapped | _Skip:
-        row_id = checkpoint_text(row["idColumn"])
-        event_type = _text(row["typeColumn"])
-        if event_type is None or not _TYPE.match(event_type):
-            return _Skip("invalid", "event type must be 1-200 characters without whitespace")
-        tenant = _tenant(row["tenantColumn"])
-        if tenant is None:
-            return _Skip("invalid", "tenant column is not an entity id")
-        payload = _payload(row["payloadColumn"])
-        if payload is None:
-            return _Skip("invalid", "payload is not JSON")
-        raw, value = payload
-        if len(raw) > self.max_event_bytes:
-            return _Skip("too_large", f"payload over {self.max_event_bytes} bytes")
-        try:
-            moment = _time(row.get("timestampColumn"))
-        except ValueError:
-            return _Skip("invalid", "timestamp is not a date and time")
-        attributes = self._attributes(row)
-        if isinstance(attributes, _Skip):
-            return attributes
-        subject, partition_key = attributes
-        event_id = f"{self.record.id}:{row_id}"
-        if len(event_id) > _MAX_EVENT_ID:
-            return _Skip("invalid", "row id too long for an event id")
-        draft = EventDraft(
-            type=event_type,
-            payload=raw,
-            value=value,
-            has_value=True,
-            event_id=event_id,
-            source=self.source,
-            subject=subject,
-            time=moment,
-            stream=self.config.stream,
-            partition_key=partition_key,
-            data_content_type=JSON_CONTENT_TYPE,
-        )
-        payload_id = _dig(value, self.config.payload_id_path)
-        key_id = f"row:{row_id}" if payload_id is None else payload_id
-        return _Mapped(row_id, tenant, draft, f"{event_type}:{key_id}:{tenant}")
-
-    def _attributes(self, row: Mapping[str, Any]) -> tuple[str | None, str | None] | _Skip:
-        subject = _text(row.get("subjectColumn"))
-        partition_key = _text(row.get("partitionKeyColumn"))
-        for name, value in (("subject", subject), ("partition key", partition_key)):
-            if value is not None and (len(value) > _MAX_ATTRIBUTE or "\x00" in value):
-                return _Skip("invalid", f"{name} over {_MAX_ATTRIBUTE} characters")
-        return subject, partition_key
-
-
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, bytes | bytearray | memoryview):
-        try:
-            return bytes(value).decode()
-        except UnicodeDecodeError:
-            return None
-    return str(value)
-
-
-def _tenant(value: Any) -> int | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, int):
-        return value if value > 0 else None
-    if isinstance(value, Decimal | float) and value == int(value):
-        return int(value) if value > 0 else None
-    text = _text(value)
-    if text is not None and text.strip().isdigit():
-        return int(text.strip()) or None
-    return None
-
-
-def _payload(value: Any) -> tuple[bytes, Any] | None:
-    """The payload's JSON bytes as stored (text columns) or serialised (JSON values), and the
-    decoded value; None when it is not JSON. A NULL payload is JSON ``null``."""
-    if value is None:
-        return b"null", None
-    if isinstance(value, dict | list):
-        return orjson.dumps(value), value
-    if isinstance(value, bytearray | memoryview):
-        value = bytes(value)
-    if isinstance(value, str):
-        value = value.encode()
-    if not isinstance(value, bytes):
-        return None
-    try:
-        return value, orjson.loads(value)
-    except orjson.JSONDecodeError:
-        return None
-
-
-def _time(value: Any) -> datetime | None:
-    """A timestamp column's value as UTC. Naive values (DATETIME, timestamp without time
-    zone, SQLite text) are taken as UTC; numbers as Unix seconds (milliseconds if huge)."""
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        moment = value
-    elif isinstance(value, date):
-        moment = datetime(value.year, value.month, value.day)
-    elif isinstance(value, int | float | Decimal) and not isinstance(value, bool):
-        seconds = float(value)
-        moment = datetime.fromtimestamp(seconds / 1000 if seconds > 1e11 else seconds, UTC)
-    else:
-        text = _text(value)
-        if text is None:
-            raise ValueError("not a timestamp")
-        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def _dig(value: Any, path: str) -> str | None:
-    for part in path.split("."):
-        if isinstance(value, dict):
-            value = value.get(part)
-        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
-            value = value[int(part)]
-        else:
-            return None
-    if value is None or isinstance(value, dict | list):
-        return None
-    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _reason_of(exc: BaseException) -> str:
@@ -565,7 +229,7 @@ class EventSourceService:
         config: Mapping[str, Any] | None = None,
         is_active: bool = True,
     ) -> EventSource:
-        name = _check_name(name)
+        name = check_name(name)
         url = normalize_url(connection_string)
         parsed = parse_config(config or {})
         source_id = new_id("src")
@@ -618,7 +282,7 @@ class EventSourceService:
         field (null resets an optional one). The checkpoint is kept; reset it explicitly."""
         values: dict[str, Any] = {}
         if "name" in changes:
-            values["name"] = _check_name(changes["name"])
+            values["name"] = check_name(changes["name"])
         if "isActive" in changes:
             values["is_active"] = bool(changes["isActive"])
         url = None
@@ -680,7 +344,7 @@ class EventSourceService:
     ) -> EventSource:
         """Set the checkpoint: rows with a greater id are read next (None: from the
         beginning; ``latest``: the table's highest id now, i.e. only rows added later)."""
-        text = _check_checkpoint(checkpoint)
+        text = check_checkpoint(checkpoint)
         if latest:
             async with self.db.read() as conn:
                 record = await self._existing(conn, tenant, source_id)
@@ -864,12 +528,12 @@ class EventSourceService:
         config: SourceConfig,
         rows: Sequence[Mapping[str, Any]],
         skipped: Counter[str],
-    ) -> list[_Mapped]:
-        mapper = _RowMapper(record, config, self.max_event_bytes)
+    ) -> list[Mapped]:
+        mapper = RowMapper(record, config, self.max_event_bytes)
         mapped = []
         for row in rows:
             result = mapper.map(row)
-            if isinstance(result, _Skip):
+            if isinstance(result, Skip):
                 skipped[result.reason] += 1
                 log.warning(
                     "SQL source %s skipped row %s: %s",
@@ -885,10 +549,10 @@ class EventSourceService:
         self,
         record: SourceRecord,
         config: SourceConfig,
-        mapped: list[_Mapped],
+        mapped: list[Mapped],
         now: datetime,
         skipped: Counter[str],
-    ) -> list[_Mapped]:
+    ) -> list[Mapped]:
         """The rows that pass the tenant, parent, age and schema filters."""
         if not mapped:
             return []
@@ -907,13 +571,13 @@ class EventSourceService:
         return admitted
 
     async def _schema_refusals(
-        self, conn: AsyncConnection, items: list[_Mapped], parents: Mapping[int, int | None]
+        self, conn: AsyncConnection, items: list[Mapped], parents: Mapping[int, int | None]
     ) -> dict[str, str]:
         """Row id -> ``schema_invalid`` for rows whose data fails their type's schema."""
         if self.schemas is None or not items:
             return {}
         refused: dict[str, str] = {}
-        by_tenant: dict[int, list[_Mapped]] = {}
+        by_tenant: dict[int, list[Mapped]] = {}
         for item in items:
             by_tenant.setdefault(item.tenant_id, []).append(item)
         for tenant_id, group in by_tenant.items():
@@ -1006,9 +670,9 @@ class EventSourceService:
     async def _preview(
         self, record: SourceRecord, config: SourceConfig, rows: Sequence[Mapping[str, Any]]
     ) -> list[PreviewRow]:
-        mapper = _RowMapper(record, config, self.max_event_bytes)
+        mapper = RowMapper(record, config, self.max_event_bytes)
         results = [mapper.map(row) for row in rows]
-        mapped = [r for r in results if isinstance(r, _Mapped)]
+        mapped = [r for r in results if isinstance(r, Mapped)]
         verdicts: dict[str, str | None] = {}
         if mapped:
             now = self.clock()
@@ -1080,7 +744,7 @@ class EventSourceService:
 
 def _interval(config: Mapping[str, Any]) -> int:
     value = config.get("pollIntervalSeconds", SourceConfig.poll_interval_seconds)
-    return int(value) if _is_int(value) and value >= 1 else SourceConfig.poll_interval_seconds
+    return int(value) if is_int(value) and value >= 1 else SourceConfig.poll_interval_seconds
 
 
 def _stored_config(stored: Mapping[str, Any]) -> SourceConfig:
@@ -1119,7 +783,7 @@ def _unsaved(tenant: TenantContext, config: Mapping[str, Any]) -> SourceRecord:
 def _filter(
     record: SourceRecord,
     config: SourceConfig,
-    item: _Mapped,
+    item: Mapped,
     parents: Mapping[int, int | None],
     now: datetime,
 ) -> str | None:
@@ -1138,10 +802,10 @@ def _filter(
 
 
 def _preview_row(
-    row: Mapping[str, Any], result: _Mapped | _Skip, verdicts: Mapping[str, str | None]
+    row: Mapping[str, Any], result: Mapped | Skip, verdicts: Mapping[str, str | None]
 ) -> PreviewRow:
     row_id = None if row.get("idColumn") is None else checkpoint_text(row["idColumn"])
-    if isinstance(result, _Skip):
+    if isinstance(result, Skip):
         return PreviewRow(row_id, result.reason, result.detail)
     draft = result.draft
     return PreviewRow(
