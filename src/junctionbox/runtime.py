@@ -2,8 +2,9 @@
 
 Roles are what a process does. ``api`` serves HTTP and health-checks the registered services;
 ``dispatcher`` reads the event log and queues a delivery job per matching integration;
-``worker`` runs delivery jobs and scheduled-job runs; ``scheduler`` runs the time-driven loops (DLQ retries, stream retention, idempotency-key
-expiry, SQL table sources, scheduled-job ticks, alert rules, the webhook replay-store purge).
+``worker`` runs delivery jobs and scheduled-job runs; ``scheduler`` runs the time-driven
+loops (DLQ retries, stream retention, idempotency-key expiry, SQL table sources,
+scheduled-job ticks, alert rules, the webhook replay-store purge).
 ``all`` runs every role, which is what ``make run`` does on the embedded SQLite store. Every
 process answers the health endpoints and records a heartbeat.
 """
