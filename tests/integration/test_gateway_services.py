@@ -17,7 +17,7 @@ from tests.support import World, make_settings
 
 from junctionbox.api.app import create_app
 from junctionbox.engine.service_health import ServiceHealthChecker
-from junctionbox.runtime import build_services
+from junctionbox.runtime import RolePlan, build_services, role_loops
 from junctionbox.store.tables import gateway_services
 from junctionbox.store.types import utcnow
 from junctionbox.testing import Behaviour, RecordingSink
@@ -65,7 +65,9 @@ def user(world: World, org: int = 100) -> dict[str, str]:
 
 
 async def register(world: World, body: dict[str, Any], org: int = 100) -> dict[str, Any]:
-    response = await world.client.post(f"{SERVICES}?orgId={org}", json=body, headers=user(world, org))
+    response = await world.client.post(
+        f"{SERVICES}?orgId={org}", json=body, headers=user(world, org)
+    )
     assert response.status_code in (200, 201), response.text
     result: dict[str, Any] = response.json()
     return result
@@ -106,7 +108,8 @@ async def test_register_read_list_update_and_deregister(world: World, blue: Reco
     assert created["endpoints"] == [{"url": blue.url("/v1"), "weight": 1}]
     assert created["configuration"]["heartbeatTtlSeconds"] == 30
     assert created["metadata"] == {"team": "payments"}
-    assert created["registrationTime"] and created["lastHeartbeat"] is None
+    assert created["registrationTime"]
+    assert created["lastHeartbeat"] is None
 
     again = await world.client.post(
         f"{SERVICES}?orgId=100", json=service("billing", blue.url("/v2")), headers=headers
@@ -116,12 +119,14 @@ async def test_register_read_list_update_and_deregister(world: World, blue: Reco
     assert again.json()["endpoints"][0]["url"] == blue.url("/v2")
 
     by_name = await client.get(f"{SERVICES}/billing?orgId=100", headers=headers)
-    assert by_name.status_code == 200 and by_name.json()["serviceId"] == service_id
+    assert by_name.status_code == 200
+    assert by_name.json()["serviceId"] == service_id
 
     await register(world, service("audit", blue.url("/audit")))
     page = (await client.get(f"{SERVICES}?orgId=100&limit=1", headers=headers)).json()
     assert [s["serviceName"] for s in page["services"]] == ["audit"]
-    assert page["total"] == 2 and page["hasMore"] is True
+    assert page["total"] == 2
+    assert page["hasMore"] is True
 
     put = await client.put(
         f"{SERVICES}/{service_id}?orgId=100",
@@ -140,7 +145,8 @@ async def test_register_read_list_update_and_deregister(world: World, blue: Reco
     deleted = await client.delete(f"{SERVICES}/{service_id}?orgId=100", headers=headers)
     assert deleted.status_code == 204
     gone = await client.get(f"{SERVICES}/{service_id}?orgId=100", headers=headers)
-    assert gone.status_code == 404 and gone.json()["code"] == "NOT_FOUND"
+    assert gone.status_code == 404
+    assert gone.json()["code"] == "NOT_FOUND"
 
 
 async def test_validation_errors_name_the_location(world: World, blue: RecordingSink) -> None:
@@ -148,8 +154,10 @@ async def test_validation_errors_name_the_location(world: World, blue: Recording
     cases: list[tuple[dict[str, Any], list[Any]]] = [
         ({"endpoints": [{"url": "ftp://x"}]}, ["body", "endpoints", 0, "url"]),
         ({"endpoints": [{"url": blue.url("/a?x=1")}]}, ["body", "endpoints", 0, "url"]),
-        ({"endpoints": [{"url": blue.url("/a")}, {"url": blue.url("/a/")}]},
-         ["body", "endpoints", 1, "url"]),  # fmt: skip
+        (
+            {"endpoints": [{"url": blue.url("/a")}, {"url": blue.url("/a/")}]},
+            ["body", "endpoints", 1, "url"],
+        ),
         ({"endpoints": []}, ["body", "endpoints"]),
         ({"endpoints": [{"url": blue.url("/a"), "weight": 0}]}, ["body", "endpoints", 0, "weight"]),
         ({"healthCheckUrl": "gopher://x/health"}, ["body", "healthCheckUrl"]),
@@ -158,8 +166,10 @@ async def test_validation_errors_name_the_location(world: World, blue: Recording
         ({"serviceName": "http://x"}, ["body", "serviceName"]),
         ({"status": "UNHEALTHY"}, ["body", "status"]),
         ({"serviceType": "CORBA"}, ["body", "serviceType"]),
-        ({"configuration": {"healthCheck": {"intervalSeconds": 0}}},
-         ["body", "configuration", "healthCheck", "intervalSeconds"]),  # fmt: skip
+        (
+            {"configuration": {"healthCheck": {"intervalSeconds": 0}}},
+            ["body", "configuration", "healthCheck", "intervalSeconds"],
+        ),
         ({"unknown": 1}, ["body", "unknown"]),
     ]
     for change, loc in cases:
@@ -186,9 +196,7 @@ async def test_services_are_isolated_between_tenants(world: World, blue: Recordi
         ("POST", f"{SERVICES}/{sid}/heartbeat"),
     ):
         body = {"status": "INACTIVE"} if method == "PATCH" else None
-        response = await world.client.request(
-            method, f"{path}?orgId=200", json=body, headers=other
-        )
+        response = await world.client.request(method, f"{path}?orgId=200", json=body, headers=other)
         assert response.status_code == 404, (method, path, response.text)
     listed = await world.client.get(f"{SERVICES}?orgId=200", headers=other)
     assert listed.json()["total"] == 0
@@ -197,7 +205,8 @@ async def test_services_are_isolated_between_tenants(world: World, blue: Recordi
     refused = await world.client.post(
         f"{BASE}/configure?orgId=200", json={"path": "/x", "targetService": sid}, headers=other
     )
-    assert refused.status_code == 400 and refused.json()["details"][0]["loc"] == [
+    assert refused.status_code == 400
+    assert refused.json()["details"][0]["loc"] == [
         "body",
         "targetService",
     ]
@@ -216,7 +225,8 @@ async def test_heartbeat_with_an_api_key_and_ttl_expiry(world: World, blue: Reco
         f"{SERVICES}/{sid}/heartbeat?orgId=100", headers=world.headers["key_a"]
     )
     assert beat.status_code == 200, beat.text
-    assert beat.json()["status"] == "ACTIVE" and beat.json()["lastHeartbeat"]
+    assert beat.json()["status"] == "ACTIVE"
+    assert beat.json()["lastHeartbeat"]
 
     late = utcnow() - timedelta(seconds=61)
     async with world.services.db.write() as conn:
@@ -283,7 +293,8 @@ async def test_weights_share_the_traffic(world: World, blue: RecordingSink) -> N
     await configure(world.client, user(world), 100, {"path": "/o", "targetService": "orders"})
     assert await gw_paths(world, "/o", 8) == [200] * 8
     paths = [r.path for r in blue.requests]
-    assert paths.count("/a/o") == 6 and paths.count("/b/o") == 2
+    assert paths.count("/a/o") == 6
+    assert paths.count("/b/o") == 2
 
 
 async def test_updating_the_service_moves_its_routes_traffic(
@@ -333,11 +344,13 @@ async def test_a_service_in_use_cannot_be_deleted_or_renamed(
     )
     refused = await world.client.delete(f"{SERVICES}/{sid}?orgId=100", headers=user(world))
     assert refused.status_code == 409
-    assert refused.json()["code"] == "CONFLICT" and route["routeId"] in refused.json()["error"]
+    assert refused.json()["code"] == "CONFLICT"
+    assert route["routeId"] in refused.json()["error"]
     renamed = await world.client.patch(
         f"{SERVICES}/{sid}?orgId=100", json={"serviceName": "orders2"}, headers=user(world)
     )
-    assert renamed.status_code == 409 and route["routeId"] in renamed.json()["error"]
+    assert renamed.status_code == 409
+    assert route["routeId"] in renamed.json()["error"]
 
     gone = await world.client.delete(
         f"{BASE}/route/{route['routeId']}?orgId=100", headers=user(world)
@@ -448,3 +461,12 @@ async def test_the_health_checker_keeps_the_ssrf_guard(
         probe = found.json()["health"]["activeCheck"]["probes"][green.url("/health")]
         assert probe["healthy"] is False
         assert green.requests == []
+
+
+async def test_the_api_role_runs_the_health_checker(world: World) -> None:
+    loops = role_loops(world.services, RolePlan.parse("api"))
+    assert any(isinstance(getattr(loop, "__self__", None), ServiceHealthChecker) for loop in loops)
+    others = role_loops(world.services, RolePlan.parse("worker"))
+    assert not any(
+        isinstance(getattr(loop, "__self__", None), ServiceHealthChecker) for loop in others
+    )

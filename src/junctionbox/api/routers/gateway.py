@@ -147,10 +147,14 @@ class RouteIn(RequestModel):
     path: str = Field(min_length=1, max_length=500, description="/orders/{id} or /files/*")
     method: Method | None = Field(None, description="One method (seed 000).")
     methods: list[Method] | None = Field(None, description="Or several.")
-    target_service: str | None = Field(None, max_length=2000)
+    target_service: str | None = Field(
+        None, max_length=2000, description="A registered service (name or id), or a URL."
+    )
     target_url: str | None = Field(None, max_length=2000)
     targets: list[str] | None = Field(None, max_length=20, description="Round robin.")
-    target_endpoint: str | None = Field(None, max_length=2000, description="/v2/x/{id}")
+    target_endpoint: str | None = Field(
+        None, max_length=2000, description="Upstream path (prefix), e.g. /v2/x/{id}."
+    )
     timeout_seconds: float = Field(30.0, gt=0, le=300)
     authentication: Authentication | None = None
     authorization: Authorization | None = None
