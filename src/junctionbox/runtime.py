@@ -220,7 +220,7 @@ def build_services(settings: Settings) -> Services:
             db, event_log, schemas, webhook_sources, replay_ttl=replay_ttl, telemetry=telemetry
         ),
         gateway=gateway,
-        registry=ServiceRegistry(db, on_change=gateway.forget),
+        registry=ServiceRegistry(db, on_change=gateway.forget_services),
         api_limiter=ApiRateLimiter(
             limiter_backend,
             auth,

@@ -321,6 +321,25 @@ async def test_updating_the_service_moves_its_routes_traffic(
     assert blue.requests[-1].path == "/new/x"
 
 
+async def test_moving_a_service_drops_its_routes_cached_answers(
+    world: World, blue: RecordingSink, green: RecordingSink
+) -> None:
+    blue.on("/api/x", Behaviour(200, b"blue"))
+    green.on("/api/x", Behaviour(200, b"green"))
+    await register(world, service("orders", blue.url("/api")))
+    body = {"path": "/x", "targetService": "orders", "caching": {"enabled": True}}
+    await configure(world.client, user(world), 100, body)
+    first = await world.client.get("/gw/100/x")
+    second = await world.client.get("/gw/100/x")
+    assert (first.text, second.text) == ("blue", "blue")
+    assert second.headers["x-cache"] == "HIT"
+
+    await register(world, service("orders", green.url("/api")))
+    moved = await world.client.get("/gw/100/x")
+    assert moved.text == "green"
+    assert moved.headers["x-cache"] == "MISS"
+
+
 async def test_out_of_service_service_answers_503(world: World, blue: RecordingSink) -> None:
     await register(world, service("orders", blue.url("/api"), status="INACTIVE"))
     await configure(world.client, user(world), 100, {"path": "/x", "targetService": "orders"})

@@ -284,6 +284,14 @@ class GatewayService:
     def forget(self, org_id: int) -> None:
         self._tables.pop(org_id, None)
 
+    def forget_services(self, org_id: int) -> None:
+        """A registered service changed: reload the tenant's routes and drop the cached
+        answers of its routes that target services (they may come from the old endpoints)."""
+        table = self._tables.pop(org_id, None)
+        for route in table.routes if table is not None else ():
+            if route.service is not None:
+                self.cache.forget_route(route.id)
+
     async def table(self, org_id: int) -> RouteTable:
         cached = self._tables.get(org_id)
         if cached is not None and time.monotonic() - cached.loaded_at < self._table_ttl:
