@@ -1,12 +1,12 @@
 """Active health checks of registered services, on a timer, in every process with the api role.
 
-Each round GETs the health-check URL of every ACTIVE service whose interval has passed,
-through the guarded HTTP client (the SSRF guard applies), and stores each probed URL's state:
-a 2xx or 3xx answer is a success, anything else (other statuses, refusals, timeouts, network
-errors) a failure; ``unhealthyThreshold`` failures in a row mark the URL down and
-``healthyThreshold`` successes in a row mark it up again. When a URL changes state, this
-node drops the tenant's gateway route table at once; other nodes see it at their next
-table reload (within 5 s).
+Each round (when the next service is due, and at least every 5 s to notice new ones) GETs
+the health-check URL of every ACTIVE service whose interval has passed, through the guarded
+HTTP client (the SSRF guard applies), and stores each probed URL's state: a 2xx or 3xx answer
+is a success, anything else (other statuses, refusals, timeouts, network errors) a failure;
+``unhealthyThreshold`` failures in a row mark the URL down and ``healthyThreshold`` successes
+in a row mark it up again. When a URL changes state, this node drops the tenant's gateway
+route table at once; other nodes see it at their next table reload (within 5 s).
 
 With several api nodes every node probes every service (there is no leader): a service is
 probed about once per interval per node, and the counts in a row are shared through the
@@ -46,6 +46,7 @@ class ServiceHealthChecker:
         *,
         on_change: Callable[[int], None] | None = None,
         tick_seconds: float = 1.0,
+        max_sleep_seconds: float = 5.0,
         concurrency: int = 16,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
@@ -53,14 +54,22 @@ class ServiceHealthChecker:
         self.http = http
         self.on_change = on_change
         self.tick_seconds = tick_seconds
+        self.max_sleep_seconds = max_sleep_seconds
+        self._sleep = tick_seconds
         self._slots = asyncio.Semaphore(concurrency)
         self._clock = clock
 
     async def run_once(self, *, force: bool = False) -> int:
         """Probe the services that are due (all of them when ``force``); return how many."""
         now = self._clock()
-        due = [r for r in await self.registry.with_health_checks() if force or _due(r, now)]
+        records = await self.registry.with_health_checks()
+        due = [r for r in records if force or _due(r, now)]
         await asyncio.gather(*(self._check(record) for record in due))
+        checked = {r.id for r in due}
+        waits = [_interval(r) if r.id in checked else _seconds_to_due(r, now) for r in records]
+        # Sleep until the next service is due, but wake within max_sleep_seconds to pick up
+        # services registered meanwhile (one query per round, whatever the count).
+        self._sleep = max(self.tick_seconds, min([self.max_sleep_seconds, *waits]))
         return len(due)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -70,7 +79,7 @@ class ServiceHealthChecker:
             except Exception:  # the next round tries again; one failure must not end the loop
                 log.exception("service health-check round failed")
             try:
-                await asyncio.wait_for(stop.wait(), self.tick_seconds)
+                await asyncio.wait_for(stop.wait(), self._sleep)
             except TimeoutError:
                 continue
 
@@ -110,10 +119,17 @@ class ServiceHealthChecker:
         return ok, result.status, None if ok else f"HTTP {result.status}"
 
 
-def _due(record: ServiceRecord, now: datetime) -> bool:
+def _interval(record: ServiceRecord) -> float:
+    return HealthCheckPolicy.from_config(record.configuration.get("healthCheck")).interval_seconds
+
+
+def _seconds_to_due(record: ServiceRecord, now: datetime) -> float:
     checked: Any = record.health.get("checkedAt")
     if not checked:
-        return True
-    policy = HealthCheckPolicy.from_config(record.configuration.get("healthCheck"))
-    last = datetime.fromisoformat(str(checked))
-    return now - last >= timedelta(seconds=policy.interval_seconds)
+        return 0.0
+    due_at = datetime.fromisoformat(str(checked)) + timedelta(seconds=_interval(record))
+    return (due_at - now).total_seconds()
+
+
+def _due(record: ServiceRecord, now: datetime) -> bool:
+    return _seconds_to_due(record, now) <= 0
