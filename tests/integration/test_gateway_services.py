@@ -184,6 +184,28 @@ async def test_validation_errors_name_the_location(world: World, blue: Recording
     assert listed.json()["total"] == 0
 
 
+async def test_patch_with_nulls_is_a_clear_answer(world: World, blue: RecordingSink) -> None:
+    created = await register(
+        world, service("billing", blue.url("/v1"), configuration={"heartbeatTtlSeconds": 5})
+    )
+    path = f"{SERVICES}/{created['serviceId']}?orgId=100"
+    for body, loc in (
+        ({"serviceName": None}, ["body", "serviceName"]),
+        ({"endpoints": None}, ["body", "endpoints"]),
+    ):
+        response = await world.client.patch(path, json=body, headers=user(world))
+        assert response.status_code == 400, (body, response.text)
+        assert response.json()["details"][0]["loc"] == loc
+    cleared = await world.client.patch(
+        path,
+        json={"configuration": None, "metadata": None, "healthCheckUrl": None},
+        headers=user(world),
+    )
+    assert cleared.status_code == 200, cleared.text
+    assert cleared.json()["configuration"]["heartbeatTtlSeconds"] is None
+    assert cleared.json()["metadata"] == {}
+
+
 async def test_services_are_isolated_between_tenants(world: World, blue: RecordingSink) -> None:
     created = await register(world, service("billing", blue.url("/v1")))
     other = user(world, 200)

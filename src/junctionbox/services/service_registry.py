@@ -113,6 +113,8 @@ def _vet_url(url: str, loc: Loc) -> str:
 def _row_values(data: Mapping[str, Any]) -> dict[str, Any]:
     """The stored columns of a registration in its API form (validated by the caller's
     schema for shape; URLs, weights and names are vetted here)."""
+    if not data.get("serviceName"):
+        raise invalid(("body", "serviceName"), "a service needs a name")
     service_type = str(data.get("serviceType") or "REST").upper()
     if service_type not in SERVICE_TYPES:
         raise invalid(("body", "serviceType"), f"must be one of {SERVICE_TYPES}")
@@ -216,7 +218,7 @@ class ServiceRegistry:
         """PUT replaces the registration; PATCH (``partial``) changes the fields it names."""
         existing = await self.get(tenant, service_id)
         merged = {**api_form(existing), **data} if partial else dict(data)
-        if partial and "configuration" in data:
+        if partial and data.get("configuration") is not None:
             merged["configuration"] = {
                 **api_form(existing)["configuration"],
                 **data["configuration"],
