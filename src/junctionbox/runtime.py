@@ -1,9 +1,10 @@
 """The composition root: builds the store and services from Settings and runs the roles.
 
-Roles are what a process does. ``api`` serves HTTP; ``dispatcher`` reads the event log and
-queues a delivery job per matching integration; ``worker`` runs delivery jobs and scheduled-job
-runs; ``scheduler`` runs the time-driven loops (DLQ retries, stream retention, idempotency-key
-expiry, SQL table sources, scheduled-job ticks, alert rules, the webhook replay-store purge).
+Roles are what a process does. ``api`` serves HTTP and health-checks the registered services;
+``dispatcher`` reads the event log and queues a delivery job per matching integration;
+``worker`` runs delivery jobs and scheduled-job runs; ``scheduler`` runs the time-driven
+loops (DLQ retries, stream retention, idempotency-key expiry, SQL table sources,
+scheduled-job ticks, alert rules, the webhook replay-store purge).
 ``all`` runs every role, which is what ``make run`` does on the embedded SQLite store. Every
 process answers the health endpoints and records a heartbeat.
 """
@@ -40,6 +41,7 @@ from junctionbox.engine.dlq_worker import DlqWorker
 from junctionbox.engine.heartbeat import NodeHeartbeat
 from junctionbox.engine.maintenance import Maintenance
 from junctionbox.engine.scheduled_jobs import JobTicker, ScheduledJobWorker
+from junctionbox.engine.service_health import ServiceHealthChecker
 from junctionbox.engine.sql_poller import SqlSourcePoller
 from junctionbox.engine.webhook_janitor import WebhookJanitor
 from junctionbox.errors import ConfigurationError
@@ -74,6 +76,7 @@ from junctionbox.services.scheduled_job_runs import JobRunner
 from junctionbox.services.scheduled_jobs import ScheduledJobService
 from junctionbox.services.schedules import ScheduleService
 from junctionbox.services.schema_registry import SchemaRegistry
+from junctionbox.services.service_registry import ServiceRegistry
 from junctionbox.services.streams import StreamService
 from junctionbox.services.tenancy import TenancyService
 from junctionbox.services.users import UserService
@@ -171,6 +174,7 @@ def build_services(settings: Settings) -> Services:
         db, secretbox, max_body_limit=settings.events_max_event_bytes
     )
     replay_ttl = timedelta(seconds=settings.webhooks_replay_ttl_seconds)
+    gateway = GatewayService(db, secretbox, limiter_backend, http)
     return Services(
         settings=settings,
         db=db,
@@ -223,7 +227,8 @@ def build_services(settings: Settings) -> Services:
         webhooks=WebhookIntake(
             db, event_log, schemas, webhook_sources, replay_ttl=replay_ttl, telemetry=telemetry
         ),
-        gateway=GatewayService(db, secretbox, limiter_backend, http),
+        gateway=gateway,
+        registry=ServiceRegistry(db, on_change=gateway.forget_services),
         api_limiter=ApiRateLimiter(
             limiter_backend,
             auth,
@@ -324,6 +329,10 @@ def role_loops(
                 lease_seconds=services.settings.worker_lease_seconds,
             ).run
         )
+    if "api" in plan.roles:
+        registry = services.registry
+        checker = ServiceHealthChecker(registry, services.http, on_change=services.gateway.forget)
+        loops.append(checker.run)
     if "scheduler" in plan.roles:
         loops.append(DlqWorker(services, node_id=node_id()).run)
         loops.append(Maintenance(services.streams, services.publisher).run)

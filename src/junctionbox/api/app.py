@@ -24,6 +24,7 @@ from junctionbox.api.routers import (
     event_types,
     events,
     gateway,
+    gateway_services,
     health,
     inbound_integrations,
     integration_proxy,
@@ -111,6 +112,7 @@ def create_app(services: Services, lifespan: Lifespan | None = None) -> FastAPI:
         webhook_sources,
         webhooks,
         gateway,
+        gateway_services,
         inbound_integrations,
         integration_proxy,
     ):

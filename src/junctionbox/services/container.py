@@ -31,6 +31,7 @@ from junctionbox.services.publish import PublishService
 from junctionbox.services.scheduled_jobs import ScheduledJobService
 from junctionbox.services.schedules import ScheduleService
 from junctionbox.services.schema_registry import SchemaRegistry
+from junctionbox.services.service_registry import ServiceRegistry
 from junctionbox.services.streams import StreamService
 from junctionbox.services.tenancy import TenancyService
 from junctionbox.services.users import UserService
@@ -71,6 +72,7 @@ class Services:
     webhook_sources: WebhookSourceService
     webhooks: WebhookIntake
     gateway: GatewayService
+    registry: ServiceRegistry
     api_limiter: ApiRateLimiter
     inbound: InboundIntegrationService
     proxy: InboundProxy

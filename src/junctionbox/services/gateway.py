@@ -21,20 +21,23 @@ from typing import Any
 import orjson
 
 from junctionbox.connectors.http_client import GuardedHttpClient
-from junctionbox.domain.gateway import safe_request_path
+from junctionbox.domain.gateway import TargetHealth, safe_request_path
 from junctionbox.domain.identity import TenantContext
 from junctionbox.domain.ids import new_id
 from junctionbox.domain.paging import Page, PageRequest
 from junctionbox.domain.route_stats import Rollup, summary
 from junctionbox.domain.secretbox import SecretBox
-from junctionbox.errors import JunctionboxError, NotFoundError
+from junctionbox.domain.service_registry import ServiceTarget
+from junctionbox.errors import JunctionboxError, NotFoundError, ServiceUnavailableError
 from junctionbox.services import audit
 from junctionbox.services.gateway_cache import ResponseCache
 from junctionbox.services.gateway_model import CompiledRoute, Security, bucket, compile_route
 from junctionbox.services.gateway_model import compile_security as _compile_security
 from junctionbox.services.rate_limit_backends import RateLimitBackend
+from junctionbox.services.service_registry import service_targets, status_of
 from junctionbox.store.database import Database
 from junctionbox.store.queries import gateway as queries
+from junctionbox.store.queries import service_registry as service_queries
 from junctionbox.store.queries.gateway import RouteRecord, SettingsRecord, StatsRow
 from junctionbox.store.types import utcnow
 
@@ -58,8 +61,13 @@ class RouteTable:
     root_org_id: int | None = None  # the organization of a unit's routes (API keys are per org)
     loaded_at: float = field(default_factory=time.monotonic)
 
-    def match(self, method: str, path: str, header: Mapping[str, str]) -> Match | list[str] | None:
-        """The route for the request; the allowed methods if only the method differs."""
+    def match(
+        self, method: str, path: str, header: Mapping[str, str], *, serving: bool = True
+    ) -> Match | list[str] | None:
+        """The route for the request; the allowed methods if only the method differs.
+
+        When ``serving``, a route whose registered service is out of service (INACTIVE or
+        DEREGISTERED) is a 503: the route exists, its upstream is switched off."""
         allowed: list[str] = []
         found: list[Match] = []
         for route in self.routes:
@@ -78,7 +86,14 @@ class RouteTable:
                 continue
             found.append(Match(route, _clean(params), _upstream_path(route, params, candidate)))
         if found:
-            return _by_version(found, header)
+            best = _by_version(found, header)
+            service = best.route.service
+            if serving and service is not None and not service.in_service:
+                raise ServiceUnavailableError(
+                    f"service {service.name} is {service.status.lower()}",
+                    headers={"retry-after": "30"},
+                )
+            return best
         return sorted(set(allowed)) or None
 
 
@@ -168,8 +183,12 @@ class GatewayService:
         secrets = self._secrets(existing) if existing else {}
         if jwt_secret:
             secrets["jwtSecret"] = jwt_secret
-        compiled = compile_route(route_id, tenant.org_id, data, secrets)
+        async with self.db.read() as conn:
+            services = await service_queries.list_services(conn, tenant.org_id)
         now = utcnow()
+        compiled = compile_route(
+            route_id, tenant.org_id, data, secrets, service_targets(services, now)
+        )
         values = {
             "name": compiled.name,
             "path": data["path"],
@@ -265,6 +284,14 @@ class GatewayService:
     def forget(self, org_id: int) -> None:
         self._tables.pop(org_id, None)
 
+    def forget_services(self, org_id: int) -> None:
+        """A registered service changed: reload the tenant's routes and drop the cached
+        answers of its routes that target services (they may come from the old endpoints)."""
+        table = self._tables.pop(org_id, None)
+        for route in table.routes if table is not None else ():
+            if route.service is not None:
+                self.cache.forget_route(route.id)
+
     async def table(self, org_id: int) -> RouteTable:
         cached = self._tables.get(org_id)
         if cached is not None and time.monotonic() - cached.loaded_at < self._table_ttl:
@@ -273,7 +300,9 @@ class GatewayService:
             records = await queries.list_routes(conn, org_id)
             settings = await queries.get_settings(conn, org_id)
             root = await queries.root_of(conn, org_id)
-        routes = [r for r in (self._compile(record) for record in records) if r is not None]
+            services = service_targets(await service_queries.list_services(conn, org_id), utcnow())
+        compiled = (self._compile(record, services) for record in records)
+        routes = [r for r in compiled if r is not None]
         routes.sort(key=lambda r: r.specificity, reverse=True)
         table = RouteTable(
             org_id,
@@ -285,9 +314,13 @@ class GatewayService:
         self._tables[org_id] = table
         return table
 
-    def _compile(self, record: RouteRecord) -> CompiledRoute | None:
+    def _compile(
+        self, record: RouteRecord, services: Mapping[str, ServiceTarget]
+    ) -> CompiledRoute | None:
         try:
-            compiled = compile_route(record.id, record.org_id, record.config, self._secrets(record))
+            compiled = compile_route(
+                record.id, record.org_id, record.config, self._secrets(record), services
+            )
         except JunctionboxError:
             log.exception("gateway route %s does not compile; skipped", record.id)
             return None
@@ -400,7 +433,7 @@ async def check_health(
     routes = []
     for route in table.routes:
         targets = []
-        for target in route.balancer.targets:
+        for target in _distinct(route.balancer.targets):
             if active:
                 url = target.url + (route.health_path or "")
                 try:
@@ -421,18 +454,49 @@ async def check_health(
                 }
             )
         healthy = all(t["healthy"] for t in targets)
+        service = route.service
         routes.append(
             {"routeId": route.id, "path": route.pattern.text, "healthy": healthy,
-             "upstreams": targets}
+             "serviceId": service.id if service else None,
+             "serviceName": service.name if service else None, "upstreams": targets}
         )  # fmt: skip
+    services = await _services_health(gateway, tenant)
     backend = gateway.backend.status()
+    healthy = all(r["healthy"] for r in routes) and all(
+        s["status"] != "UNHEALTHY" for s in services
+    )
     return {
-        "status": "healthy" if all(r["healthy"] for r in routes) else "degraded",
+        "status": "healthy" if healthy else "degraded",
         "checked": "active" if active else "passive",
         "routes": routes,
+        "services": services,
         "rateLimitBackend": {
             "backend": backend.backend,
             "healthy": backend.healthy,
             "note": backend.note,
         },
     }
+
+
+def _distinct(targets: list[TargetHealth]) -> list[TargetHealth]:
+    """Each upstream once (a weighted cycle lists an upstream as often as its weight)."""
+    return list({id(t): t for t in targets}.values())
+
+
+async def _services_health(gateway: GatewayService, tenant: TenantContext) -> list[dict[str, Any]]:
+    """Each registered service's status, heartbeat and the active checker's last results."""
+    async with gateway.db.read() as conn:
+        records = await service_queries.list_services(conn, tenant.org_id)
+    now = utcnow()
+    return [
+        {
+            "serviceId": record.id,
+            "serviceName": record.name,
+            "status": status_of(record, now),
+            "lastHeartbeat": record.last_heartbeat,
+            "heartbeatTtlSeconds": record.heartbeat_ttl_seconds,
+            "healthCheckUrl": record.health_check_url,
+            "activeCheck": record.health.get("probes") or {},
+        }
+        for record in records
+    ]

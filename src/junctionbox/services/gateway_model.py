@@ -25,6 +25,7 @@ from junctionbox.domain.gateway import (
     parse_networks,
 )
 from junctionbox.domain.netguard import parse_outbound_url
+from junctionbox.domain.service_registry import ServiceTarget, weighted_order
 from junctionbox.domain.token_bucket import BucketConfig
 from junctionbox.errors import JunctionboxError
 from junctionbox.expr import Transformer, compile_transformer
@@ -78,6 +79,7 @@ class CompiledRoute:
     monitoring: bool
     security: Security | None
     health_path: str | None
+    service: ServiceTarget | None = None  # the registered service it targets, if any
     updated_at: datetime | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -117,22 +119,32 @@ def compile_security(data: Mapping[str, Any] | None, loc: Loc) -> Security:
     )
 
 
-def _targets(data: Mapping[str, Any]) -> list[str]:
+@dataclass(frozen=True)
+class Upstreams:
+    """Where a route sends requests: URLs with weights, and the service they come from."""
+
+    urls: list[tuple[str, int]]
+    service: ServiceTarget | None = None
+
+
+def _targets(data: Mapping[str, Any], services: Mapping[str, ServiceTarget]) -> Upstreams:
     urls = list(data.get("targets") or ())
     if data.get("targetUrl"):
         urls.insert(0, data["targetUrl"])
     service = data.get("targetService")
-    if service:
-        if "://" not in service:
+    if service and "://" not in service:
+        if urls:
             raise invalid(
                 ("body", "targetService"),
-                "there is no service registry yet: give the upstream as targetUrl or targets "
-                "(URLs; several are load-balanced round robin)",
+                "name a registered service or give targetUrl/targets, not both",
             )
-        if not urls:
-            urls.append(service)
+        return _service_upstreams(service, services)
+    if service and not urls:
+        urls.append(service)
     if not urls:
-        raise invalid(("body", "targetUrl"), "a route needs targetUrl or targets")
+        raise invalid(
+            ("body", "targetUrl"), "a route needs targetUrl, targets or a registered targetService"
+        )
     for index, url in enumerate(urls):
         try:
             parse_outbound_url(url)
@@ -140,7 +152,28 @@ def _targets(data: Mapping[str, Any]) -> list[str]:
             raise invalid(("body", "targets", index), f"bad URL: {exc.message}") from None
         if "?" in url or "#" in url:
             raise invalid(("body", "targets", index), "a target URL has no query or fragment")
-    return [u.rstrip("/") for u in urls]
+    return Upstreams([(u.rstrip("/"), 1) for u in urls])
+
+
+def _service_upstreams(name: str, services: Mapping[str, ServiceTarget]) -> Upstreams:
+    found = services.get(name)
+    if found is None:
+        raise invalid(
+            ("body", "targetService"),
+            f"no registered service {name!r}: register it under "
+            "/api/v1/integration/api-gateway/services, or give a URL",
+        )
+    return Upstreams([(e.url, e.weight) for e in found.endpoints], found)
+
+
+def balancer_for(urls: Sequence[tuple[str, int]]) -> Balancer:
+    """Round robin over the URLs, each visited in proportion to its weight (one shared
+    health record per URL however often it appears in the cycle)."""
+    health = {url: TargetHealth(url) for url, _ in urls}
+    if all(weight == 1 for _, weight in urls):
+        return Balancer(list(health.values()))
+    order = weighted_order([weight for _, weight in urls])
+    return Balancer([health[urls[index][0]] for index in order])
 
 
 def _body(data: Mapping[str, Any] | None, loc: Loc) -> Transformer | None:
@@ -202,8 +235,13 @@ def _date(value: Any) -> datetime | None:
 
 
 def compile_route(
-    route_id: str, org_id: int, data: Mapping[str, Any], secrets: Mapping[str, str]
+    route_id: str,
+    org_id: int,
+    data: Mapping[str, Any],
+    secrets: Mapping[str, str],
+    services: Mapping[str, ServiceTarget] | None = None,
 ) -> CompiledRoute:
+    """``services`` are the tenant's registered services by id and name (``targetService``)."""
     auth = data.get("authentication") or {}
     auth_type = str(auth.get("type") or "NONE").upper()
     if auth_type not in AUTH_TYPES:
@@ -214,7 +252,7 @@ def compile_route(
     transform = data.get("transformation") or {}
     request, response = transform.get("request") or {}, transform.get("response") or {}
     tloc: Loc = ("body", "transformation")
-    targets = _targets(data)
+    upstreams = _targets(data, services or {})
     return CompiledRoute(
         id=route_id,
         org_id=org_id,
@@ -223,7 +261,8 @@ def compile_route(
         methods=frozenset(m.upper() for m in data.get("methods") or ("GET",)),
         pattern=compile_pattern(data["path"]),
         versioning=_versioning(data.get("versioning")),
-        balancer=Balancer([TargetHealth(url) for url in targets]),
+        balancer=balancer_for(upstreams.urls),
+        service=upstreams.service,
         target_endpoint=data.get("targetEndpoint"),
         timeout=float(data.get("timeoutSeconds") or 30.0),
         auth_type=auth_type,

@@ -743,3 +743,32 @@ inbound_integrations = Table(
     UniqueConstraint("org_id", "type"),
     Index(None, "org_id", "is_active"),
 )
+
+# --- service registry (the gateway's named upstreams) ---
+
+# Services per tenant that gateway routes name as ``targetService``. ``endpoints`` is the
+# list of ``{url, weight}``; ``status`` is what the operator set (ACTIVE, INACTIVE or
+# DEREGISTERED; UNHEALTHY is derived when read); ``health`` is the active checker's state per
+# probed URL; ``last_heartbeat`` is written by the service itself.
+gateway_services = Table(
+    "gateway_services",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("org_id", BigInteger, ForeignKey("entities.id", ondelete="RESTRICT"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("version", String(64), nullable=False),
+    Column("service_type", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("endpoints", PortableJSON, nullable=False),
+    Column("health_check_url", String(2000)),
+    Column("heartbeat_ttl_seconds", Integer),
+    Column("dependencies", PortableJSON, nullable=False),
+    Column("capabilities", PortableJSON, nullable=False),
+    Column("configuration", PortableJSON, nullable=False),
+    Column("service_metadata", PortableJSON, nullable=False),
+    Column("health", PortableJSON, nullable=False),
+    Column("registered_at", UTCDateTime(), nullable=False),
+    Column("last_heartbeat", UTCDateTime()),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("org_id", "name"),
+)

@@ -7,6 +7,7 @@ CIDR or expression is a 400 whose ``details`` give the location.
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -19,6 +20,7 @@ from junctionbox.api.schemas import RequestModel
 from junctionbox.domain.gateway import METHODS, safe_request_path
 from junctionbox.errors import NotFoundError, ValidationError
 from junctionbox.services.gateway import MASK, check_health
+from junctionbox.services.gateway_model import CompiledRoute
 from junctionbox.services.gateway_requests import authorize, plan
 from junctionbox.store.queries.gateway import RouteRecord
 
@@ -145,10 +147,14 @@ class RouteIn(RequestModel):
     path: str = Field(min_length=1, max_length=500, description="/orders/{id} or /files/*")
     method: Method | None = Field(None, description="One method (seed 000).")
     methods: list[Method] | None = Field(None, description="Or several.")
-    target_service: str | None = Field(None, max_length=2000)
+    target_service: str | None = Field(
+        None, max_length=2000, description="A registered service (name or id), or a URL."
+    )
     target_url: str | None = Field(None, max_length=2000)
     targets: list[str] | None = Field(None, max_length=20, description="Round robin.")
-    target_endpoint: str | None = Field(None, max_length=2000, description="/v2/x/{id}")
+    target_endpoint: str | None = Field(
+        None, max_length=2000, description="Upstream path (prefix), e.g. /v2/x/{id}."
+    )
     timeout_seconds: float = Field(30.0, gt=0, le=300)
     authentication: Authentication | None = None
     authorization: Authorization | None = None
@@ -298,7 +304,7 @@ async def dry_run(
         raise ValidationError("path must start with / and contain no dot segments")
     table = await svc.gateway.table(tenant.org_id)
     headers = {k.lower(): v for k, v in body.headers.items()}
-    found = table.match(body.method, body.path, headers)
+    found = table.match(body.method, body.path, headers, serving=False)
     if found is None or isinstance(found, list):
         allowed = found if isinstance(found, list) else []
         return {"matched": False, "allowedMethods": allowed}
@@ -311,7 +317,7 @@ async def dry_run(
     raw = b"" if body.body is None else _json_bytes(body.body)
     upstream = plan(
         found, body.method, list(body.headers.items()), body.query, raw,
-        target=route.balancer.targets[0].url, client_ip=body.client_ip, scheme="https",
+        target=_next_target(route), client_ip=body.client_ip, scheme="https",
         host=request.headers.get("host"), prefix=f"{PREFIX}/{tenant.org_id}", request_id=None,
     )  # fmt: skip
     return {
@@ -326,7 +332,33 @@ async def dry_run(
             "versionHeaders": route.versioning.headers(),
         },
         "upstream": upstream.masked(),
+        "service": _service_summary(route),
         "sent": False,
+    }
+
+
+def _next_target(route: CompiledRoute) -> str:
+    """The upstream the next request would likely reach, without moving the round robin."""
+    targets = route.balancer.targets
+    now = time.monotonic()
+    count = len(targets)
+    for step in range(count):
+        candidate = targets[(route.balancer.cursor + step) % count]
+        if candidate.is_up(now):
+            return candidate.url
+    return targets[0].url
+
+
+def _service_summary(route: CompiledRoute) -> dict[str, Any] | None:
+    service = route.service
+    if service is None:
+        return None
+    return {
+        "serviceId": service.id,
+        "serviceName": service.name,
+        "status": service.status,
+        "inService": service.in_service,
+        "endpoints": [{"url": e.url, "weight": e.weight} for e in service.endpoints],
     }
 
 

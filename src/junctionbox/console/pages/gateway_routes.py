@@ -1,6 +1,8 @@
 """API gateway routes: list, create and edit (problems beside the fields), delete, the
 tenant's security settings and default rate limits, per-route analytics with charts,
-upstream health, and the dry-run test (what would be sent upstream; nothing is sent)."""
+upstream health, and the dry-run test (what would be sent upstream; nothing is sent).
+The list page also shows the tenant's registered services, read-only (they are managed
+through the API, where services register themselves)."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from junctionbox.api.routers.gateway import (
     route_body,
     stored_route,
 )
+from junctionbox.api.routers.gateway_services import service_body
 from junctionbox.console.charts import hbars
 from junctionbox.console.forms import parse_json_text
 from junctionbox.console.specforms import Spec, body_of, pretty, validated, values_of
@@ -115,9 +118,10 @@ async def index(request: Request) -> Response:
     routes = [route_body(r) for r in page.items]
     health = await check_health(ctx.svc.gateway, tenant, active=False)
     healthy = {r["routeId"]: r["healthy"] for r in health["routes"]}
+    services = [service_body(s) for s in await ctx.svc.registry.all(tenant)]
     return render(
         ctx, "requests_in/gateway_list.html", page=page, routes=routes, healthy=healthy,
-        chosen=status, base=str(request.base_url).rstrip("/"),
+        services=services, chosen=status, base=str(request.base_url).rstrip("/"),
     )  # fmt: skip
 
 
