@@ -463,3 +463,44 @@ async def test_changes_reach_the_proxy_at_once(world: World, sink: RecordingSink
         await world.client.post(CALL, json={}, headers=world.headers["key_a"])
     ).status_code == 200
     assert [r.path for r in sink.requests] == ["/one", "/two"]
+
+
+async def test_head_and_options_when_allowed(world: World, sink: RecordingSink) -> None:
+    body = b'{"slots": ["09:00", "10:00"]}'
+    sink.on("/book", Behaviour(200, body, {"content-type": "application/json", "x-up": "1"}))
+    await create(world, integration(sink, httpMethod="GET", allowedMethods=["GET", "HEAD"]))
+    head = await world.client.head(CALL, headers=world.headers["key_a"])
+    assert head.status_code == 200, head.text
+    assert head.content == b""  # no body to HEAD...
+    assert head.headers["content-length"] == str(len(body))  # ...but the GET's length
+    assert head.headers["x-up"] == "1"
+    assert "x-request-id" in head.headers
+    options = await world.client.options(CALL, headers=world.headers["key_a"])
+    assert options.status_code == 405  # not allowed by this integration
+    assert options.headers["allow"] == "GET, HEAD"
+    assert [r.method for r in sink.requests] == ["HEAD"]
+    (row,) = await _logs(world)
+    assert row["httpMethod"] == "HEAD"
+    assert row["status"] == "SUCCESS"
+
+
+async def test_options_forwarded_when_allowed(world: World, sink: RecordingSink) -> None:
+    sink.on("/book", Behaviour(204, b"", {"allow": "GET, POST, OPTIONS"}))
+    await create(world, integration(sink, allowedMethods=["POST", "OPTIONS"]))
+    response = await world.client.options(CALL, headers=world.headers["key_a"])
+    assert response.status_code == 204, response.text
+    assert response.headers["allow"] == "GET, POST, OPTIONS"
+    assert [r.method for r in sink.requests] == ["OPTIONS"]
+
+
+async def test_head_and_options_are_refused_at_save_unless_listed(
+    world: World, sink: RecordingSink
+) -> None:
+    bad = await world.client.post(
+        "/api/v1/inbound-integrations?orgId=100",
+        json=integration(sink, allowedMethods=["POST", "TRACE"]),
+        headers=world.headers["user_a"],
+    )
+    assert bad.status_code == 400
+    assert "HEAD" in bad.text  # the methods it accepts are named
+    assert "OPTIONS" in bad.text
