@@ -504,3 +504,34 @@ async def test_head_and_options_are_refused_at_save_unless_listed(
     assert bad.status_code == 400
     assert "HEAD" in bad.text  # the methods it accepts are named
     assert "OPTIONS" in bad.text
+
+
+async def test_one_id_per_call_and_never_the_callers(world: World, sink: RecordingSink) -> None:
+    await create(world, integration(sink))
+    ours = await world.client.post(CALL, json=PATIENT, headers=world.headers["key_a"])
+    assert ours.status_code == 200
+    request_id = ours.headers["x-request-id"]
+    assert request_id.startswith("req_")
+    named = {**world.headers["key_a"], "x-request-id": "req_CALLERS0WN0000000000000000"}
+    theirs = await world.client.post(CALL, json=PATIENT, headers=named)
+    assert theirs.headers["x-request-id"] == "req_CALLERS0WN0000000000000000"
+    rows = {row["deliveryId"]: row for row in await _logs(world)}
+    # The log row shares the body of the request id junctionbox drew...
+    assert rows[request_id]["id"] == "dlg_" + request_id.removeprefix("req_")
+    # ...but a caller's id is never made a row's key (it could collide).
+    assert rows["req_CALLERS0WN0000000000000000"]["id"] != "dlg_CALLERS0WN0000000000000000"
+    assert rows["req_CALLERS0WN0000000000000000"]["id"].startswith("dlg_")
+
+
+async def test_streamed_body_over_the_limit_is_413(world: World, sink: RecordingSink) -> None:
+    await create(world, integration(sink))
+
+    async def chunks():  # no Content-Length: the limit is enforced while streaming
+        for _ in range(20):
+            yield b"x" * 4096
+
+    response = await world.client.post(CALL, content=chunks(), headers=world.headers["key_a"])
+    assert response.status_code == 413
+    assert response.json()["code"] == "PAYLOAD_TOO_LARGE"
+    assert "x-request-id" in response.headers
+    assert sink.requests == []
