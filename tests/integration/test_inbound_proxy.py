@@ -8,6 +8,7 @@ import base64
 import socket
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 from tests.integration.inbound_helpers import (
@@ -22,6 +23,7 @@ from tests.integration.inbound_helpers import (
 )
 from tests.support import World
 
+from junctionbox.api.app import create_app
 from junctionbox.testing import Behaviour, RecordingSink
 
 CALL = f"{PROXY}/appointment-booking?orgId=100"
@@ -535,3 +537,23 @@ async def test_streamed_body_over_the_limit_is_413(world: World, sink: Recording
     assert response.json()["code"] == "PAYLOAD_TOO_LARGE"
     assert "x-request-id" in response.headers
     assert sink.requests == []
+
+
+async def test_the_documented_route_serves_the_call_without_the_fast_path(
+    world: World, sink: RecordingSink
+) -> None:
+    sink.on("/book", Behaviour(201, b'{"booked": true}', {"x-up": "1"}))
+    await create(world, integration(sink))
+    app = create_app(world.services)
+    transport = httpx.ASGITransport(app=app.framework)  # FastAPI alone: its router and route
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        response = await http.post(CALL, json=PATIENT, headers=world.headers["key_a"])
+        missing = await http.post(
+            f"{PROXY}/nope?orgId=100", json={}, headers=world.headers["key_a"]
+        )
+    assert response.status_code == 201, response.text
+    assert response.json() == {"booked": True}
+    assert response.headers["x-up"] == "1"
+    assert missing.status_code == 404
+    assert missing.json()["code"] == "NOT_FOUND"
+    assert len(sink.requests) == 1
