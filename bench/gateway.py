@@ -8,7 +8,8 @@ An upstream (aiohttp, its own process) answers every GET with a 1 KiB JSON body.
 (no auth) and one ``/gw/1/keyed/{id}`` (API key, per-client rate limit high enough never to
 refuse, so the bucket is still checked). With 32 concurrent clients for a fixed count of
 requests each path reports requests/s and p50/p99 latency; the ratios to the direct calls
-are printed. Client, server and upstream share the machine's cores.
+are printed, with the CPU time the serving process spent per request (``/proc/<pid>/stat``,
+before and after each run). Client, server and upstream share the machine's cores.
 """
 
 from __future__ import annotations
@@ -116,6 +117,25 @@ async def set_up(http: aiohttp.ClientSession, base: str, upstream: str) -> dict[
     return key
 
 
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of process ``pid`` (all its threads), from ``/proc/<pid>/stat``: the
+    server's CPU per request is far less sensitive to a busy machine than its rate."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+async def measured(
+    pid: int, http: aiohttp.ClientSession, url: str, total: int, headers: dict[str, str]
+) -> tuple[float, float, float, float]:
+    """``load`` and the CPU microseconds process ``pid`` spent per request meanwhile."""
+    before = cpu_seconds(pid)
+    rate, p50, p99 = await load(http, url, total, headers)
+    return rate, p50, p99, (cpu_seconds(pid) - before) / total * 1e6
+
+
 def start_server(env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "junctionbox.cli", "serve"],
@@ -154,22 +174,26 @@ async def main(quick: bool) -> None:
                 await wait_ready(http, f"{base}/api/v1/health/ready")
                 key = await set_up(http, base, upstream)
                 await load(http, f"{base}/gw/1/item", total // 10, {})  # warm up
-                direct = await load(http, f"{upstream}/item", total, {})
-                plain = await load(http, f"{base}/gw/1/item", total, {})
-                keyed = await load(http, f"{base}/gw/1/keyed", total, key)
+                up_pid = upstream_process.pid or 0
+                direct = await measured(up_pid, http, f"{upstream}/item", total, {})
+                plain = await measured(server.pid, http, f"{base}/gw/1/item", total, {})
+                keyed = await measured(server.pid, http, f"{base}/gw/1/keyed", total, key)
         finally:
             server.terminate()
             server.wait(timeout=30)
             upstream_process.terminate()
             upstream_process.join(timeout=10)
     print(f"{total} GETs, {CONCURRENCY} concurrent clients, 1 KiB JSON answers")
-    print("path                      req/s    p50 ms  p99 ms  ratio to direct")
-    for name, (rate, p50, p99) in (
+    print("path                      req/s    p50 ms  p99 ms  ratio to direct  server CPU us/req")
+    for name, (rate, p50, p99, cpu) in (
         ("upstream directly", direct),
         ("gateway route, no auth", plain),
         ("gateway route, key+limit", keyed),
     ):
-        print(f"{name:<25} {rate:>8.0f} {p50:>8.2f} {p99:>7.2f}  {rate / direct[0]:.2f}")
+        print(
+            f"{name:<25} {rate:>8.0f} {p50:>8.2f} {p99:>7.2f}  {rate / direct[0]:>15.2f}"
+            f"  {cpu:>17.0f}"
+        )
     print(f"added p50 latency (no auth): {plain[1] - direct[1]:.2f} ms")
 
 

@@ -19,12 +19,17 @@ for the same number of seconds and connections, in this order:
 
 Then p50 with a single connection, direct and through (a): the latency junctionbox adds.
 Ratios printed: (a)/(b) (target >= 0.8), (a)x2/(c) (target >= 0.25), added p50 (<= 1 ms).
-Everything shares the machine's cores; figures from a busy machine are noisy.
+Everything shares the machine's cores; figures from a busy machine are noisy. So each run
+also reports the CPU time the server spent per request (utime + stime of the server's
+process tree from ``/proc/<pid>/stat``, before and after the run, over wrk's request
+count): far less sensitive to other load than the rates, and the figure to compare
+between (a) and (b).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import shutil
@@ -139,6 +144,30 @@ class Result:
     p50_ms: float
     p99_ms: float
     errors: int
+    requests: int = 0
+    cpu_us: float | None = None  # the server's CPU time per request, microseconds
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        with contextlib.suppress(OSError):
+            found += [int(c) for c in task.read_text().split()]
+    return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of ``pid`` (all its threads) and of its live child processes (nginx's
+    workers), in seconds."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    own = (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime: fields 14, 15
+    return own + sum(cpu_seconds(child) for child in _children(pid))
 
 
 def _ms(text: str) -> float:
@@ -156,7 +185,8 @@ def parse_wrk(name: str, output: str) -> Result:
             errors += int(match.group(1))
         else:
             errors += sum(int(n) for n in re.findall(r"\d+", match.group(2)))
-    return Result(name, rps, p50, p99, errors)
+    requests = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
+    return Result(name, rps, p50, p99, errors, requests)
 
 
 def wrk_command(url: str, script: Path, seconds: int, connections: int, threads: int) -> list[str]:
@@ -173,9 +203,17 @@ def wrk_command(url: str, script: Path, seconds: int, connections: int, threads:
 
 
 def run_wrk(
-    name: str, urls: list[str], script: Path, seconds: int, connections: int, threads: int = 1
+    name: str,
+    urls: list[str],
+    script: Path,
+    seconds: int,
+    connections: int,
+    servers: list[int],
+    threads: int = 1,
 ) -> Result:
-    """One wrk per URL, concurrently; rates summed, latencies of the first."""
+    """One wrk per URL, concurrently; rates summed, latencies of the first; the CPU time of
+    the ``servers`` (pids) per request."""
+    cpu_before = sum(cpu_seconds(pid) for pid in servers)
     processes = [
         subprocess.Popen(
             wrk_command(url, script, seconds, connections, threads),
@@ -185,13 +223,17 @@ def run_wrk(
         for url in urls
     ]
     outputs = [p.communicate(timeout=seconds + 60)[0].decode() for p in processes]
+    cpu = sum(cpu_seconds(pid) for pid in servers) - cpu_before
     results = [parse_wrk(name, out) for out in outputs]
+    requests = sum(r.requests for r in results)
     return Result(
         name,
         sum(r.rps for r in results),
         results[0].p50_ms,
         results[0].p99_ms,
         sum(r.errors for r in results),
+        requests,
+        cpu / requests * 1e6 if requests else None,
     )
 
 
@@ -206,12 +248,14 @@ class Processes:
     def __init__(self) -> None:
         self.items: list[subprocess.Popen[bytes]] = []
 
-    def start(self, args: list[str], port: int, env: dict[str, str] | None = None) -> None:
+    def start(self, args: list[str], port: int, env: dict[str, str] | None = None) -> int:
+        """Start a server and wait for its port; its pid."""
         process = subprocess.Popen(
             args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         self.items.append(process)
         wait_port(port, process)
+        return process.pid
 
     def stop(self) -> None:
         for process in self.items:
@@ -285,6 +329,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="3-second runs")
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument(
+        "--pause", action="store_true", help="wait for Enter before (a), e.g. to attach py-spy"
+    )
     args = parser.parse_args()
     seconds = 3 if args.quick else args.seconds
     if shutil.which("wrk") is None:
@@ -300,57 +347,70 @@ def main() -> None:
         tmp = Path(name)
         try:
             upstream = free_port()
-            processes.start([PYTHON, "-c", UPSTREAM, str(upstream)], upstream)
+            upstream_pid = processes.start([PYTHON, "-c", UPSTREAM, str(upstream)], upstream)
             plain = write_script(tmp, "plain", {})
             conns = args.connections
-            results["direct"] = run_wrk(
-                "direct", [f"http://127.0.0.1:{upstream}/book"], plain, seconds, conns
-            )
+            target = f"http://127.0.0.1:{upstream}/book"
+            results["direct"] = run_wrk("direct", [target], plain, seconds, conns, [upstream_pid])
 
             forwarder = free_port()
-            target = f"http://127.0.0.1:{upstream}/book"
-            processes.start([PYTHON, "-c", FORWARDER, str(forwarder), target], forwarder)
+            pid = processes.start([PYTHON, "-c", FORWARDER, str(forwarder), target], forwarder)
             results["b"] = run_wrk(
-                "(b) bare forwarder", [f"http://127.0.0.1:{forwarder}/book"], plain, seconds, conns
+                "(b) bare forwarder",
+                [f"http://127.0.0.1:{forwarder}/book"],
+                plain,
+                seconds,
+                conns,
+                [pid],
             )
 
             if nginx is not None:
                 port = free_port()
                 conf = tmp / "nginx.conf"
                 conf.write_text(NGINX.format(tmp=tmp, upstream=upstream, port=port))
-                processes.start([nginx, "-c", str(conf), "-g", "daemon off;"], port)
+                pid = processes.start([nginx, "-c", str(conf), "-g", "daemon off;"], port)
                 results["c"] = run_wrk(
-                    "(c) nginx", [f"http://127.0.0.1:{port}/book"], plain, seconds, conns
+                    "(c) nginx", [f"http://127.0.0.1:{port}/book"], plain, seconds, conns, [pid]
                 )
 
             ports = [free_port(), free_port()]
+            pids = []
             for index, port in enumerate(ports):
                 data = tmp / "jb"
                 data.mkdir(exist_ok=True)
                 env = junctionbox_env(data, port, upstream)
-                processes.start([PYTHON, "-m", "junctionbox.cli", "serve"], port, env)
+                pids.append(processes.start([PYTHON, "-m", "junctionbox.cli", "serve"], port, env))
                 if index == 0:
                     headers = set_up_junctionbox(f"http://127.0.0.1:{port}", upstream)
             script = write_script(tmp, "jb", headers)
             urls = [f"http://127.0.0.1:{p}/api/v1/integrations/booking?orgId=1" for p in ports]
-            results["a"] = run_wrk("(a) junctionbox", urls[:1], script, seconds, conns)
-            results["a2"] = run_wrk("(a) junctionbox x2", urls, script, seconds, max(1, conns // 2))
-            results["direct1"] = run_wrk("direct, 1 connection", [target], plain, seconds, 1)
-            results["a1"] = run_wrk("(a), 1 connection", urls[:1], script, seconds, 1)
+            if args.pause:
+                input(f"(a) runs as pid {pids[0]}; press Enter to start wrk")
+            results["a"] = run_wrk("(a) junctionbox", urls[:1], script, seconds, conns, pids[:1])
+            results["a2"] = run_wrk(
+                "(a) junctionbox x2", urls, script, seconds, max(1, conns // 2), pids
+            )
+            results["direct1"] = run_wrk(
+                "direct, 1 connection", [target], plain, seconds, 1, [upstream_pid]
+            )
+            results["a1"] = run_wrk("(a), 1 connection", urls[:1], script, seconds, 1, pids[:1])
         finally:
             processes.stop()
     report(results, nginx is not None)
 
 
 def report(results: dict[str, Result], have_nginx: bool) -> None:
-    print(f"{'run':<24} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    print(f"{'run':<24} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'CPU us/req':>11}")
     for result in results.values():
+        cpu = f"{result.cpu_us:>11,.0f}" if result.cpu_us is not None else f"{'-':>11}"
         print(
             f"{result.name:<24} {result.rps:>10,.0f} {result.p50_ms:>8.2f} "
-            f"{result.p99_ms:>8.2f} {result.errors:>7}"
+            f"{result.p99_ms:>8.2f} {result.errors:>7} {cpu}"
         )
     a, b = results["a"], results["b"]
     print(f"(a)/(b) = {a.rps / b.rps:.2f}  (target >= 0.8)")
+    if a.cpu_us and b.cpu_us:
+        print(f"CPU per request (b)/(a) = {b.cpu_us / a.cpu_us:.2f}  (the rate ratio, unloaded)")
     if have_nginx:
         print(f"(a) x2 / (c) = {results['a2'].rps / results['c'].rps:.2f}  (target >= 0.25)")
     else:

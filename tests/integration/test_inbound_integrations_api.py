@@ -198,3 +198,32 @@ async def test_another_tenant_cannot_see_or_change(world: World, sink: Recording
     assert listed.json()["total"] == 0
     foreign = await world.client.get(f"{ADMIN_API}?orgId=100", headers=world.headers["user_b"])
     assert foreign.status_code == 404
+
+
+async def test_restore_a_version_over_rest(world: World, sink: RecordingSink) -> None:
+    created = await create(world, full(sink))
+    url = f"{ADMIN_API}/{created['id']}"
+    changed = await world.client.patch(
+        url,
+        json={"name": "Changed", "inboundAuthConfig": {"value": "another-partner-key-987"}},
+        headers=world.headers["user_a"],
+    )
+    assert changed.status_code == 200, changed.text
+    await world.client.post(f"{url}/disable", headers=world.headers["user_a"])
+    restored = await world.client.post(f"{url}/versions/1/restore", headers=world.headers["user_a"])
+    assert restored.status_code == 200, restored.text
+    body = restored.json()
+    assert body["version"] == 4
+    assert body["name"] == "Appointment booking"
+    assert body["isActive"] is False  # the switch stays as it is now
+    assert body["inboundAuthConfig"]["value"] == "****6789"
+    stored = await world.services.inbound.get(_tenant_stub(world), created["id"])
+    assert stored.integration.inbound_auth.secrets == {"value": GOOD_KEY}  # version 1's
+    versions = await world.client.get(f"{url}/versions", headers=world.headers["user_a"])
+    assert versions.json()["versions"][0]["change"] == "RESTORED:1"
+    missing = await world.client.post(f"{url}/versions/99/restore", headers=world.headers["user_a"])
+    assert missing.status_code == 404
+    assert missing.json()["code"] == "NOT_FOUND"
+    for who in ("user_b", "key_b"):  # another tenant's integration does not exist for them
+        foreign = await world.client.post(f"{url}/versions/1/restore", headers=world.headers[who])
+        assert foreign.status_code == 404

@@ -8,6 +8,7 @@ import base64
 import socket
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 from tests.integration.inbound_helpers import (
@@ -22,6 +23,7 @@ from tests.integration.inbound_helpers import (
 )
 from tests.support import World
 
+from junctionbox.api.app import create_app
 from junctionbox.testing import Behaviour, RecordingSink
 
 CALL = f"{PROXY}/appointment-booking?orgId=100"
@@ -463,3 +465,95 @@ async def test_changes_reach_the_proxy_at_once(world: World, sink: RecordingSink
         await world.client.post(CALL, json={}, headers=world.headers["key_a"])
     ).status_code == 200
     assert [r.path for r in sink.requests] == ["/one", "/two"]
+
+
+async def test_head_and_options_when_allowed(world: World, sink: RecordingSink) -> None:
+    body = b'{"slots": ["09:00", "10:00"]}'
+    sink.on("/book", Behaviour(200, body, {"content-type": "application/json", "x-up": "1"}))
+    await create(world, integration(sink, httpMethod="GET", allowedMethods=["GET", "HEAD"]))
+    head = await world.client.head(CALL, headers=world.headers["key_a"])
+    assert head.status_code == 200, head.text
+    assert head.content == b""  # no body to HEAD...
+    assert head.headers["content-length"] == str(len(body))  # ...but the GET's length
+    assert head.headers["x-up"] == "1"
+    assert "x-request-id" in head.headers
+    options = await world.client.options(CALL, headers=world.headers["key_a"])
+    assert options.status_code == 405  # not allowed by this integration
+    assert options.headers["allow"] == "GET, HEAD"
+    assert [r.method for r in sink.requests] == ["HEAD"]
+    (row,) = await _logs(world)
+    assert row["httpMethod"] == "HEAD"
+    assert row["status"] == "SUCCESS"
+
+
+async def test_options_forwarded_when_allowed(world: World, sink: RecordingSink) -> None:
+    sink.on("/book", Behaviour(204, b"", {"allow": "GET, POST, OPTIONS"}))
+    await create(world, integration(sink, allowedMethods=["POST", "OPTIONS"]))
+    response = await world.client.options(CALL, headers=world.headers["key_a"])
+    assert response.status_code == 204, response.text
+    assert response.headers["allow"] == "GET, POST, OPTIONS"
+    assert [r.method for r in sink.requests] == ["OPTIONS"]
+
+
+async def test_head_and_options_are_refused_at_save_unless_listed(
+    world: World, sink: RecordingSink
+) -> None:
+    bad = await world.client.post(
+        "/api/v1/inbound-integrations?orgId=100",
+        json=integration(sink, allowedMethods=["POST", "TRACE"]),
+        headers=world.headers["user_a"],
+    )
+    assert bad.status_code == 400
+    assert "HEAD" in bad.text  # the methods it accepts are named
+    assert "OPTIONS" in bad.text
+
+
+async def test_one_id_per_call_and_never_the_callers(world: World, sink: RecordingSink) -> None:
+    await create(world, integration(sink))
+    ours = await world.client.post(CALL, json=PATIENT, headers=world.headers["key_a"])
+    assert ours.status_code == 200
+    request_id = ours.headers["x-request-id"]
+    assert request_id.startswith("req_")
+    named = {**world.headers["key_a"], "x-request-id": "req_CALLERS0WN0000000000000000"}
+    theirs = await world.client.post(CALL, json=PATIENT, headers=named)
+    assert theirs.headers["x-request-id"] == "req_CALLERS0WN0000000000000000"
+    rows = {row["deliveryId"]: row for row in await _logs(world)}
+    # The log row shares the body of the request id junctionbox drew...
+    assert rows[request_id]["id"] == "dlg_" + request_id.removeprefix("req_")
+    # ...but a caller's id is never made a row's key (it could collide).
+    assert rows["req_CALLERS0WN0000000000000000"]["id"] != "dlg_CALLERS0WN0000000000000000"
+    assert rows["req_CALLERS0WN0000000000000000"]["id"].startswith("dlg_")
+
+
+async def test_streamed_body_over_the_limit_is_413(world: World, sink: RecordingSink) -> None:
+    await create(world, integration(sink))
+
+    async def chunks():  # no Content-Length: the limit is enforced while streaming
+        for _ in range(20):
+            yield b"x" * 4096
+
+    response = await world.client.post(CALL, content=chunks(), headers=world.headers["key_a"])
+    assert response.status_code == 413
+    assert response.json()["code"] == "PAYLOAD_TOO_LARGE"
+    assert "x-request-id" in response.headers
+    assert sink.requests == []
+
+
+async def test_the_documented_route_serves_the_call_without_the_fast_path(
+    world: World, sink: RecordingSink
+) -> None:
+    sink.on("/book", Behaviour(201, b'{"booked": true}', {"x-up": "1"}))
+    await create(world, integration(sink))
+    app = create_app(world.services)
+    transport = httpx.ASGITransport(app=app.framework)  # FastAPI alone: its router and route
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        response = await http.post(CALL, json=PATIENT, headers=world.headers["key_a"])
+        missing = await http.post(
+            f"{PROXY}/nope?orgId=100", json={}, headers=world.headers["key_a"]
+        )
+    assert response.status_code == 201, response.text
+    assert response.json() == {"booked": True}
+    assert response.headers["x-up"] == "1"
+    assert missing.status_code == 404
+    assert missing.json()["code"] == "NOT_FOUND"
+    assert len(sink.requests) == 1

@@ -1,19 +1,21 @@
-"""The ASGI application factory. The middleware stack is listed here, outermost first."""
+"""The ASGI application factory: the edge middleware, the hot paths it serves, then FastAPI
+with every router."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
-from fastapi import FastAPI
-from starlette.middleware import Middleware
+from fastapi import FastAPI, Request
 from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from junctionbox import __version__, console
-from junctionbox.api.errors import install_error_handlers
+from junctionbox.api.errors import install_error_handlers, internal_error_response
+from junctionbox.api.gateway_proxy import PREFIX as GATEWAY_PREFIX
 from junctionbox.api.gateway_proxy import GatewayMiddleware, GatewayProxy
-from junctionbox.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
-from junctionbox.api.rate_limit import RateLimitMiddleware
+from junctionbox.api.middleware import EdgeMiddleware, HotPath
 from junctionbox.api.routers import (
     admin,
     alerts,
@@ -40,35 +42,61 @@ from junctionbox.api.routers import (
     webhook_sources,
     webhooks,
 )
+from junctionbox.api.routers.integration_proxy import PREFIX as PROXY_PREFIX
 from junctionbox.api.routers.integration_proxy import ProxyFastPath
-from junctionbox.observability.http import TelemetryMiddleware
 from junctionbox.services.container import Services
+from junctionbox.settings import Settings
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 
-def build_middleware(services: Services) -> list[Middleware]:
-    settings = services.settings
-    stack = [
-        Middleware(TelemetryMiddleware, telemetry=services.telemetry),
-        Middleware(RequestContextMiddleware),
+def hot_paths(services: Services) -> list[HotPath]:
+    """Paths served by pure-ASGI handlers right after the edge middleware, before FastAPI
+    (its router walks every route, its layers wrap every call): the hottest ones only.
+    First match by prefix wins."""
+    gateway = GatewayProxy(services)
+    return [
+        (PROXY_PREFIX, lambda app: ProxyFastPath(app, services)),
+        (GATEWAY_PREFIX, lambda app: GatewayMiddleware(app, gateway)),
     ]
-    if settings.cors_origin_list:
-        stack.append(
-            Middleware(
-                CORSMiddleware,
-                allow_origins=settings.cors_origin_list,
-                allow_credentials=True,
-                allow_methods=["*"],
-                allow_headers=["*"],
-                expose_headers=["x-request-id", "x-correlation-id"],
-            )
-        )
-    stack.append(Middleware(RateLimitMiddleware, limiter=services.api_limiter))
-    stack.append(Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes))
-    stack.append(Middleware(GatewayMiddleware, proxy=GatewayProxy(services)))
-    stack.append(Middleware(ProxyFastPath))  # innermost: the proxy skips FastAPI's router
-    return stack
+
+
+def _cors(settings: Settings) -> Callable[[ASGIApp], ASGIApp] | None:
+    origins = settings.cors_origin_list
+    if not origins:
+        return None
+    return lambda app: CORSMiddleware(
+        app,
+        allow_origins=origins,
+        allow_credentials=True,
+        allow_methods=["*"],
+        allow_headers=["*"],
+        expose_headers=["x-request-id", "x-correlation-id"],
+    )
+
+
+class JunctionboxApp(FastAPI):
+    """FastAPI with the edge middleware (``api.middleware``) in front of it: every HTTP
+    request goes through the edge, which serves the hot paths itself and hands the rest to
+    FastAPI's own stack."""
+
+    edge: ASGIApp
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope["app"] = self
+            await self.edge(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+    async def framework(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await super().__call__(scope, receive, send)
+
+
+async def _unhandled(_: Request, __: Exception) -> Response:
+    """FastAPI answers an escaped exception itself (then re-raises it to the edge, which
+    logs it): in the envelope, without detail."""
+    return internal_error_response()
 
 
 @asynccontextmanager
@@ -77,11 +105,10 @@ async def _no_lifespan(_: FastAPI) -> AsyncIterator[None]:
 
 
 def create_app(services: Services, lifespan: Lifespan | None = None) -> FastAPI:
-    app = FastAPI(
+    app = JunctionboxApp(
         title="junctionbox",
         version=__version__,
         description="Integration gateway and orchestration engine.",
-        middleware=build_middleware(services),
         lifespan=lifespan or _no_lifespan,
         docs_url="/docs",
         openapi_url="/openapi.json",
@@ -89,6 +116,15 @@ def create_app(services: Services, lifespan: Lifespan | None = None) -> FastAPI:
     )
     app.state.services = services
     install_error_handlers(app)
+    app.add_exception_handler(Exception, _unhandled)
+    app.edge = EdgeMiddleware(
+        app.framework,
+        telemetry=services.telemetry,
+        limiter=services.api_limiter,
+        max_body_bytes=services.settings.max_body_bytes,
+        hot_paths=hot_paths(services),
+        wrap=_cors(services.settings),
+    )
     app.include_router(alerts.admin_router)
     for module in (
         health,

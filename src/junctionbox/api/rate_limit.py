@@ -1,4 +1,4 @@
-"""Pure-ASGI middleware applying the API rate limits (``services/api_rate_limits.py``).
+"""The API rate limits (``services/api_rate_limits.py``) as the edge middleware applies them.
 
 A refused request gets 429 in the error envelope with ``Retry-After`` and
 ``X-RateLimit-Limit/Remaining/Reset`` (seconds until the bucket is full again); an allowed
@@ -7,16 +7,18 @@ one carries the ``X-RateLimit-*`` headers of the tightest limit that counted it.
 
 from __future__ import annotations
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from typing import Protocol
 
-from junctionbox.api.errors import envelope, error_response
-from junctionbox.errors import JunctionboxError
+from starlette.responses import Response
+from starlette.types import Scope
+
+from junctionbox.api.errors import envelope
 from junctionbox.services.api_rate_limits import ApiRateLimiter
 from junctionbox.services.rate_limit_backends import RateDecision
 
 
-def _headers(scope: Scope) -> dict[bytes, bytes]:
-    return dict(scope.get("headers", []))
+class Headed(Protocol):
+    added: list[tuple[bytes, bytes]]  # headers the response gets unless it has them
 
 
 def _bearer(value: bytes | None) -> str | None:
@@ -26,51 +28,40 @@ def _bearer(value: bytes | None) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
-def refused(decision: RateDecision, what: str):  # type: ignore[no-untyped-def]
+def refused(decision: RateDecision, what: str) -> Response:
     return envelope(
         429, "RATE_LIMITED", f"rate limit exceeded ({what})", headers=decision.headers()
     )
 
 
-class RateLimitMiddleware:
-    def __init__(self, app: ASGIApp, limiter: ApiRateLimiter) -> None:
-        self.app = app
+class RateLimits:
+    def __init__(self, limiter: ApiRateLimiter) -> None:
         self.limiter = limiter
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.limiter.applies_to(scope["path"]):
-            await self.app(scope, receive, send)
-            return
-        try:
-            decision = await self._decide(scope)
-        except JunctionboxError as exc:  # the backend failing closed: 503
-            await error_response(exc)(scope, receive, send)
-            return
+    async def check(
+        self, scope: Scope, path: str, headers: dict[bytes, bytes], response: Headed
+    ) -> Response | None:
+        """The 429 to answer, or None: then ``response`` gets the ``X-RateLimit-*`` headers.
+        A backend failing closed raises (503)."""
+        if not self.limiter.applies_to(path):
+            return None
+        decision = await self._decide(scope, path, headers)
         if isinstance(decision, tuple):
-            await refused(*decision)(scope, receive, send)
-            return
-        extra = [(k.encode(), v.encode()) for k, v in decision.headers().items()]
+            return refused(*decision)
+        response.added = [(k.encode(), v.encode()) for k, v in decision.headers().items()]
+        return None
 
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                # A more specific limit (a gateway route's) already set its headers: keep them.
-                present = {k.lower() for k, _ in message.get("headers", [])}
-                added = [(k, v) for k, v in extra if k not in present]
-                message = {**message, "headers": [*message.get("headers", []), *added]}
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
-
-    async def _decide(self, scope: Scope) -> RateDecision | tuple[RateDecision, str]:
+    async def _decide(
+        self, scope: Scope, path: str, headers: dict[bytes, bytes]
+    ) -> RateDecision | tuple[RateDecision, str]:
         client = scope.get("client")
         ip = client[0] if client else "unknown"
         by_ip = await self.limiter.check_ip(ip)
         if not by_ip.allowed:
             return by_ip, "per client IP"
-        headers = _headers(scope)
         api_key = headers.get(b"x-api-key")
         by_tenant = await self.limiter.check_tenant(
-            scope["path"],
+            path,
             api_key.decode("latin-1") if api_key else None,
             _bearer(headers.get(b"authorization")),
         )

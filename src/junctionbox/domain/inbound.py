@@ -91,6 +91,8 @@ class ProxyMethod(StrEnum):
     PUT = "PUT"
     PATCH = "PATCH"
     DELETE = "DELETE"
+    HEAD = "HEAD"
+    OPTIONS = "OPTIONS"
 
 
 INBOUND_SECRET_FIELDS: Final[Mapping[InboundAuthType, tuple[str, ...]]] = {

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, replace
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LogContext:
     request_id: str | None = None
     correlation_id: str | None = None
@@ -35,6 +35,17 @@ def bound(**values: object) -> Iterator[LogContext]:
         yield _current.get()
     finally:
         _current.reset(token)
+
+
+def enter(request_id: str, correlation_id: str) -> Token[LogContext]:
+    """A request's ids, until :func:`leave` (what :func:`bound` does, for the edge
+    middleware: without a generator and ``replace``, a few microseconds per request)."""
+    now = _current.get()
+    return _current.set(LogContext(request_id, correlation_id, now.org_id, now.principal_id))
+
+
+def leave(token: Token[LogContext]) -> None:
+    _current.reset(token)
 
 
 def bind(**values: object) -> None:

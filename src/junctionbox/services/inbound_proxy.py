@@ -133,6 +133,7 @@ class ProxyCall:
     host: str | None
     request_id: str | None = None
     correlation_id: str | None = None
+    log_id: str | None = None  # the delivery-log row's id; None: drawn when logged
 
 
 @dataclass(slots=True)
@@ -174,7 +175,7 @@ class ProxyPlan:
     base_query: str  # the target's own query plus API_KEY-in-query auth
     masked_query: str
     auth: StaticAuth
-    auth_names: frozenset[str]
+    drop: frozenset[str]  # caller's headers never sent upstream: ours (credentials), lower-case
     request: _Side | None
     response: _Side | None
     timeout: float
@@ -215,13 +216,22 @@ def make_plan(stored: StoredInbound) -> ProxyPlan:
         base_query=query,
         masked_query=urlsplit(mask_url("http://x/?" + query, auth.secret_values)).query,
         auth=auth,
-        auth_names=frozenset(name.lower() for name, _ in auth.headers),
+        drop=_dropped(auth, InboundCheck.of(i.inbound_auth)),
         request=_side(i.request_transformation),
         response=_side(i.response_transformation),
         timeout=i.timeout_ms / 1000,
         retry=i.retry,
         rate_limit=i.rate_limit,
     )
+
+
+def _dropped(auth: StaticAuth, check: InboundCheck) -> frozenset[str]:
+    """The outgoing auth's header names (it sets them), the caller's integration
+    credential header, and ``traceparent`` (set again)."""
+    names = {name.lower() for name, _ in auth.headers} | {"traceparent"}
+    if check.header is not None:
+        names.add(check.header)
+    return frozenset(names)
 
 
 # ---------------------------------------------------------------- rate limits
@@ -299,6 +309,7 @@ class _Exchange:
     traceparent: str = ""  # sent upstream; its trace id is the delivery log's traceId
     trace_id: str = ""
     status: int | None = None  # the upstream's, once answered
+    log_id: str | None = None  # the call's, for its one delivery-log row
     started: float = field(default_factory=time.perf_counter)
     created_at: datetime = field(default_factory=utcnow)
 
@@ -409,7 +420,7 @@ class InboundProxy:
             raise RateLimitedError(
                 "rate limit of this integration exceeded", headers=dict(quota.headers())
             )
-        exchange = _Exchange(plan, tenant.org_id, call)
+        exchange = _Exchange(plan, tenant.org_id, call, log_id=call.log_id)
         exchange.traceparent, exchange.trace_id = trace
         if seen is not None:
             seen(exchange)
@@ -426,10 +437,9 @@ class InboundProxy:
         masked = "&".join(q for q in (plan.masked_query, urlencode(list(call.query))) if q)
         x.url = plan.origin + path + (f"?{query}" if query else "")
         x.masked_url = plan.origin + path + (f"?{masked}" if masked else "")
-        drop = set(plan.auth_names)
-        if plan.check.header is not None:
-            drop.add(plan.check.header)
-        headers = forwardable_request_headers(call.headers, drop)
+        # The drop list has traceparent: our span's context replaces the caller's (tracing
+        # off: the caller's, unchanged).
+        headers = forwardable_request_headers(call.headers, plan.drop)
         x.body = call.body
         if plan.request is not None:
             document = await self._run(plan.request, _json_body(call.body), x, "request")
@@ -440,8 +450,6 @@ class InboundProxy:
         headers += forwarded_headers(
             call.headers, peer=call.peer, scheme=call.scheme, host=call.host, trusted=trusted
         )
-        # Our span's context replaces the caller's (tracing off: the caller's, unchanged).
-        headers = [(k, v) for k, v in headers if k.lower() != "traceparent"]
         headers.append(("traceparent", x.traceparent))
         x.headers = headers
 
@@ -508,6 +516,11 @@ class InboundProxy:
     ) -> ProxyAnswer:
         plan = x.plan
         x.status = upstream.status
+        if x.call.method == "HEAD":  # no body; its headers describe the GET's, length included
+            await stack.aclose()
+            headers = forwardable_response_headers(upstream.headers)
+            await self._log(x, upstream.status, upstream.headers, b"")
+            return ProxyAnswer(upstream.status, headers, body=b"")
         if plan.response is not None and 200 <= upstream.status < 300:
             try:
                 return await self._transformed(x, upstream)
@@ -627,7 +640,7 @@ class InboundProxy:
         stored = x.plan.stored
         shown_headers = [(k, v) for k, v in x.headers] + [(k, MASK) for k, _ in x.plan.auth.headers]
         return AttemptRow(
-            id=new_id("dlg"),
+            id=_take_log_id(x),
             org_id=x.tenant_org,
             integration_id=stored.id,
             integration_name=stored.integration.name,
@@ -785,6 +798,12 @@ def _annotate(span: Span, x: _Exchange) -> None:
         span.set_attribute("http.response.status_code", x.status)
         if x.status >= 500:
             mark_error(span, f"upstream answered HTTP {x.status}")
+
+
+def _take_log_id(x: _Exchange) -> str:
+    """The call's log id the first time (one row per call), a new one after."""
+    found, x.log_id = x.log_id, None
+    return found or new_id("dlg")
 
 
 def _small(headers: Sequence[tuple[str, str]]) -> bool:

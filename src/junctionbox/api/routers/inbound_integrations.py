@@ -225,3 +225,14 @@ async def get_version(
     return VersionDetailOut.model_validate(
         {**VersionOut.of(info).model_dump(), "integration": document}
     )
+
+
+@router.post(
+    "/{id}/versions/{version}/restore",
+    response_model=InboundOut,
+    summary="Restore a version's configuration and credentials as a new version",
+)
+async def restore_version(
+    integration_id: IntegrationId, version: VersionNumber, tenant: TenantDep, svc: ServicesDep
+) -> InboundOut:
+    return InboundOut.of(await svc.inbound.restore(tenant, integration_id, version))

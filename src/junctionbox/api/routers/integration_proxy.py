@@ -14,7 +14,9 @@ serve it if the fast path is not installed).
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from typing import Final
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request
 from starlette.background import BackgroundTask
@@ -22,23 +24,24 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import Response, StreamingResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from junctionbox.api.deps import request_tenant
 from junctionbox.api.errors import error_response
-from junctionbox.errors import JunctionboxError, ValidationError
+from junctionbox.api.middleware import EDGE_KEY
+from junctionbox.domain.identity import Principal, TenantContext
+from junctionbox.errors import JunctionboxError, UnauthorizedError, ValidationError
 from junctionbox.observability import context
 from junctionbox.observability.http import RouteTemplate
 from junctionbox.services.container import Services
-from junctionbox.services.inbound_proxy import ProxyCall
+from junctionbox.services.inbound_proxy import ProxyAnswer, ProxyCall
 
 PREFIX: Final = "/api/v1/integrations/"
-METHODS: Final = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+METHODS: Final = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
 router = APIRouter(tags=["inbound proxy"])
 log = logging.getLogger(__name__)
 
 
-def _org_id(request: Request) -> int | None:
-    raw = request.query_params.get("orgId")
+def _org_id(query: Sequence[tuple[str, str]]) -> int | None:
+    raw = next((v for k, v in reversed(query) if k == "orgId"), None)  # the last, as Starlette
     if raw is None:
         return None
     if not raw.isdigit() or int(raw) < 1:
@@ -46,60 +49,140 @@ def _org_id(request: Request) -> int | None:
     return int(raw)
 
 
-def _sub_path(request: Request) -> str:
+def _sub_path(scope: Scope) -> str:
     """The still-encoded path after ``/api/v1/integrations/{type}``."""
-    raw = request.scope.get("raw_path") or request.scope["path"].encode()
+    raw = scope.get("raw_path") or scope["path"].encode()
     text = raw.decode("latin-1").split("?", 1)[0]
     rest = text[len(PREFIX) :] if text.startswith(PREFIX) else ""
     _, _, sub = rest.partition("/")
     return sub
 
 
-async def _proxy(request: Request) -> Response:
-    svc: Services = request.app.state.services
-    tenant = await request_tenant(request, _org_id(request))
-    client = request.client
+def _bearer(value: bytes | None) -> str | None:
+    scheme, _, token = (value or b"").decode("latin-1").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+async def _principal(svc: Services, headers: Mapping[bytes, bytes]) -> Principal:
+    """The caller, as ``api.deps.principal`` finds it (without a Request)."""
+    api_key = headers.get(b"x-api-key")
+    token = _bearer(headers.get(b"authorization"))
+    if api_key:
+        found = await svc.auth.authenticate_api_key(api_key.decode("latin-1"))
+    elif token:
+        found = await svc.auth.authenticate_token(token)
+    else:
+        raise UnauthorizedError(
+            "missing credentials: send Authorization: Bearer <token> or X-API-Key",
+            headers={"www-authenticate": "Bearer"},
+        )
+    context.bind(principal_id=found.id)
+    return found
+
+
+async def _body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def _call(svc: Services, scope: Scope, receive: Receive, kind: str) -> ProxyAnswer:
+    edge = scope.get(EDGE_KEY)
+    by_name: Mapping[bytes, bytes] = edge.headers if edge is not None else dict(scope["headers"])
+    query = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+    tenant: TenantContext = await svc.tenancy.resolve(
+        await _principal(svc, by_name), _org_id(query)
+    )
+    body = await _body(receive)
+    host = by_name.get(b"host")
+    client = scope.get("client")
     current = context.current()
-    try:
-        body = await request.body()
-    except ClientDisconnect:  # the caller left before sending its body: nobody to answer
-        return Response(status_code=400)
-    headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]]
     call = ProxyCall(
-        method=request.method,
-        type=request.path_params["type"],
-        sub_path=_sub_path(request),
-        query=[(k, v) for k, v in request.query_params.multi_items() if k != "orgId"],
-        headers=headers,
+        method=scope["method"],
+        type=kind,
+        sub_path=_sub_path(scope),
+        query=[(k, v) for k, v in query if k != "orgId"],
+        headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]],
         body=body,
-        peer=client.host if client else None,
-        scheme=request.scope.get("scheme", "http"),  # not request.url: it builds a URL
-        host=next((v for k, v in headers if k == "host"), None),
+        peer=client[0] if client else None,
+        scheme=scope.get("scheme", "http"),
+        host=host.decode("latin-1") if host is not None else None,
         request_id=current.request_id,
         correlation_id=current.correlation_id,
+        log_id=_log_id(edge.generated_id if edge is not None else None),
     )
-    answer = await svc.proxy.handle(tenant, call)
-    raw_headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in answer.headers]
-    if answer.stream is None:
-        response = Response(answer.body or b"", status_code=answer.status)
-        response.raw_headers = [
-            *(h for h in raw_headers if h[0] != b"content-length"),
-            *response.raw_headers,
-        ]
-        return response
-    streamed = StreamingResponse(
-        answer.stream, status_code=answer.status, background=BackgroundTask(answer.close)
-    )
-    streamed.raw_headers = [*raw_headers, *streamed.raw_headers]
-    return streamed
+    return await svc.proxy.handle(tenant, call)
+
+
+def _log_id(request_id: str | None) -> str | None:
+    """The call's delivery-log id: the body of the request id junctionbox generated (one
+    ULID per call); None (the proxy draws one) when the caller named the request."""
+    if request_id is None:
+        return None
+    return "dlg" + request_id[request_id.index("_") :]
+
+
+async def _answer(answer: ProxyAnswer, scope: Scope, receive: Receive, send: Send) -> None:
+    raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in answer.headers]
+    if answer.stream is not None:
+        streamed = StreamingResponse(
+            answer.stream, status_code=answer.status, background=BackgroundTask(answer.close)
+        )
+        streamed.raw_headers = [*raw, *streamed.raw_headers]
+        await streamed(scope, receive, send)
+        return
+    body = answer.body or b""
+    if scope["method"] != "HEAD":  # a HEAD answer keeps the upstream's Content-Length
+        raw = [h for h in raw if h[0] != b"content-length"]
+        raw.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": answer.status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def serve(svc: Services, kind: str, scope: Scope, receive: Receive, send: Send) -> None:
+    """One proxied call, answered in the error envelope on failure."""
+    try:
+        answer = await _call(svc, scope, receive, kind)
+    except ClientDisconnect:  # the caller left before sending its body: nobody to answer
+        await Response(status_code=400)(scope, receive, send)
+        return
+    except JunctionboxError as exc:
+        if exc.status >= 500:
+            log.error("request failed: %s", exc.message, exc_info=exc.__cause__ or exc)
+        await error_response(exc)(scope, receive, send)
+        return
+    await _answer(answer, scope, receive, send)
+
+
+class _Served(Response):
+    """What the FastAPI route answers: the call itself, run when the response is sent."""
+
+    def __init__(self, svc: Services, kind: str) -> None:
+        self.svc, self.kind = svc, kind
+        self.background = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await serve(self.svc, self.kind, scope, receive, send)
+
+
+async def _proxy(request: Request) -> Response:
+    """The FastAPI route's endpoint, for when the fast path is not installed (it reads no
+    body, so the call gets the request's own)."""
+    return _Served(request.app.state.services, request.path_params["type"])
 
 
 _DOC = (
     "Call the upstream API of the tenant's inbound integration `type` (an org unit without "
     "one uses its organization's). Answers the upstream's status, headers and body (the "
-    "body transformed when the integration says so); 401 on a wrong integration credential, "
-    "404 for an unknown or inactive type, 405 for a method it does not allow, 429 over its "
-    "rate limit, 502 when the upstream fails, 504 when it does not answer in time."
+    "body transformed when the integration says so; none to HEAD); 401 on a wrong "
+    "integration credential, 404 for an unknown or inactive type, 405 for a method it does "
+    "not allow, 429 over its rate limit, 502 when the upstream fails, 504 when it does not "
+    "answer in time."
 )
 
 for _method in METHODS:  # one route per method: each needs its own OpenAPI operation id
@@ -125,10 +208,12 @@ _ROUTE: Final = RouteTemplate(PREFIX + "{type}")
 
 
 class ProxyFastPath:
-    """Serves ``/api/v1/integrations/{type}…`` directly; everything else goes on."""
+    """Serves ``/api/v1/integrations/{type}…`` directly (a hot path of ``api.app``): no
+    Starlette request or response objects; everything else goes on to ``app``."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, services: Services) -> None:
         self.app = app
+        self.services = services
         self.methods = frozenset(METHODS)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -139,10 +224,4 @@ class ProxyFastPath:
             return
         scope["path_params"] = {"type": kind}
         scope["route"] = _ROUTE  # the server span and HTTP metrics by template, not raw path
-        try:
-            response = await _proxy(Request(scope, receive))
-        except JunctionboxError as exc:
-            if exc.status >= 500:
-                log.error("request failed: %s", exc.message, exc_info=exc.__cause__ or exc)
-            response = error_response(exc)
-        await response(scope, receive, send)
+        await serve(self.services, kind, scope, receive, send)
