@@ -141,17 +141,26 @@ class JobQueue:
         """
         chosen_kinds = tuple(kinds) if kinds is not None else None
         request = ClaimRequest(queue, owner, limit, lease_seconds, chosen_kinds)
-        now = self.clock()
         async with self.db.write() as conn:
-            await conn.execute(_reap_expired(queue, now))
-            # Two statements, not UPDATE ... WHERE id IN (SELECT ... LIMIT n SKIP LOCKED):
-            # PostgreSQL may run that subquery once per row of a semi join, each run skipping
-            # the rows the statement itself has locked, and so claim more than ``limit``.
-            ids = list((await conn.execute(_due_ids(request, now))).scalars())
-            if not ids:
-                return []
-            statement = _lease_update(request, ids, now, secrets.token_urlsafe(18))
-            rows = (await conn.execute(statement)).mappings().all()
+            return await self.claim_in(conn, request)
+
+    async def claim_in(self, conn: AsyncConnection, request: ClaimRequest) -> builtins.list[Job]:
+        """:meth:`claim` in the caller's write transaction (a worker claims its next batch
+        in the transaction that records its last one: one transaction per cycle).
+
+        The leases exist only if that transaction commits: on a rollback the caller must
+        drop the jobs returned, which are then still ready for anyone.
+        """
+        now = self.clock()
+        await conn.execute(_reap_expired(request.queue, now))
+        # Two statements, not UPDATE ... WHERE id IN (SELECT ... LIMIT n SKIP LOCKED):
+        # PostgreSQL may run that subquery once per row of a semi join, each run skipping
+        # the rows the statement itself has locked, and so claim more than ``limit``.
+        ids = list((await conn.execute(_due_ids(request, now))).scalars())
+        if not ids:
+            return []
+        statement = _lease_update(request, ids, now, secrets.token_urlsafe(18))
+        rows = (await conn.execute(statement)).mappings().all()
         claimed = [_job_of(row) for row in rows]
         return sorted(claimed, key=lambda j: (-j.priority, j.run_at, j.created_at, j.id))
 
@@ -605,7 +614,10 @@ def _holding(leases: Sequence[Lease]) -> ColumnElement[bool]:
     if len(leases) == 1:  # the common case, as plain equalities
         return and_(jobs.c.id == leases[0].job_id, jobs.c.lease_token == leases[0].token)
     pairs = [(lease.job_id, lease.token) for lease in leases]
-    return tuple_(jobs.c.id, jobs.c.lease_token).in_(pairs)
+    # The plain ``id IN`` lets SQLite search the primary key: with the row-value IN alone
+    # it scans the whole table (done jobs included) at every commit and heartbeat.
+    ids = jobs.c.id.in_([lease.job_id for lease in leases])
+    return and_(ids, tuple_(jobs.c.id, jobs.c.lease_token).in_(pairs))
 
 
 def _scoped(org_id: int | Collection[int] | None) -> list[ColumnElement[bool]]:
