@@ -293,8 +293,11 @@ class DeliveryWorker:
         """Whether to leave the next claim to the commit coming up: a backlog is being
         worked through (jobs wait in lanes, and more are due), so nothing is urgent and one
         transaction can do both."""
-        commit_coming = self._committing or not self._outbox.empty()
-        return bool(self._queued) and self._more_due and commit_coming
+        if not (self._more_due and (self._committing or not self._outbox.empty())):
+            return False
+        # Only with a round of work queued for the slots: they must not idle meanwhile.
+        waiting = sum(len(lane.queue) for lane in self._queued.values())
+        return waiting >= self.concurrency - self._running
 
     def _claim_request(self, limit: int) -> ClaimRequest:
         return ClaimRequest(
