@@ -10,6 +10,10 @@ run the script measures:
   jobs is built first (events published and dispatched by an ``api,dispatcher`` process
   whose workers are off), then the worker process is started and timed until the sink has
   counted every delivery;
+- CPU time per delivery of that worker process (user + system, from ``/proc/<pid>/stat``,
+  from its first delivery to its last) next to the raw client's CPU time per request
+  (``getrusage`` of this process around the raw run): far less sensitive than the rates to
+  other load on a shared machine;
 - end-to-end: with every role in one process, the pipeline's maximum rate (a published burst
   timed at the sink), then single events published at half that rate (open loop) while the
   sink records ``now - sent_at`` per delivery: p50 and p99 of publish->delivered.
@@ -23,6 +27,7 @@ import argparse
 import asyncio
 import multiprocessing
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -128,10 +133,34 @@ class Sink:
         self.process.join(5)
 
 
+# --- CPU time ---
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (``/proc/<pid>/stat``, Linux)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()  # the name may hold spaces
+    utime, stime = int(fields[11]), int(fields[12])
+    return (utime + stime) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class Rate:
+    """Events per second and CPU microseconds per event of one measured run."""
+
+    def __init__(self, per_second: float, cpu_us: float) -> None:
+        self.per_second = per_second
+        self.cpu_us = cpu_us
+
+
 # --- the raw baseline ---
 
 
-async def raw_rate(sink: Sink, count: int) -> float:
+async def raw_rate(sink: Sink, count: int) -> Rate:
     connector = aiohttp.TCPConnector(limit=64)
     bodies = [orjson.dumps({"n": n, "filler": FILLER}) for n in range(count)]
     headers = {"content-type": "application/json"}
@@ -143,9 +172,10 @@ async def raw_rate(sink: Sink, count: int) -> float:
                 async with http.post(f"{sink.url}/hook", data=body, headers=headers) as r:
                     await r.read()
 
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), own_cpu_seconds()
         await asyncio.gather(*(sender() for _ in range(64)))
-        return count / (time.perf_counter() - started)
+        elapsed, used = time.perf_counter() - started, own_cpu_seconds() - cpu
+        return Rate(count / elapsed, used / count * 1e6)
 
 
 # --- junctionbox processes ---
@@ -241,7 +271,7 @@ async def queued_jobs(database_url: str) -> int:
 
 async def worker_rate(
     database_url: str, tmp: Path, sink: Sink, http: aiohttp.ClientSession, count: int
-) -> float:
+) -> Rate:
     producer = Server(database_url, tmp, sink, roles="api,dispatcher")
     try:
         await producer.ready(http)
@@ -258,12 +288,17 @@ async def worker_rate(
     await sink.reset(http)
     worker = Server(database_url, tmp, sink, roles="worker")
     try:
+        # CPU from the first delivery to the last: the process's start-up is not delivery.
+        await sink.wait_count(http, 1, limit=60)
+        cpu = process_cpu_seconds(worker.process.pid)
+        counted = int((await sink.stats(http))["count"])  # type: ignore[call-overload]
         await sink.wait_count(http, count, limit=300)
+        used = process_cpu_seconds(worker.process.pid) - cpu
         stats = await sink.stats(http)
     finally:
         worker.stop()
-    # From the first delivery to the last: the process's start-up is not delivery time.
-    return (count - 1) / (float(stats["last"]) - float(stats["first"]))  # type: ignore[arg-type]
+    seconds = float(stats["last"]) - float(stats["first"])  # type: ignore[arg-type]
+    return Rate((count - 1) / seconds, used / max(1, count - counted) * 1e6)
 
 
 async def pipeline_rate(
@@ -338,7 +373,11 @@ async def run_backend(backend: str, quick: bool) -> None:
                 # Raw before and after the worker phase, averaged: the machine's load drifts.
                 raw_before = await raw_rate(sink, count)
                 delivered = await worker_rate(url, Path(tmp), sink, http, count)
-                raw = (raw_before + await raw_rate(sink, count)) / 2
+                raw_after = await raw_rate(sink, count)
+                raw = Rate(
+                    (raw_before.per_second + raw_after.per_second) / 2,
+                    (raw_before.cpu_us + raw_after.cpu_us) / 2,
+                )
                 maximum, rate, p50, p99 = await end_to_end_latency(
                     url, Path(tmp), sink, http, count, seconds
                 )
@@ -348,10 +387,15 @@ async def run_backend(backend: str, quick: bool) -> None:
             await admin.execute(f'DROP DATABASE IF EXISTS "{bench_db}" WITH (FORCE)')
             await admin.close()
     print(f"\n[{backend}] {count} deliveries of 1 KiB to a local sink")
+    ratio = delivered.per_second / raw.per_second
     print(
-        f"  {'one worker process':<34} {delivered:>10,.0f} deliveries/s   ratio {delivered / raw:.2f}"
+        f"  {'one worker process':<34} {delivered.per_second:>10,.0f} deliveries/s   "
+        f"ratio {ratio:.2f}   CPU {delivered.cpu_us:,.0f} us/delivery"
     )
-    print(f"  {'raw aiohttp client, pool 64':<34} {raw:>10,.0f} requests/s")
+    print(
+        f"  {'raw aiohttp client, pool 64':<34} {raw.per_second:>10,.0f} requests/s     "
+        f"CPU {raw.cpu_us:,.0f} us/request   CPU ratio {raw.cpu_us / delivered.cpu_us:.2f}"
+    )
     print(f"  {'pipeline, every role in one process':<34} {maximum:>10,.0f} deliveries/s")
     print(f"[{backend}] publish -> delivered at {rate:,.0f} events/s (half the pipeline's maximum)")
     print(f"  p50 {p50:.1f} ms   p99 {p99:.1f} ms")

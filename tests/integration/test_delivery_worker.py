@@ -8,12 +8,14 @@ and what the listeners were told.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
 import pytest
 from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 from standardwebhooks.webhooks import Webhook
 from tests.integration.delivery_helpers import (
     ORG,
@@ -33,9 +35,11 @@ from tests.integration.delivery_helpers import (
 
 from junctionbox.connectors.destinations import DestinationResult, HttpDestination
 from junctionbox.domain.circuit_breaker import BreakerConfig
-from junctionbox.domain.delivery import EventRef, FinalState
+from junctionbox.domain.delivery import DeliveryJob, DeliveryOutcome, EventRef, FinalState
+from junctionbox.engine.delivery_attempt import AttemptOutcome
+from junctionbox.engine.delivery_commit import Committed
 from junctionbox.engine.delivery_worker import DeliveryWorker
-from junctionbox.queue.jobs import JobState
+from junctionbox.queue.jobs import ClaimRequest, JobState
 from junctionbox.services.container import Services
 from junctionbox.services.outbound_request import PreparedRequest
 from junctionbox.store.queries.alerts import alerts_of
@@ -400,6 +404,87 @@ async def test_a_stop_gives_unfinished_jobs_back_without_spending_attempts(
         waiting = await job(svc, job_id)
         assert (waiting.state, waiting.attempts) == (JobState.READY, 0)
     assert await log_rows(svc) == []
+
+
+# ---------------------------------------------------------------- claiming in the commit
+
+
+def claims_in_commits(worker: DeliveryWorker) -> list[tuple[bool, int]]:
+    """Watch the worker's commits: (whether it asked for a claim, jobs it got) per commit.
+    The real committer still does the work."""
+    seen: list[tuple[bool, int]] = []
+    commit = worker.committer.commit
+
+    async def watched(
+        outcomes: Sequence[AttemptOutcome], claim: ClaimRequest | None = None
+    ) -> Committed:
+        committed = await commit(outcomes, claim)
+        seen.append((claim is not None, len(committed.claimed)))
+        return committed
+
+    worker.committer.commit = watched  # type: ignore[method-assign]
+    return seen
+
+
+@dataclass
+class FailsOnce:
+    """A listener whose first call fails, rolling back the whole batch's transaction."""
+
+    failed: bool = False
+
+    async def on_final(
+        self, conn: AsyncConnection, job: DeliveryJob, outcome: DeliveryOutcome
+    ) -> None:
+        if not self.failed:
+            self.failed = True
+            raise RuntimeError("a listener failed")
+
+
+async def test_a_backlog_is_claimed_in_the_commits_and_each_job_is_delivered_once(
+    svc: Services, sink: RecordingSink, recorder: Recorder
+) -> None:
+    stored = await add_integration(svc, sink.url("/hook"))
+    job_ids = await enqueue(svc, stored, await publish(svc, 60))
+    # Two slots hold twelve claims: the backlog takes several cycles.
+    worker = worker_of(svc, recorder, concurrency=2, destination_concurrency=2)
+    commits = claims_in_commits(worker)
+
+    await worker.run_until_idle(timeout=30)
+
+    sent = [request.header("webhook-id") for request in sink.requests]
+    assert len(sent) == len(set(sent)) == 60
+    assert sum(got for _, got in commits) > 0  # most of the backlog came with commits
+    for job_id in job_ids:
+        done = await job(svc, job_id)
+        assert (done.state, done.attempts) == (JobState.DONE, 1)
+    assert len(await log_rows(svc)) == 60
+    assert recorder.states() == ["DELIVERED"] * 60
+
+
+async def test_a_claim_in_a_failed_commit_is_not_taken_on(
+    svc: Services, sink: RecordingSink, recorder: Recorder
+) -> None:
+    stored = await add_integration(svc, sink.url("/hook"))
+    job_ids = await enqueue(svc, stored, await publish(svc, 30))
+    worker = DeliveryWorker(
+        svc,
+        node_id="test-node",
+        listeners=[FailsOnce(), recorder],
+        breaker_config=CALM,
+        concurrency=2,
+        destination_concurrency=2,
+    )
+    commits = claims_in_commits(worker)
+
+    await worker.run_until_idle(timeout=30)
+
+    assert commits[0] == (True, 0)  # it asked for a claim; the transaction rolled back
+    sent = [request.header("webhook-id") for request in sink.requests]
+    assert len(sent) == len(set(sent)) == 30
+    for job_id in job_ids:  # the rolled-back claim spent no attempt
+        done = await job(svc, job_id)
+        assert (done.state, done.attempts) == (JobState.DONE, 1)
+    assert len(await log_rows(svc)) == 30
 
 
 # ---------------------------------------------------------------- multi-action, OAuth2

@@ -14,6 +14,7 @@ from sqlalchemy import text
 
 from junctionbox.domain.paging import PageRequest
 from junctionbox.queue import Job, JobQueue, JobState, Lease, NewJob
+from junctionbox.queue.jobs import ClaimRequest
 from junctionbox.queue.store import EXPIRED_ON_LAST_ATTEMPT, LEASE_EXPIRED
 from junctionbox.store.database import Database
 
@@ -382,6 +383,53 @@ async def test_complete_can_join_the_workers_transaction(db: Database, queue: Jo
     async with db.write() as conn:
         assert await queue.complete(job_id, claimed.lease.token, conn=conn)
     done = await queue.get(job_id)
+    assert done is not None
+    assert done.state is JobState.DONE
+
+
+async def test_a_claim_in_a_rolled_back_transaction_never_happened(
+    db: Database, queue: JobQueue
+) -> None:
+    """A worker claims its next batch in the transaction that records its last one: if
+    that transaction fails, the jobs must still be there for anyone, attempts unspent."""
+    [first, second] = await queue.enqueue_now([job(1), job(2)])
+    running = await claim_one(queue)
+    request = ClaimRequest(Q, "w1", 10, 30)
+
+    async def record_claim_then_fail() -> None:
+        async with db.write() as conn:
+            assert await queue.complete(running.id, running.lease.token, conn=conn)
+            assert [j.id for j in await queue.claim_in(conn, request)] == [second]
+            raise Abort  # e.g. a listener failed
+
+    with pytest.raises(Abort):
+        await record_claim_then_fail()
+    waiting = await queue.get(second)
+    assert waiting is not None
+    assert (waiting.state, waiting.attempts, waiting.lease_token) == (JobState.READY, 0, None)
+    [taken] = await queue.claim(Q, "w2", 10, 30)
+    assert (taken.id, taken.attempts, taken.lease_owner) == (second, 1, "w2")
+    assert running.id == first
+
+
+async def test_a_lease_taken_in_the_commit_transaction_is_honoured(
+    db: Database, queue: JobQueue, clock: Clock
+) -> None:
+    [first, second] = await queue.enqueue_now([job(1), job(2)])
+    running = await claim_one(queue)
+    async with db.write() as conn:
+        assert await queue.complete(running.id, running.lease.token, conn=conn)
+        [claimed] = await queue.claim_in(conn, ClaimRequest(Q, "w1", 10, 30))
+    assert (running.id, claimed.id) == (first, second)
+    assert (claimed.state, claimed.attempts, claimed.lease_owner) == (JobState.RUNNING, 1, "w1")
+    assert await queue.claim(Q, "w2", 10, 30) == []  # leased: nobody else takes it
+    clock.advance(20)
+    assert await queue.heartbeat_many([claimed.lease], 30) == {second}
+    clock.advance(20)  # past the first lease, within the extended one
+    assert await queue.claim(Q, "w2", 10, 30) == []
+    assert not await queue.complete(second, "not-the-token")
+    assert await queue.complete(second, claimed.lease.token)
+    done = await queue.get(second)
     assert done is not None
     assert done.state is JobState.DONE
 

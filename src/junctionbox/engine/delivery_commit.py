@@ -14,7 +14,12 @@ One transaction per batch of finished attempts:
    410 Gone disables at once;
 4. the next action of a multi-action integration is enqueued after a delivered one;
 5. every listener (DLQ, schedules) hears how each finished job ended;
-6. the circuit breakers that changed are saved.
+6. the circuit breakers that changed are saved;
+7. when the worker asks for it, its next batch of jobs is claimed (see
+   :meth:`JobQueue.claim_in`): one write transaction per cycle instead of a claim and a
+   commit taking turns on the write lock (SQLite has one writer). The claimed jobs are
+   returned only once the transaction has committed; after a rollback their leases never
+   existed and the jobs are still ready for anyone.
 
 A job is never acknowledged without its log row: both are in the same commit. If the batch
 fails (a listener raised, the database hiccuped), each outcome is tried again in a
@@ -28,7 +33,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -47,7 +52,7 @@ from junctionbox.domain.delivery import (
 from junctionbox.engine.delivery_attempt import FINAL_DISPOSITIONS, AttemptOutcome, Disposition
 from junctionbox.engine.delivery_telemetry import add_to_rollups, record_metrics
 from junctionbox.observability.metrics import Metrics
-from junctionbox.queue.jobs import Lease, NewJob
+from junctionbox.queue.jobs import ClaimRequest, Job, Lease, NewJob
 from junctionbox.queue.store import JobQueue
 from junctionbox.services.breakers import Breakers
 from junctionbox.services.delivery_hooks import DeliveryListener
@@ -62,6 +67,16 @@ log = logging.getLogger(__name__)
 ALERT_AUTO_DISABLED = "INTEGRATION_AUTO_DISABLED"
 ALERT_GONE = "INTEGRATION_GONE"
 _ORIGINAL_PAYLOAD_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Committed:
+    """What a commit did: the ids recorded, the ids whose lease was lost (dropped), and the
+    jobs claimed in the same transaction. Ids in neither set could not be written now."""
+
+    kept: set[str] = field(default_factory=set)
+    lost: set[str] = field(default_factory=set)
+    claimed: list[Job] = field(default_factory=list)
 
 
 class AttemptCommitter:
@@ -84,32 +99,38 @@ class AttemptCommitter:
         self.listeners = tuple(listeners)
         self.clock = clock
 
-    async def commit(self, outcomes: Sequence[AttemptOutcome]) -> tuple[set[str], set[str]]:
-        """Write ``outcomes``: (ids committed, ids whose lease was lost). Ids in neither
-        could not be written now (the caller may try again later)."""
+    async def commit(
+        self, outcomes: Sequence[AttemptOutcome], claim: ClaimRequest | None = None
+    ) -> Committed:
+        """Write ``outcomes`` and, with ``claim``, claim the next jobs in the same
+        transaction. The claim is not tried again when the batch fails (the caller claims
+        on its own then)."""
         if not outcomes:
-            return set(), set()
+            return Committed()
         try:
-            return await self._commit_batch(outcomes)
+            return await self._commit_batch(outcomes, claim)
         except Exception:
             if len(outcomes) == 1:
                 log.exception("could not record the outcome of job %s", outcomes[0].job_id)
-                return set(), set()
+                return Committed()
             log.warning("batch of %d outcomes failed; writing one by one", len(outcomes))
         kept: set[str] = set()
         lost: set[str] = set()
         for outcome in outcomes:
             try:
-                done, gone = await self._commit_batch([outcome])
+                one = await self._commit_batch([outcome], None)
             except Exception:
                 log.exception("could not record the outcome of job %s", outcome.job_id)
                 continue
-            kept |= done
-            lost |= gone
-        return kept, lost
+            kept |= one.kept
+            lost |= one.lost
+        return Committed(kept, lost)
 
-    async def _commit_batch(self, outcomes: Sequence[AttemptOutcome]) -> tuple[set[str], set[str]]:
+    async def _commit_batch(
+        self, outcomes: Sequence[AttemptOutcome], claim: ClaimRequest | None
+    ) -> Committed:
         now = self.clock()
+        claimed: list[Job] = []
         async with self.db.write() as conn:
             kept = await self._move_jobs(conn, outcomes)
             mine = [o for o in outcomes if o.job_id in kept]
@@ -120,13 +141,15 @@ class AttemptCommitter:
             await self._tell_listeners(conn, mine, finals)
             breaker_rows = self.breakers.dirty_rows(now.timestamp())
             await self.breakers.save(conn, breaker_rows)
+            if claim is not None:  # last: a job these outcomes held up is claimable now
+                claimed = await self.queue.claim_in(conn, claim)
         self.breakers.saved(breaker_rows)
         if self.metrics is not None:
             record_metrics(self.metrics, self.breakers, mine)
         lost = {o.job_id for o in outcomes} - kept
         for job_id in sorted(lost):
             log.warning("lease of job %s was lost; its outcome is not recorded", job_id)
-        return kept, lost
+        return Committed(kept, lost, claimed)
 
     async def _move_jobs(
         self, conn: AsyncConnection, outcomes: Sequence[AttemptOutcome]

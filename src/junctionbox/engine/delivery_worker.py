@@ -1,6 +1,6 @@
 """The delivery worker: claims delivery jobs and runs them, many at once, fairly.
 
-    wait_for_work ─► claim ─► prepare (one read) ─► the job's destination lane:
+    wait_for_work ─► claim (alone, or in the commit) ─► prepare (one read) ─► the job's lane:
         queued (within the lane's limit) | deferred (the lane is saturated)
     lanes, round robin ─► attempt (rate limit ─► breaker ─► build ─► send ─► classify ─► plan)
         ─► outbox ─► committer: log rows + job transitions + listeners, batched per commit
@@ -19,6 +19,12 @@
   claims wait until a quarter of the slots can be claimed at once. Finished attempts are
   gathered (up to ``commit_window``, or half ``concurrency`` of them) and written in one
   transaction; a job is acknowledged only in the transaction that inserts its log row.
+* **Claiming in the commit.** While a backlog lasts (the last claim was full), the commit
+  claims the next jobs in its own transaction, after writing the outcomes: one write
+  transaction per cycle, where a separate claim would take turns with the commit on the
+  store's write lock. The jobs are taken on only once that transaction has committed (on
+  a rollback their leases never existed). When the queue runs dry, or a slot idles with
+  nothing queued, the claim loop claims on its own as soon as it is woken (latency).
 * **Leases.** One heartbeat task extends every lease this worker holds, each third of the
   lease. A lease found lost stops its attempt (nothing is recorded for it); the commit is
   fenced by the lease token too.
@@ -62,9 +68,9 @@ from junctionbox.engine.delivery_attempt import (
     defer,
     release,
 )
-from junctionbox.engine.delivery_commit import AttemptCommitter
+from junctionbox.engine.delivery_commit import AttemptCommitter, Committed
 from junctionbox.engine.delivery_prefetch import DeliveryLoader, Prepared
-from junctionbox.queue.jobs import MAX_CLAIM, Job, Lease
+from junctionbox.queue.jobs import MAX_CLAIM, ClaimRequest, Job, Lease
 from junctionbox.services.breakers import Breakers
 from junctionbox.services.container import Services
 from junctionbox.services.delivery_hooks import DeliveryListener
@@ -187,6 +193,11 @@ class DeliveryWorker:
         self._capacity = asyncio.Event()
         self._batch_ready = asyncio.Event()
         self._next_due = float("inf")
+        self._reserved = 0  # jobs being claimed right now (not yet in ``_claims``)
+        self._handed: list[Job] = []  # claimed by a commit, for the claim loop to admit
+        self._more_due = False  # the last claim was full: a backlog is likely waiting
+        self._committing = False
+        self._stopping = False
 
     @property
     def in_flight(self) -> int:
@@ -227,28 +238,38 @@ class DeliveryWorker:
 
     async def _claim_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            if self._handed:  # claimed by a commit
+                handed, self._handed = self._handed, []
+                await self._admit(handed)
+                continue
             self._trim_lanes(time.monotonic())
             budget = self._budget()
-            if budget <= 0:
+            if budget <= 0 or self._commit_will_claim():
                 wait = TRIM_SECONDS if self._queued else self.poll_seconds
                 await self._wait_for(stop, self._capacity.wait(), wait)
                 self._capacity.clear()
                 continue
             if self._next_due <= time.time():
                 self._next_due = float("inf")
+            request = self._claim_request(budget)
+            self._reserved += request.limit
             try:
                 jobs = await self.queue.claim(
-                    DELIVERY_QUEUE,
-                    self.node_id,
-                    min(budget, MAX_CLAIM),
-                    self.lease_seconds,
-                    kinds=[DELIVERY_JOB_KIND],
+                    request.queue,
+                    request.owner,
+                    request.limit,
+                    request.lease_seconds,
+                    kinds=request.kinds,
                 )
             except Exception:  # the store may be away: try again after a pause
                 log.exception("claiming delivery jobs failed")
                 await self._wait_for(stop, stop.wait(), self.poll_seconds)
                 continue
+            finally:
+                self._reserved -= request.limit
+            self._more_due = len(jobs) >= request.limit
             if jobs:
+                self._register(jobs)
                 await self._admit(jobs)
             if len(jobs) < budget:  # drained what is due: sleep until more may be
                 wait = min(self.poll_seconds, max(0.0, self._next_due - time.time()))
@@ -256,17 +277,32 @@ class DeliveryWorker:
                     stop, self.queue.wait_for_work(wait, queue=DELIVERY_QUEUE), wait
                 )
 
-    def _budget(self) -> int:
-        """How many jobs to claim now. Claims are held up to ``TRACKED_PER_SLOT *
-        concurrency`` (running, queued in lanes, or waiting to be committed). With a slot
-        idle, claim at once (low latency); with every slot busy, only once a good batch can
-        be claimed."""
-        room = self._max_tracked - len(self._claims)
+    def _budget(self, freed: int = 0) -> int:
+        """How many jobs to claim now (``freed`` claims are about to be committed). Claims
+        are held up to ``TRACKED_PER_SLOT * concurrency`` (running, queued in lanes, or
+        waiting to be committed). With a slot idle, claim at once (low latency); with every
+        slot busy, only once a good batch can be claimed."""
+        room = self._max_tracked - len(self._claims) + freed - self._reserved
         if room <= 0:
             return 0
         if self._running < self.concurrency or room >= self._min_claim:
-            return room
+            return min(room, MAX_CLAIM)
         return 0
+
+    def _commit_will_claim(self) -> bool:
+        """Whether to leave the next claim to the commit coming up: a backlog is being
+        worked through (jobs wait in lanes, and more are due), so nothing is urgent and one
+        transaction can do both."""
+        if not (self._more_due and (self._committing or not self._outbox.empty())):
+            return False
+        # Only with a round of work queued for the slots: they must not idle meanwhile.
+        waiting = sum(len(lane.queue) for lane in self._queued.values())
+        return waiting >= self.concurrency - self._running
+
+    def _claim_request(self, limit: int) -> ClaimRequest:
+        return ClaimRequest(
+            DELIVERY_QUEUE, self.node_id, limit, self.lease_seconds, (DELIVERY_JOB_KIND,)
+        )
 
     @staticmethod
     async def _wait_for(stop: asyncio.Event, waiting: object, timeout: float) -> None:  # noqa: ASYNC109
@@ -281,9 +317,12 @@ class DeliveryWorker:
 
     # ------------------------------------------------------------------ lanes
 
-    async def _admit(self, jobs: Sequence[Job]) -> None:
+    def _register(self, jobs: Sequence[Job]) -> None:
+        """Hold the claims from now on (heartbeats, budget), before they are prepared."""
         for job in jobs:
             self._claims[job.id] = _Claim(job)
+
+    async def _admit(self, jobs: Sequence[Job]) -> None:
         try:
             prepared = await self.loader.prepare(jobs)
         except Exception:
@@ -422,11 +461,24 @@ class DeliveryWorker:
             await self._commit(batch, final=ending)
 
     async def _commit(self, batch: list[AttemptOutcome], *, final: bool = False) -> None:
+        wanted = None
+        if not (final or self._stopping) and self._more_due:
+            budget = self._budget(freed=len(batch))
+            wanted = self._claim_request(budget) if budget > 0 else None
+        reserved = wanted.limit if wanted is not None else 0
+        self._reserved += reserved
+        self._committing = True
         try:
-            kept, lost = await self.committer.commit(batch)
+            committed = await self.committer.commit(batch, wanted)
         except Exception:  # commit() logs and survives its own failures; belt and braces
             log.exception("committing %d delivery outcomes failed", len(batch))
-            kept, lost = set(), set()
+            committed = Committed()
+        finally:
+            self._reserved -= reserved
+            self._committing = False
+        if wanted is not None:
+            self._take_handed(committed.claimed, wanted.limit)
+        kept, lost = committed.kept, committed.lost
         retry: list[AttemptOutcome] = []
         for outcome in batch:
             claim = self._claims.get(outcome.job_id)
@@ -443,6 +495,19 @@ class DeliveryWorker:
         if retry:
             asyncio.get_running_loop().call_later(_COMMIT_BACKOFF, self._requeue, retry)
         self._capacity.set()
+
+    def _take_handed(self, jobs: list[Job], limit: int) -> None:
+        """Jobs claimed by a commit: held now, admitted by the claim loop (or given back
+        if the worker is stopping)."""
+        self._more_due = len(jobs) >= limit
+        if not jobs:
+            return
+        self._register(jobs)
+        if self._stopping:
+            for job in jobs:
+                self._finish(release(Prepared(job, None)))
+            return
+        self._handed.extend(jobs)
 
     def _requeue(self, outcomes: list[AttemptOutcome]) -> None:
         for outcome in outcomes:
@@ -494,7 +559,12 @@ class DeliveryWorker:
     # ------------------------------------------------------------------ stopping
 
     async def _shutdown(self, committer: asyncio.Task[None], heartbeat: asyncio.Task[None]) -> None:
+        self._stopping = True
         try:
+            handed, self._handed = self._handed, []
+            for job in handed:  # claimed by a commit, not admitted yet
+                if job.id in self._claims:
+                    self._finish(release(Prepared(job, None)))
             for lane in self._lanes.values():  # not started: give them back now
                 while lane.queue:
                     self._finish(release(lane.queue.popleft()))

@@ -15,6 +15,7 @@ also sends ``NOTIFY``, which the server delivers at commit to every node's liste
 from __future__ import annotations
 
 import builtins
+import functools
 import secrets
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -22,8 +23,10 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Integer,
     Update,
     and_,
+    bindparam,
     case,
     delete,
     event,
@@ -141,17 +144,27 @@ class JobQueue:
         """
         chosen_kinds = tuple(kinds) if kinds is not None else None
         request = ClaimRequest(queue, owner, limit, lease_seconds, chosen_kinds)
-        now = self.clock()
         async with self.db.write() as conn:
-            await conn.execute(_reap_expired(queue, now))
-            # Two statements, not UPDATE ... WHERE id IN (SELECT ... LIMIT n SKIP LOCKED):
-            # PostgreSQL may run that subquery once per row of a semi join, each run skipping
-            # the rows the statement itself has locked, and so claim more than ``limit``.
-            ids = list((await conn.execute(_due_ids(request, now))).scalars())
-            if not ids:
-                return []
-            statement = _lease_update(request, ids, now, secrets.token_urlsafe(18))
-            rows = (await conn.execute(statement)).mappings().all()
+            return await self.claim_in(conn, request)
+
+    async def claim_in(self, conn: AsyncConnection, request: ClaimRequest) -> builtins.list[Job]:
+        """:meth:`claim` in the caller's write transaction (a worker claims its next batch
+        in the transaction that records its last one: one transaction per cycle).
+
+        The leases exist only if that transaction commits: on a rollback the caller must
+        drop the jobs returned, which are then still ready for anyone.
+        """
+        now = self.clock()
+        await conn.execute(_reap_expired(request.queue), {"now": now})
+        # Two statements, not UPDATE ... WHERE id IN (SELECT ... LIMIT n SKIP LOCKED):
+        # PostgreSQL may run that subquery once per row of a semi join, each run skipping
+        # the rows the statement itself has locked, and so claim more than ``limit``.
+        due = _due_ids(request.queue, request.kinds)
+        ids = list((await conn.execute(due, {"now": now, "limit": request.limit})).scalars())
+        if not ids:
+            return []
+        statement = _lease_update(request, ids, now, secrets.token_urlsafe(18))
+        rows = (await conn.execute(statement)).mappings().all()
         claimed = [_job_of(row) for row in rows]
         return sorted(claimed, key=lambda j: (-j.priority, j.run_at, j.created_at, j.id))
 
@@ -509,24 +522,35 @@ async def _ids_by_dedupe_key(
     return found
 
 
-def _due_ids(request: ClaimRequest, now: datetime) -> Any:
+# The claim's statements are built once per queue (and kinds), with the instant and the
+# limit bound at execution: building them is a good part of a claim's cost otherwise.
+_CACHED_STATEMENTS = 64
+
+
+def _now_param() -> Any:
+    return bindparam("now", type_=jobs.c.run_at.type)
+
+
+@functools.lru_cache(maxsize=_CACHED_STATEMENTS)
+def _due_ids(queue: str, kinds: tuple[str, ...] | None) -> Any:
+    """Due jobs' ids in claim order; parameters ``now`` and ``limit``."""
     candidate = jobs.alias("candidate")
     chosen = (
         select(candidate.c.id)
         .where(
-            candidate.c.queue == request.queue,
+            candidate.c.queue == queue,
             candidate.c.state == READY,
-            candidate.c.run_at <= now,
+            candidate.c.run_at <= _now_param(),
             _first_of_its_key(candidate),
         )
         .order_by(
             candidate.c.priority.desc(), candidate.c.run_at, candidate.c.created_at, candidate.c.id
         )
-        .limit(request.limit)
+        .limit(bindparam("limit", type_=Integer))
         .with_for_update(skip_locked=True, of=candidate)
     )
-    if request.kinds is not None:
-        chosen = chosen.where(candidate.c.kind.in_(request.kinds))
+    if kinds is not None:
+        chosen = chosen.where(candidate.c.kind.in_(kinds))
     return chosen
 
 
@@ -561,9 +585,10 @@ def _first_of_its_key(candidate: Any) -> ColumnElement[bool]:
     return or_(candidate.c.ordering_key.is_(None), ~blocker)
 
 
-def _reap_expired(queue: str, now: datetime) -> Update:
-    """Running jobs whose lease ran out: back to ready (their token is void, the next claim
-    counts a new attempt), or dead when that was their last attempt.
+@functools.lru_cache(maxsize=_CACHED_STATEMENTS)
+def _reap_expired(queue: str) -> Update:
+    """Running jobs whose lease ran out (parameter ``now``): back to ready (their token is
+    void, the next claim counts a new attempt), or dead when that was their last attempt.
 
     Kept out of the claim query so that it only reads ready rows in index order. SKIP
     LOCKED: concurrent claimers reaping the same rows in different orders would otherwise
@@ -571,7 +596,7 @@ def _reap_expired(queue: str, now: datetime) -> Update:
     """
     expired = (
         select(jobs.c.id)
-        .where(jobs.c.queue == queue, jobs.c.state == RUNNING, jobs.c.leased_until < now)
+        .where(jobs.c.queue == queue, jobs.c.state == RUNNING, jobs.c.leased_until < _now_param())
         .with_for_update(skip_locked=True)
     )
     last = jobs.c.attempts >= jobs.c.max_attempts
@@ -581,8 +606,8 @@ def _reap_expired(queue: str, now: datetime) -> Update:
         .values(
             state=case((last, DEAD.value), else_=READY.value),
             last_error=case((last, EXPIRED_ON_LAST_ATTEMPT), else_=LEASE_EXPIRED),
-            finished_at=case((last, literal(now, jobs.c.finished_at.type)), else_=null()),
-            updated_at=now,
+            finished_at=case((last, _now_param()), else_=null()),
+            updated_at=_now_param(),
             **_NO_LEASE,
         )
     )
@@ -605,7 +630,10 @@ def _holding(leases: Sequence[Lease]) -> ColumnElement[bool]:
     if len(leases) == 1:  # the common case, as plain equalities
         return and_(jobs.c.id == leases[0].job_id, jobs.c.lease_token == leases[0].token)
     pairs = [(lease.job_id, lease.token) for lease in leases]
-    return tuple_(jobs.c.id, jobs.c.lease_token).in_(pairs)
+    # The plain ``id IN`` lets SQLite search the primary key: with the row-value IN alone
+    # it scans the whole table (done jobs included) at every commit and heartbeat.
+    ids = jobs.c.id.in_([lease.job_id for lease in leases])
+    return and_(ids, tuple_(jobs.c.id, jobs.c.lease_token).in_(pairs))
 
 
 def _scoped(org_id: int | Collection[int] | None) -> list[ColumnElement[bool]]:

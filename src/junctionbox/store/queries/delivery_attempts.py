@@ -177,12 +177,16 @@ async def events_at(
     conn: AsyncConnection, positions: Collection[Position]
 ) -> dict[Position, StoredEvent]:
     """The events at these log positions; positions trimmed away are missing."""
-    key = tuple_(events.c.org_id, events.c.stream, events.c.partition, events.c.log_offset)
+    columns = (events.c.org_id, events.c.stream, events.c.partition, events.c.log_offset)
+    key = tuple_(*columns)
     found: dict[Position, StoredEvent] = {}
     ordered = sorted(set(positions))
     for start in range(0, len(ordered), _CHUNK):
         chunk = ordered[start : start + _CHUNK]
-        for row in await conn.execute(select(events).where(key.in_(chunk))):
+        # One plain IN per key column lets SQLite search the primary key: with the
+        # row-value IN alone it scans the whole log. The row-value IN keeps it exact.
+        per_column = [c.in_(sorted({p[i] for p in chunk})) for i, c in enumerate(columns)]
+        for row in await conn.execute(select(events).where(*per_column, key.in_(chunk))):
             event = stored_event(row)
             found[(event.org_id, event.stream, event.partition, event.offset)] = event
     return found
