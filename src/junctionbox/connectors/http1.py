@@ -172,6 +172,7 @@ class Response:
         "_error",
         "_head",
         "_head_bytes",
+        "_header_bytes",
         "_head_only",
         "_parser",
         "_released",
@@ -197,7 +198,8 @@ class Response:
         self._error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._started = False
-        self._head_bytes = 0
+        self._head_bytes = 0  # raw bytes received while the head is incomplete
+        self._header_bytes = 0  # bytes of header names and values parsed
         self._to_eof = False
         self._released = False
 
@@ -209,6 +211,9 @@ class Response:
     def on_header(self, name: bytes, value: bytes) -> None:
         if len(self.headers) >= MAX_HEADERS:
             raise InvalidResponseError("too many response headers")
+        self._header_bytes += len(name) + len(value)
+        if self._header_bytes > MAX_HEAD_BYTES:
+            raise InvalidResponseError("response head too large")
         self.headers.append(
             (name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape"))
         )
@@ -247,11 +252,6 @@ class Response:
     def feed(self, data: bytes) -> None:
         if not self._started:
             self._started = True
-        if self.status == 0:
-            self._head_bytes += len(data)
-            if self._head_bytes > MAX_HEAD_BYTES:
-                self.fail(InvalidResponseError("response head too large"))
-                return
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
@@ -261,6 +261,11 @@ class Response:
             self.fail(_invalid(exc))
         except httptools.HttpParserUpgrade:
             self.keep_alive = False
+        if self.status == 0:
+            # Still no complete head: bound what the parser may be holding for it.
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD_BYTES:
+                self.fail(InvalidResponseError("response head too large"))
 
     def peer_closed(self, exc: BaseException | None) -> None:
         if self._complete or self._error is not None:
