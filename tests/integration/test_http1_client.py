@@ -9,7 +9,7 @@ import ipaddress
 import socket
 import ssl
 import zlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -31,6 +31,7 @@ from junctionbox.connectors.http_client import (
     GuardedHttpClient,
     OutboundNetworkError,
     OutboundTimeoutError,
+    StreamedResponse,
 )
 from junctionbox.domain.netguard import TargetRefusedError, parse_allowlist
 from junctionbox.domain.retry import NetworkErrorKind
@@ -269,7 +270,11 @@ async def test_headers_keep_order_case_and_duplicates() -> None:
 
     async with RawServer(cookies) as server, client_for(server) as client:
         result = await client.send("GET", server.url())
-    assert result.headers[:3] == (("Set-Cookie", "a=1"), ("X-Mixed-Case", "v"), ("set-cookie", "b=2"))
+    assert result.headers[:3] == (
+        ("Set-Cookie", "a=1"),
+        ("X-Mixed-Case", "v"),
+        ("set-cookie", "b=2"),
+    )
     assert result.header_values("SET-COOKIE") == ["a=1", "b=2"]
 
 
@@ -379,13 +384,16 @@ async def test_large_body_is_streamed_with_back_pressure() -> None:
     def huge(_req: SeenRequest) -> list[Step]:
         return [response(200, payload)]
 
-    async with RawServer(huge) as server, client_for(server) as client:
-        async with client.stream("GET", server.url()) as upstream:
-            received = bytearray()
-            async for chunk in upstream.chunks(size=4096):
-                assert len(chunk) <= 4096
-                received += chunk
-                await asyncio.sleep(0)
+    received = bytearray()
+    async with (
+        RawServer(huge) as server,
+        client_for(server) as client,
+        client.stream("GET", server.url()) as upstream,
+    ):
+        async for chunk in upstream.chunks(size=4096):
+            assert len(chunk) <= 4096
+            received += chunk
+            await asyncio.sleep(0)
     assert bytes(received) == payload
 
 
@@ -440,20 +448,29 @@ async def test_stream_read_timeout_applies_to_each_read() -> None:
         head = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\n"
         return [head, b"abc", 0.06, b"d", 0.06, b"e", 5.0, b"f"]
 
-    async with RawServer(stalls) as server, client_for(server) as client:
-        async with client.stream("GET", server.url(), timeout_seconds=0.3) as upstream:
-            got = b""
-            with pytest.raises(OutboundTimeoutError):
-                async for chunk in upstream.chunks():
-                    got += chunk
-    assert got == b"abcde"  # the whole transfer outlived no single read's bound but the last
+    got: list[bytes] = []
+
+    async def read_all(upstream: StreamedResponse) -> None:
+        async for chunk in upstream.chunks():
+            got.append(chunk)
+
+    async with (
+        RawServer(stalls) as server,
+        client_for(server) as client,
+        client.stream("GET", server.url(), timeout_seconds=0.3) as upstream,
+    ):
+        with pytest.raises(OutboundTimeoutError):
+            await read_all(upstream)
+    assert (
+        b"".join(got) == b"abcde"
+    )  # the whole transfer outlived no single read's bound but the last
 
 
 # -- TLS and the guard --------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def tls_files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "junctionbox test")])
     now = datetime.datetime.now(datetime.UTC)
@@ -487,7 +504,7 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, 
             serialization.NoEncryption(),
         )
     )
-    yield cert_file, key_file
+    return cert_file, key_file
 
 
 @pytest.fixture

@@ -42,6 +42,7 @@ __all__ = [
     "BodyDecodeError",
     "BodyDecoder",
     "Connection",
+    "Deadline",
     "Http1Client",
     "InvalidResponseError",
     "Origin",
@@ -79,6 +80,42 @@ class PeerClosedError(ConnectionResetError):
 
 class BodyDecodeError(Exception):
     """A compressed body could not be decoded."""
+
+
+class Deadline:
+    """``with Deadline(seconds):`` turns a cancellation by its timer into ``TimeoutError``.
+
+    The semantics of ``asyncio.timeout`` (a cancellation from elsewhere stays a
+    cancellation) as a plain context manager with one timer: about half its CPU, which
+    counts on a path taken for every outbound request.
+    """
+
+    __slots__ = ("_cancelling", "_expired", "_handle", "_seconds", "_task")
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+        self._expired = False
+
+    def __enter__(self) -> None:
+        task = asyncio.current_task()
+        assert task is not None, "Deadline is used inside a task"
+        self._task = task
+        self._cancelling = task.cancelling()
+        self._handle = asyncio.get_running_loop().call_later(self._seconds, self._expire)
+
+    def _expire(self) -> None:
+        self._expired = True
+        self._task.cancel()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        self._handle.cancel()
+        if not self._expired:
+            return
+        # As asyncio.timeout: withdraw our cancellation; one from elsewhere still stands.
+        if self._task.uncancel() <= self._cancelling and kind is asyncio.CancelledError:
+            raise TimeoutError from exc
 
 
 def request_head(
@@ -170,15 +207,17 @@ class Response:
         "_complete",
         "_conn",
         "_error",
+        "_framed",
         "_head",
         "_head_bytes",
-        "_header_bytes",
         "_head_only",
+        "_header_bytes",
         "_parser",
         "_released",
         "_started",
         "_to_eof",
         "_waiter",
+        "content_encoding",
         "headers",
         "keep_alive",
         "status",
@@ -188,6 +227,8 @@ class Response:
         self.status = 0
         self.headers: list[tuple[str, str]] = []
         self.keep_alive = False
+        self.content_encoding: str | None = None
+        self._framed = False  # Content-Length or chunked: the body does not run to EOF
         self._conn = conn
         self._parser = httptools.HttpResponseParser(self)
         self._head_only = head_only
@@ -207,6 +248,8 @@ class Response:
 
     def on_message_begin(self) -> None:
         self.headers = []
+        self._framed = False
+        self.content_encoding = None
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if len(self.headers) >= MAX_HEADERS:
@@ -214,9 +257,19 @@ class Response:
         self._header_bytes += len(name) + len(value)
         if self._header_bytes > MAX_HEAD_BYTES:
             raise InvalidResponseError("response head too large")
-        self.headers.append(
-            (name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape"))
-        )
+        text = value.decode("utf-8", "surrogateescape")
+        self.headers.append((name.decode("utf-8", "surrogateescape"), text))
+        if len(name) in _NOTED_LENGTHS:  # a cheap pre-filter: this runs for every header
+            self._note(name.lower(), text)
+
+    def _note(self, name: bytes, value: str) -> None:
+        if name == b"content-length":
+            self._framed = True
+        elif name == b"transfer-encoding":
+            # RFC 9112 6.3: only chunked as the final coding delimits the body.
+            self._framed = value.rstrip().lower().endswith("chunked")
+        elif name == b"content-encoding":
+            self.content_encoding = value
 
     def on_headers_complete(self) -> None:
         status = self._parser.get_status_code()
@@ -224,7 +277,7 @@ class Response:
             return  # informational: llhttp completes it; the real response follows
         self.status = status
         if not (self._head_only or status in (101, 204, 304)):
-            self._to_eof = _delimited_by_eof(self.headers)
+            self._to_eof = not self._framed
         self.keep_alive = bool(self._parser.should_keep_alive()) and status != 101
         if not self._head.done():
             self._head.set_result(None)
@@ -353,16 +406,9 @@ class Response:
         self._conn.finished(self, reusable=self.at_eof and self.keep_alive)
 
 
-def _delimited_by_eof(headers: list[tuple[str, str]]) -> bool:
-    # RFC 9112 6.3: without a length and without chunked as the final coding, the body runs
-    # to the end of the connection.
-    for name, value in headers:
-        lower = name.lower()
-        if lower == "content-length":
-            return False
-        if lower == "transfer-encoding" and value.rstrip().lower().endswith("chunked"):
-            return False
-    return True
+_NOTED_LENGTHS: Final = frozenset(
+    {len("content-length"), len("transfer-encoding"), len("content-encoding")}
+)
 
 
 def _invalid(exc: Exception) -> InvalidResponseError:
@@ -455,7 +501,7 @@ class Connection(asyncio.Protocol):
         drain = self._drain
         if drain is not None and not drain.done():
             await drain
-        await response.wait_head()
+        await response._head
         return response
 
     def pause_reading(self) -> None:
@@ -502,6 +548,14 @@ class _Pool:
         if self._in_use >= self._limit:
             return False
         return not self._per_host or self._in_use_per_host.get(origin, 0) < self._per_host
+
+    def try_reserve(self, origin: Origin) -> bool:
+        """Count a connection to ``origin`` as in use if a slot is free now."""
+        if not self._has_slot(origin):
+            return False
+        self._in_use += 1
+        self._in_use_per_host[origin] = self._in_use_per_host.get(origin, 0) + 1
+        return True
 
     async def reserve(self, origin: Origin) -> None:
         """Wait until a connection to ``origin`` may be used, and count it as in use."""
@@ -634,7 +688,8 @@ class Http1Client:
         The caller must ``release()`` the response (or it holds a pool slot).
         """
         pool = self._pool
-        await pool.reserve(origin)
+        if not pool.try_reserve(origin):
+            await pool.reserve(origin)
         retried = False
         while True:
             # The one retry always goes out on a fresh connection.

@@ -48,6 +48,7 @@ from yarl import URL
 from junctionbox.connectors.http1 import (
     BodyDecodeError,
     BodyDecoder,
+    Deadline,
     Http1Client,
     InvalidResponseError,
     Origin,
@@ -305,10 +306,10 @@ class GuardedHttpClient:
         )  # fmt: skip
         started = time.perf_counter()
         try:
-            async with asyncio.timeout(timeout):
+            with Deadline(timeout):
                 response = await client.request(target.origin, method, head, body)
                 try:
-                    decoder = body_decoder(_first(response.headers, "content-encoding"))
+                    decoder = body_decoder(response.content_encoding)
                     data, truncated = await _read_capped(
                         response.next_chunk, self._max_response_bytes, decoder
                     )
@@ -357,7 +358,7 @@ class GuardedHttpClient:
             len(body),
         )  # fmt: skip
         try:
-            async with asyncio.timeout(timeout):
+            with Deadline(timeout):
                 response = await client.request(target.origin, method, head, body)
         except TargetRefusedError:
             raise
@@ -381,9 +382,7 @@ class StreamedResponse:
     def __init__(self, response: Response, timeout: float, decompress: bool) -> None:
         self._response = response
         self._timeout = timeout
-        self._decoder = (
-            body_decoder(_first(response.headers, "content-encoding")) if decompress else None
-        )
+        self._decoder = body_decoder(response.content_encoding) if decompress else None
         self.status = response.status
         self.headers = tuple(response.headers)
 
@@ -391,7 +390,7 @@ class StreamedResponse:
         response = self._response
         if response.ready:
             return await response.next_chunk()
-        async with asyncio.timeout(self._timeout):
+        with Deadline(self._timeout):
             return await response.next_chunk()
 
     async def chunks(self, size: int = _READ_CHUNK) -> AsyncIterator[bytes]:
@@ -457,13 +456,6 @@ def _headers(
     if body and "content-type" not in names:
         pairs.append(("Content-Type", "application/octet-stream"))
     return pairs
-
-
-def _first(headers: Sequence[tuple[str, str]], name: str) -> str | None:
-    for key, value in headers:
-        if key.lower() == name:
-            return value
-    return None
 
 
 async def _read_capped(
