@@ -187,6 +187,17 @@ async def test_unsolicited_bytes_on_an_idle_connection_drop_it() -> None:
     assert server.connections == 2
 
 
+async def test_bytes_after_a_complete_response_spoil_only_the_connection() -> None:
+    def twice(_req: SeenRequest) -> list[Step]:
+        return [response(200, b"first", [("X-N", "1")]) + response(200, b"second", [("X-N", "2")])]
+
+    async with RawServer(twice) as server, client_for(server) as client:
+        result = await client.send("GET", server.url())
+        assert (result.body, result.header("x-n")) == (b"first", "1")
+        assert (await client.send("GET", server.url())).body == b"first"
+    assert server.connections == 2
+
+
 async def test_close_closes_idle_connections() -> None:
     async with RawServer(ok) as server:
         client = client_for(server)

@@ -247,6 +247,9 @@ class Response:
     # -- httptools callbacks -------------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        if self.status:
+            # A second message after ours: we never pipeline, so the peer is confused.
+            raise InvalidResponseError("unexpected data after the response")
         self.headers = []
         self._framed = False
         self.content_encoding = None
@@ -336,7 +339,12 @@ class Response:
         self.fail(error)
 
     def fail(self, error: BaseException) -> None:
-        if self._complete or self._error is not None:
+        if self._complete:
+            # The response is whole and stays readable; only the connection is spoilt.
+            self.keep_alive = False
+            self._conn.close()
+            return
+        if self._error is not None:
             return
         self._error = error
         self.keep_alive = False
