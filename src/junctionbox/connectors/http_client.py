@@ -32,13 +32,13 @@ neither the URL (its query may hold a token) nor any header value.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import ipaddress
 import socket
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Final
 
@@ -330,8 +330,7 @@ class GuardedHttpClient:
             elapsed=time.perf_counter() - started,
         )
 
-    @contextlib.asynccontextmanager
-    async def stream(
+    def stream(
         self,
         method: str,
         url: str,
@@ -340,26 +339,32 @@ class GuardedHttpClient:
         body: bytes = b"",
         timeout_seconds: float | None = None,
         decompress: bool = False,
-    ) -> AsyncIterator[StreamedResponse]:
+    ) -> AbstractAsyncContextManager[StreamedResponse]:
         """Send one request and yield its response with the body unread, for proxying.
 
-        The same guard and error mapping as :meth:`send`. ``timeout_seconds`` bounds the
-        wait for the response head and each read of the body (not the whole transfer, so a
-        large body may stream for longer). Without ``decompress`` the body is passed on as
-        the upstream encoded it (its ``Content-Encoding`` stays true). Leaving the block
-        returns the connection to the pool if the body was read to the end, else closes it.
+        ``async with client.stream(...) as response:``. The same guard and error mapping as
+        :meth:`send` (raised on entering the block). ``timeout_seconds`` bounds the wait for
+        the response head and each read of the body (not the whole transfer, so a large
+        body may stream for longer). Without ``decompress`` the body is passed on as the
+        upstream encoded it (its ``Content-Encoding`` stays true). Leaving the block returns
+        the connection to the pool if the body was read to the end, else closes it.
         """
+        timeout = self._timeout_seconds if timeout_seconds is None else timeout_seconds
+        return _Stream(self, method, url, headers, body, timeout, decompress)
+
+    async def _open_stream(
+        self, method: str, url: str, headers: Sequence[tuple[str, str]], body: bytes, bound: float
+    ) -> Response:
         target = self._target(url)
         client = self._get_client()
-        timeout = self._timeout_seconds if timeout_seconds is None else timeout_seconds
         method = method.upper()
         head = request_head(
             method, target.path, target.host_header, _headers(headers, self._user_agent, body),
             len(body),
         )  # fmt: skip
         try:
-            with Deadline(timeout):
-                response = await client.request(target.origin, method, head, body)
+            with Deadline(bound):
+                return await client.request(target.origin, method, head, body)
         except TargetRefusedError:
             raise
         except Exception as exc:
@@ -367,10 +372,39 @@ class GuardedHttpClient:
             if mapped is None:
                 raise
             raise mapped from exc
-        try:
-            yield StreamedResponse(response, timeout, decompress)
-        finally:
-            response.release()
+
+
+class _Stream:
+    """The context of :meth:`GuardedHttpClient.stream` (a class: cheaper than a generator
+    context manager on a path taken by every proxied call)."""
+
+    __slots__ = ("_args", "_client", "_decompress", "_response", "_timeout")
+
+    def __init__(
+        self,
+        client: GuardedHttpClient,
+        method: str,
+        url: str,
+        headers: Sequence[tuple[str, str]],
+        body: bytes,
+        timeout: float,
+        decompress: bool,
+    ) -> None:
+        self._client = client
+        self._args = (method, url, headers, body)
+        self._timeout = timeout
+        self._decompress = decompress
+        self._response: Response | None = None
+
+    async def __aenter__(self) -> StreamedResponse:
+        method, url, headers, body = self._args
+        response = await self._client._open_stream(method, url, headers, body, self._timeout)
+        self._response = response
+        return StreamedResponse(response, self._timeout, self._decompress)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._response is not None:
+            self._response.release()
 
 
 class StreamedResponse:
