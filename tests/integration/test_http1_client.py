@@ -588,3 +588,26 @@ async def test_private_ip_literal_is_refused_without_connecting() -> None:
         with pytest.raises(TargetRefusedError):
             await client.send("GET", server.url())
     assert server.connections == 0
+
+
+async def test_answer_before_the_whole_body_was_sent_is_returned() -> None:
+    async def refuse_upload(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")  # the head only; the body is never read
+        writer.write(response(413, b"too big", [("Connection", "close")]))
+        await writer.drain()
+        await asyncio.sleep(0.5)
+        writer.close()
+
+    server = await asyncio.start_server(refuse_upload, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with GuardedHttpClient(
+            parse_allowlist(f"127.0.0.1:{port}"), timeout_seconds=T
+        ) as client:
+            result = await client.send(
+                "POST", f"http://127.0.0.1:{port}/", body=b"u" * (32 * 1024 * 1024)
+            )
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert (result.status, result.body) == (413, b"too big")

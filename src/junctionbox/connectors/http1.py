@@ -365,9 +365,6 @@ class Response:
 
     # -- the reader's side ---------------------------------------------------------------
 
-    async def wait_head(self) -> None:
-        await self._head
-
     @property
     def complete(self) -> bool:
         """The body was received to its end (it may still be buffered)."""
@@ -492,23 +489,23 @@ class Connection(asyncio.Protocol):
     async def send(self, head: bytes, body: bytes, head_only: bool) -> Response:
         """Write the request and wait for the response head."""
         transport = self.transport
-        assert transport is not None
+        if transport is None or not self.usable():
+            # The peer's close was seen first: nothing is written, the request may go again.
+            self.close()
+            raise PeerClosedError(
+                "server disconnected", response_started=False, request_written=False
+            )
         response = Response(self, head_only)
         self.response = response
-        if not self.usable():
-            # The peer's close was seen first: nothing is written, the request may go again.
-            response.fail(
-                PeerClosedError(
-                    "server disconnected", response_started=False, request_written=False
-                )
-            )
-            await response.wait_head()
-        transport.write(head + body if len(body) < 65536 else head)
-        if len(body) >= 65536:
+        if len(body) < 65536:
+            transport.write(head + body)  # one write, usually one segment
+        else:
+            transport.write(head)
             transport.write(body)
         drain = self._drain
         if drain is not None and not drain.done():
-            await drain
+            # A peer may answer (413, say) before it has read the whole body.
+            await asyncio.wait((drain, response._head), return_when=asyncio.FIRST_COMPLETED)
         await response._head
         return response
 
@@ -526,7 +523,8 @@ class Connection(asyncio.Protocol):
     def finished(self, response: Response, *, reusable: bool) -> None:
         if self.response is response:
             self.response = None
-        if not reusable or not self.usable():
+        unsent = self._drain is not None and not self._drain.done()  # answered mid-upload
+        if not reusable or unsent or not self.usable():
             self.close()
         self.pool.release(self, reusable=not self.closed)
 
@@ -534,9 +532,6 @@ class Connection(asyncio.Protocol):
         self.closed = True
         if self.transport is not None:
             self.transport.close()
-
-
-OpenConnection = Callable[[Origin, "_Pool"], Awaitable[Connection]]
 
 
 class _Pool:
