@@ -27,6 +27,7 @@ from tests.integration.raw_http_server import (
     response,
 )
 
+from junctionbox.connectors.http1 import Deadline, Http1Client, request_head
 from junctionbox.connectors.http_client import (
     GuardedHttpClient,
     OutboundNetworkError,
@@ -611,3 +612,37 @@ async def test_answer_before_the_whole_body_was_sent_is_returned() -> None:
         server.close()
         await server.wait_closed()
     assert (result.status, result.body) == (413, b"too big")
+
+
+async def test_idle_connections_are_closed_after_the_keepalive_time() -> None:
+    async def vetted(host: str, _port: int) -> str:
+        return host
+
+    async with RawServer(ok) as server:
+        client = Http1Client(vetted, limit=4, keepalive_seconds=0.1)
+        head = request_head("GET", "/", f"127.0.0.1:{server.port}", [], 0)
+        response = await client.request(("http", "127.0.0.1", server.port), "GET", head)
+        assert await response.next_chunk() == b"ok"
+        assert await response.next_chunk() == b""
+        response.release()
+        for _ in range(100):
+            if server.closed_by_client:
+                break
+            await asyncio.sleep(0.02)
+        assert server.closed_by_client == 1
+        client.close()
+
+
+async def test_deadline_turns_only_its_own_cancellation_into_timeout() -> None:
+    with pytest.raises(TimeoutError), Deadline(0.01):
+        await asyncio.sleep(1)
+
+    async def cancelled_from_outside() -> None:
+        with Deadline(5):
+            await asyncio.sleep(1)
+
+    task = asyncio.create_task(cancelled_from_outside())
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
