@@ -1,15 +1,27 @@
-"""junctionbox's one outbound HTTP client: aiohttp behind the SSRF guard.
+"""junctionbox's one outbound HTTP client: a lean HTTP/1.1 client behind the SSRF guard.
 
 Every request goes through :class:`GuardedHttpClient`, which
 
-1. validates the URL with :func:`~junctionbox.domain.netguard.parse_outbound_url`;
-2. for an IP-literal host (which aiohttp connects to without asking the resolver) runs
-   :func:`~junctionbox.domain.netguard.check_target` before anything is sent;
-3. for a DNS name lets the connector call :class:`GuardedResolver`, which resolves once,
-   checks *every* resolved address and hands back only the vetted one, so the socket goes to
-   exactly the address that was checked (no second lookup, no DNS-rebinding window);
+1. validates the URL with :func:`~junctionbox.domain.netguard.parse_outbound_url` (once per
+   URL string: the verdict is remembered);
+2. for an IP-literal host runs :func:`~junctionbox.domain.netguard.check_target` before
+   anything is sent;
+3. for a DNS name resolves once through :class:`GuardedResolver`, which checks *every*
+   resolved address and hands back only the vetted one, and connects the socket to exactly
+   that address (no second lookup, no DNS-rebinding window); vetted answers are cached for
+   ``dns_cache_seconds``;
 4. never follows a redirect: a 3xx is returned as the outcome;
-5. ignores proxy environment variables and keeps no cookies (one session serves all tenants).
+5. ignores proxy environment variables and keeps no cookies (one pool serves all tenants).
+
+The wire protocol is :mod:`junctionbox.connectors.http1` (asyncio Protocols and httptools),
+which replaced aiohttp's client for speed (see ``docs/benchmarks.md``, "Outbound HTTP
+client"): keep-alive pool, framing checks, limits on the response head, and its rule for
+resending a request (only idempotent ones, only when a kept-alive connection was closed
+before any response byte).
+
+``send`` asks for ``gzip, deflate`` unless the caller sets ``Accept-Encoding`` and decodes
+the body; ``stream`` passes the body on as encoded unless ``decompress=True``. Bodies read
+by ``send`` (and ``StreamedResponse.read``) are capped.
 
 Refused targets raise :class:`~junctionbox.domain.netguard.TargetRefusedError` (final, one
 generic message). Network failures raise :class:`OutboundNetworkError` whose ``kind`` is the
@@ -20,20 +32,31 @@ neither the URL (its query may hold a token) nor any header value.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import ipaddress
 import socket
 import ssl
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Final
 
-import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
+from junctionbox.connectors.http1 import (
+    BodyDecodeError,
+    BodyDecoder,
+    Deadline,
+    Http1Client,
+    InvalidResponseError,
+    Origin,
+    PeerClosedError,
+    Response,
+    body_decoder,
+    request_head,
+)
 from junctionbox.domain.netguard import (
     REFUSED_MESSAGE,
     Allowlist,
@@ -60,6 +83,8 @@ DEFAULT_TIMEOUT_SECONDS: Final = 30.0
 DEFAULT_USER_AGENT: Final = "junctionbox"
 _READ_CHUNK: Final = 16 * 1024
 _VETTED_URLS: Final = 4096  # URLs whose vetting is remembered (per client)
+_CACHED_NAMES: Final = 4096  # vetted DNS answers remembered (per client)
+_ACCEPT_ENCODING: Final = "gzip, deflate"
 
 
 class OutboundNetworkError(UpstreamError):
@@ -75,6 +100,10 @@ class OutboundTimeoutError(OutboundNetworkError, UpstreamTimeoutError):
 
     def __init__(self, message: str | None = None) -> None:
         super().__init__(NetworkErrorKind.TIMEOUT, message)
+
+
+class NameResolutionError(OSError):
+    """The destination's name could not be resolved."""
 
 
 @dataclass(frozen=True)
@@ -117,7 +146,6 @@ class GuardedResolver(AbstractResolver):
         try:
             infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, family=family)
         except socket.gaierror as exc:
-            # aiohttp turns an OSError from here into ClientConnectorDNSError.
             raise OSError(exc.errno, "name resolution failed") from exc
         addresses: list[tuple[int, int, str]] = []
         for fam, _type, proto, _canon, sockaddr in infos:
@@ -145,11 +173,20 @@ class GuardedResolver(AbstractResolver):
         return None
 
 
-class GuardedHttpClient:
-    """One shared aiohttp session and pool for every outbound HTTP request.
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """A vetted URL, split into what goes on the wire."""
 
-    Create it inside the running event loop's lifetime, or call :meth:`start` / use
-    ``async with``; the session is created lazily on first use otherwise. Call :meth:`close`.
+    origin: Origin  # (scheme, host, port): the pool's key; host is IDNA or an IP literal
+    host_header: str  # host[:port] as the Host header carries it
+    path: str  # the request target, percent-encoded as aiohttp (yarl) did
+
+
+class GuardedHttpClient:
+    """One shared keep-alive pool for every outbound HTTP request.
+
+    Usable as ``async with``; the pool is created lazily on first use otherwise. Call
+    :meth:`close` at shutdown.
     """
 
     def __init__(
@@ -173,13 +210,16 @@ class GuardedHttpClient:
         self._max_response_bytes = max_response_bytes
         self._dns_cache_seconds = dns_cache_seconds
         self._user_agent = user_agent
-        self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
-        self._session: aiohttp.ClientSession | None = None
-        # URL string -> its vetted yarl URL. Vetting depends only on the string and the
+        self._ssl_context = ssl_context
+        self._resolver = GuardedResolver(self._allowlist)
+        self._client: Http1Client | None = None
+        # URL string -> its vetted target. Vetting depends only on the string and the
         # allowlist (fixed per client): an integration's URL is parsed and checked once,
         # not at every delivery. Refusals are not remembered (they raise every time); DNS
-        # names are still vetted at each resolution by the resolver.
-        self._vetted: dict[str, URL] = {}
+        # names are still vetted at each resolution.
+        self._vetted: dict[str, _Target] = {}
+        # (host, port) -> (vetted address, expiry): only answers that passed the guard.
+        self._names: dict[tuple[str, int], tuple[str, float]] = {}
 
     @property
     def user_agent(self) -> str:
@@ -193,37 +233,26 @@ class GuardedHttpClient:
         await self.close()
 
     async def start(self) -> None:
-        """Create the session and pool (idempotent)."""
-        self._get_session()
+        """Create the pool (idempotent)."""
+        self._get_client()
 
-    def _get_session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(
+    def _get_client(self) -> Http1Client:
+        if self._client is None:
+            self._client = Http1Client(
+                self._resolve,
                 limit=self._pool_size,
                 limit_per_host=self._per_host_limit,
-                resolver=GuardedResolver(self._allowlist),
-                # The cache holds only vetted answers, keyed by (host, port) like the check.
-                ttl_dns_cache=self._dns_cache_seconds,
-                ssl=self._ssl,
+                ssl_context=self._ssl_context,
             )
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                cookie_jar=aiohttp.DummyCookieJar(),
-                trust_env=False,  # an HTTP(S)_PROXY variable must not route around the guard
-                timeout=aiohttp.ClientTimeout(total=self._timeout_seconds),
-                auto_decompress=True,
-            )
-        return self._session
+        return self._client
 
     async def close(self) -> None:
         """Close the pool; further ``send`` calls open a new one."""
-        if self._session is not None:
-            session, self._session = self._session, None
-            await session.close()
+        if self._client is not None:
+            client, self._client = self._client, None
+            client.close()
 
-    def _target(self, url: str) -> URL:
-        """The vetted URL, remembered per URL string (refusals are not remembered; DNS
-        answers are still vetted at each connection by the resolver)."""
+    def _target(self, url: str) -> _Target:
         target = self._vetted.get(url)
         if target is None:
             target = _vet_url(url, self._allowlist)
@@ -231,6 +260,27 @@ class GuardedHttpClient:
                 self._vetted.clear()
             self._vetted[url] = target
         return target
+
+    async def _resolve(self, host: str, port: int) -> str:
+        """The one address to connect to for ``host:port``, vetted by the guard."""
+        try:
+            literal = ipaddress.ip_address(host)
+        except ValueError:
+            literal = None
+        if literal is not None:
+            return str(check_target(host, port, [literal], self._allowlist))
+        now = time.monotonic()
+        cached = self._names.get((host, port))
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        try:
+            (answer,) = await self._resolver.resolve(host, port, socket.AF_UNSPEC)
+        except OSError as exc:
+            raise NameResolutionError(exc.errno, "name resolution failed") from exc
+        if len(self._names) >= _CACHED_NAMES:
+            self._names.clear()
+        self._names[(host, port)] = (answer["host"], now + self._dns_cache_seconds)
+        return answer["host"]
 
     async def send(
         self,
@@ -247,44 +297,40 @@ class GuardedHttpClient:
         destination and ``OutboundNetworkError`` (``OutboundTimeoutError``) for failures.
         """
         target = self._target(url)
-        session = self._get_session()
+        client = self._get_client()
         timeout = self._timeout_seconds if timeout_seconds is None else timeout_seconds
-        request_headers = _headers(headers, self._user_agent)
+        method = method.upper()
+        head = request_head(
+            method, target.path, target.host_header, _headers(headers, self._user_agent, body),
+            len(body),
+        )  # fmt: skip
         started = time.perf_counter()
         try:
-            async with asyncio.timeout(timeout):
-                response = await session.request(
-                    method.upper(),
-                    target,
-                    headers=request_headers,
-                    data=body,
-                    allow_redirects=False,
-                    timeout=aiohttp.ClientTimeout(total=timeout),
-                )
+            with Deadline(timeout):
+                response = await client.request(target.origin, method, head, body)
                 try:
-                    data, truncated = await _read_capped(response, self._max_response_bytes)
+                    decoder = body_decoder(response.content_encoding)
+                    data, truncated = await _read_capped(
+                        response.next_chunk, self._max_response_bytes, decoder
+                    )
                 finally:
-                    _finish(response)
+                    response.release()
         except TargetRefusedError:
             raise
         except Exception as exc:  # mapped below; anything unknown is re-raised
-            refused = _refusal_in(exc)
-            if refused is not None:
-                raise TargetRefusedError(REFUSED_MESSAGE) from None
             mapped = _map_error(exc)
             if mapped is None:
                 raise
             raise mapped from exc
         return HttpResult(
             status=response.status,
-            headers=tuple((k, v) for k, v in response.headers.items()),
+            headers=tuple(response.headers),
             body=data,
             truncated=truncated,
             elapsed=time.perf_counter() - started,
         )
 
-    @contextlib.asynccontextmanager
-    async def stream(
+    def stream(
         self,
         method: str,
         url: str,
@@ -293,178 +339,205 @@ class GuardedHttpClient:
         body: bytes = b"",
         timeout_seconds: float | None = None,
         decompress: bool = False,
-    ) -> AsyncIterator[StreamedResponse]:
+    ) -> AbstractAsyncContextManager[StreamedResponse]:
         """Send one request and yield its response with the body unread, for proxying.
 
-        The same guard and error mapping as :meth:`send`. ``timeout_seconds`` bounds the
-        wait for the response head and each read of the body (not the whole transfer, so a
-        large body may stream for longer). Without ``decompress`` the body is passed on as
-        the upstream encoded it (its ``Content-Encoding`` stays true). Leaving the block
-        returns the connection to the pool if the body was read to the end, else closes it.
+        ``async with client.stream(...) as response:``. The same guard and error mapping as
+        :meth:`send` (raised on entering the block). ``timeout_seconds`` bounds the wait for
+        the response head and each read of the body (not the whole transfer, so a large
+        body may stream for longer). Without ``decompress`` the body is passed on as the
+        upstream encoded it (its ``Content-Encoding`` stays true). Leaving the block returns
+        the connection to the pool if the body was read to the end, else closes it.
         """
-        target = self._target(url)
-        session = self._get_session()
         timeout = self._timeout_seconds if timeout_seconds is None else timeout_seconds
+        return _Stream(self, method, url, headers, body, timeout, decompress)
+
+    async def _open_stream(
+        self, method: str, url: str, headers: Sequence[tuple[str, str]], body: bytes, bound: float
+    ) -> Response:
+        target = self._target(url)
+        client = self._get_client()
+        method = method.upper()
+        head = request_head(
+            method, target.path, target.host_header, _headers(headers, self._user_agent, body),
+            len(body),
+        )  # fmt: skip
         try:
-            async with asyncio.timeout(timeout):
-                response = await session.request(
-                    method.upper(),
-                    target,
-                    headers=_headers(headers, self._user_agent),
-                    data=body or None,
-                    allow_redirects=False,
-                    auto_decompress=decompress,
-                    timeout=aiohttp.ClientTimeout(
-                        total=None, sock_connect=timeout, sock_read=timeout
-                    ),
-                )
+            with Deadline(bound):
+                return await client.request(target.origin, method, head, body)
         except TargetRefusedError:
             raise
         except Exception as exc:
-            mapped = _converted(exc)
-            if mapped is exc:
+            mapped = _map_error(exc)
+            if mapped is None:
                 raise
             raise mapped from exc
-        try:
-            yield StreamedResponse(response)
-        finally:
-            _finish(response)
+
+
+class _Stream:
+    """The context of :meth:`GuardedHttpClient.stream` (a class: cheaper than a generator
+    context manager on a path taken by every proxied call)."""
+
+    __slots__ = ("_args", "_client", "_decompress", "_response", "_timeout")
+
+    def __init__(
+        self,
+        client: GuardedHttpClient,
+        method: str,
+        url: str,
+        headers: Sequence[tuple[str, str]],
+        body: bytes,
+        timeout: float,
+        decompress: bool,
+    ) -> None:
+        self._client = client
+        self._args = (method, url, headers, body)
+        self._timeout = timeout
+        self._decompress = decompress
+        self._response: Response | None = None
+
+    async def __aenter__(self) -> StreamedResponse:
+        method, url, headers, body = self._args
+        response = await self._client._open_stream(method, url, headers, body, self._timeout)
+        self._response = response
+        return StreamedResponse(response, self._timeout, self._decompress)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._response is not None:
+            self._response.release()
 
 
 class StreamedResponse:
-    """An upstream response whose body is read chunk by chunk (library errors mapped)."""
+    """An upstream response whose body is read chunk by chunk (errors mapped).
 
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
+    Each wait for more of the body is bounded by the request's timeout.
+    """
+
+    def __init__(self, response: Response, timeout: float, decompress: bool) -> None:
         self._response = response
+        self._timeout = timeout
+        self._decoder = body_decoder(response.content_encoding) if decompress else None
         self.status = response.status
-        self.headers = tuple((str(k), v) for k, v in response.headers.items())
+        self.headers = tuple(response.headers)
+
+    async def _next(self) -> bytes:
+        response = self._response
+        if response.ready:
+            return await response.next_chunk()
+        with Deadline(self._timeout):
+            return await response.next_chunk()
 
     async def chunks(self, size: int = _READ_CHUNK) -> AsyncIterator[bytes]:
         try:
-            async for chunk in self._response.content.iter_chunked(size):
-                yield chunk
+            decoder = self._decoder
+            while True:
+                raw = await self._next()
+                if not raw:
+                    tail = decoder.flush() if decoder is not None else b""
+                    if tail:
+                        yield tail
+                    return
+                data = decoder.decode(raw) if decoder is not None else raw
+                for start in range(0, len(data), size):
+                    yield data[start : start + size]
         except Exception as exc:
-            mapped = _converted(exc)
-            if mapped is exc:
+            mapped = _map_error(exc)
+            if mapped is None:
                 raise
             raise mapped from exc
 
     async def read(self, cap: int) -> tuple[bytes, bool]:
         """The body, at most ``cap`` bytes; True when it was longer (and cut)."""
         try:
-            return await _read_capped(self._response, cap)
+            return await _read_capped(self._next, cap, self._decoder)
         except Exception as exc:
-            mapped = _converted(exc)
-            if mapped is exc:
+            mapped = _map_error(exc)
+            if mapped is None:
                 raise
             raise mapped from exc
 
 
-def _converted(exc: Exception) -> Exception:
-    """Our error for a library failure (unknown exceptions are returned unchanged)."""
-    if _refusal_in(exc) is not None:
-        return TargetRefusedError(REFUSED_MESSAGE)
-    return _map_error(exc) or exc
-
-
-def _finish(response: aiohttp.ClientResponse) -> None:
-    # A body read to the end returns the connection to the pool; a truncated or failed read
-    # drops it, rather than draining an unbounded remainder.
-    if response.content.at_eof():
-        response.release()
-    else:
-        response.close()
-
-
-def _vet_url(url: str, allowlist: Allowlist) -> URL:
+def _vet_url(url: str, allowlist: Allowlist) -> _Target:
     parsed = parse_outbound_url(url)
-    target = URL(parsed.url)
-    host = target.raw_host or ""
-    # What aiohttp will connect to must be what we parsed: refuse any parser differential.
-    if host.strip("[]").lower() != parsed.host or target.port != parsed.port:
+    # yarl encodes the path as aiohttp used to send it (non-ASCII percent-encoded).
+    yurl = URL(parsed.url)
+    host = yurl.raw_host or ""
+    # What we connect to must be what we parsed: refuse any parser differential.
+    if host.strip("[]").lower() != parsed.host or yurl.port != parsed.port:
         raise TargetRefusedError(REFUSED_MESSAGE)
-    try:
-        literal = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        literal = None
-    address = literal or parsed.ip
-    if address is not None:
-        # aiohttp does not call the resolver for IP literals: check here, before any send.
-        check_target(parsed.host, parsed.port, [address], allowlist)
-    return target
+    if parsed.ip is not None:
+        # An IP literal needs no resolver: check it here, before any send.
+        check_target(parsed.host, parsed.port, [parsed.ip], allowlist)
+    return _Target(
+        origin=(parsed.scheme, parsed.host, parsed.port),
+        host_header=parsed.origin.partition("://")[2],
+        path=yurl.raw_path_qs,
+    )
 
 
 def _headers(
-    headers: Mapping[str, str] | Sequence[tuple[str, str]] | None, user_agent: str
+    headers: Mapping[str, str] | Sequence[tuple[str, str]] | None, user_agent: str, body: bytes
 ) -> list[tuple[str, str]]:
+    """The caller's headers plus the defaults aiohttp used to add, where the caller set none."""
     pairs = list(headers.items() if isinstance(headers, Mapping) else headers or ())
-    if not any(k.lower() == "user-agent" for k, _ in pairs):
+    names = {k.lower() for k, _ in pairs}
+    if "accept" not in names:
+        pairs.append(("Accept", "*/*"))
+    if "accept-encoding" not in names:
+        pairs.append(("Accept-Encoding", _ACCEPT_ENCODING))
+    if "user-agent" not in names:
         pairs.append(("User-Agent", user_agent))
+    if body and "content-type" not in names:
+        pairs.append(("Content-Type", "application/octet-stream"))
     return pairs
 
 
-async def _read_capped(response: aiohttp.ClientResponse, cap: int) -> tuple[bytes, bool]:
+async def _read_capped(
+    next_chunk: Callable[[], Awaitable[bytes]], cap: int, decoder: BodyDecoder | None
+) -> tuple[bytes, bool]:
     chunks: list[bytes] = []
     size = 0
     while size <= cap:
-        chunk = await response.content.read(min(_READ_CHUNK, cap + 1 - size))
-        if not chunk:
+        raw = await next_chunk()
+        if not raw:
+            if decoder is not None:
+                tail = decoder.flush()
+                chunks.append(tail)
+                size += len(tail)
             break
-        chunks.append(chunk)
-        size += len(chunk)
-    data = b"".join(chunks)
+        data = decoder.decode(raw, cap + 1 - size) if decoder is not None else raw
+        chunks.append(data)
+        size += len(data)
+    data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     if len(data) > cap:
         return data[:cap], True
     return data, False
 
 
-def _refusal_in(exc: BaseException) -> TargetRefusedError | None:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, TargetRefusedError):
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None
-
-
 def _map_error(exc: BaseException) -> OutboundNetworkError | None:
-    # Order matters: aiohttp's classes inherit from each other and from builtins.
-    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+    # Order matters: PeerClosedError is a ConnectionResetError is an OSError.
+    if isinstance(exc, TimeoutError):
         return OutboundTimeoutError()
-    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+    if isinstance(exc, NameResolutionError):
         return OutboundNetworkError(NetworkErrorKind.DNS)
-    if isinstance(
-        exc,
-        aiohttp.ClientSSLError
-        | aiohttp.ServerFingerprintMismatch
-        | aiohttp.ClientConnectorCertificateError
-        | ssl.SSLError,
-    ):
+    if isinstance(exc, ssl.SSLError | ssl.CertificateError):
         return OutboundNetworkError(NetworkErrorKind.TLS)
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        os_error = exc.os_error
-        if isinstance(os_error, ConnectionRefusedError):
-            return OutboundNetworkError(NetworkErrorKind.CONNECTION_REFUSED)
-        if isinstance(os_error, ssl.SSLError):
-            return OutboundNetworkError(NetworkErrorKind.TLS)
-        kind = _ERRNO_KINDS.get(os_error.errno or 0, NetworkErrorKind.CONNECTION_ABORTED)
-        return OutboundNetworkError(kind)
-    if isinstance(exc, ConnectionRefusedError):
-        return OutboundNetworkError(NetworkErrorKind.CONNECTION_REFUSED)
-    if isinstance(exc, aiohttp.ServerDisconnectedError | ConnectionResetError):
-        # The peer closed or reset the connection before a complete response.
-        return OutboundNetworkError(NetworkErrorKind.CONNECTION_RESET)
-    if isinstance(exc, aiohttp.ClientPayloadError):
-        return OutboundNetworkError(NetworkErrorKind.CONNECTION_RESET, "response body cut short")
-    if isinstance(exc, aiohttp.ClientResponseError):
+    if isinstance(exc, InvalidResponseError):
         # A response that is not valid HTTP (bad status line, bad headers): protocol failure.
         return OutboundNetworkError(NetworkErrorKind.CONNECTION_ABORTED, "invalid HTTP response")
-    if isinstance(exc, OSError) and exc.errno in _ERRNO_KINDS:
-        return OutboundNetworkError(_ERRNO_KINDS[exc.errno])
-    if isinstance(exc, aiohttp.ClientError | OSError):
-        return OutboundNetworkError(NetworkErrorKind.CONNECTION_ABORTED)
+    if isinstance(exc, PeerClosedError):
+        # The peer closed or reset the connection before a complete response.
+        return OutboundNetworkError(NetworkErrorKind.CONNECTION_RESET, str(exc))
+    if isinstance(exc, BodyDecodeError):
+        return OutboundNetworkError(NetworkErrorKind.CONNECTION_RESET, str(exc))
+    if isinstance(exc, ConnectionRefusedError):
+        return OutboundNetworkError(NetworkErrorKind.CONNECTION_REFUSED)
+    if isinstance(exc, ConnectionResetError):
+        return OutboundNetworkError(NetworkErrorKind.CONNECTION_RESET)
+    if isinstance(exc, OSError):
+        return OutboundNetworkError(
+            _ERRNO_KINDS.get(exc.errno or 0, NetworkErrorKind.CONNECTION_ABORTED)
+        )
     return None
 
 
