@@ -13,6 +13,7 @@ from junctionbox import __version__, console
 from junctionbox.api.errors import install_error_handlers
 from junctionbox.api.gateway_proxy import GatewayMiddleware, GatewayProxy
 from junctionbox.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from junctionbox.api.publish_fast_path import PublishFastPath
 from junctionbox.api.rate_limit import RateLimitMiddleware
 from junctionbox.api.routers import (
     admin,
@@ -66,6 +67,7 @@ def build_middleware(services: Services) -> list[Middleware]:
     stack.append(Middleware(RateLimitMiddleware, limiter=services.api_limiter))
     stack.append(Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes))
     stack.append(Middleware(GatewayMiddleware, proxy=GatewayProxy(services)))
+    stack.append(Middleware(PublishFastPath))
     stack.append(Middleware(ProxyFastPath))  # innermost: the proxy skips FastAPI's router
     return stack
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
+from starlette.datastructures import Headers
 
 from junctionbox.domain.identity import Principal, TenantContext
 from junctionbox.domain.paging import MAX_LIMIT, PageRequest
@@ -24,13 +25,23 @@ ServicesDep = Annotated[Services, Depends(services)]
 
 
 def bearer_token(request: Request) -> str | None:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return bearer_in(request.headers)
+
+
+def bearer_in(headers: Headers) -> str | None:
+    scheme, _, token = headers.get("authorization", "").partition(" ")
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
 async def principal(request: Request, svc: ServicesDep) -> Principal:
-    api_key = request.headers.get("x-api-key")
-    token = bearer_token(request)
+    return await authenticate(svc, request.headers)
+
+
+async def authenticate(svc: Services, headers: Headers) -> Principal:
+    """The caller of a request with these headers (``X-API-Key`` or a Bearer token); what
+    ``principal`` resolves, for the ASGI fast paths that have no ``Request``."""
+    api_key = headers.get("x-api-key")
+    token = bearer_in(headers)
     if api_key:
         found = await svc.auth.authenticate_api_key(api_key)
     elif token:
