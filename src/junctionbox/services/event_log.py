@@ -111,9 +111,8 @@ class EventLog:
         known = await queries.find_ids(conn, org_id, supplied) if supplied else {}
         fresh, repeats = _first_of_each(named, known)
         counts = await self._streams(conn, org_id, {n.stream for n in fresh})
-        stored = await self._offsets(conn, org_id, _place(fresh, counts), received_at)
+        stored = await self._store(conn, org_id, _place(fresh, counts), received_at)
         if stored:
-            await queries.insert_events(conn, stored)
             await self._announce(conn, stored)
         where = {(e.source, e.event_id): e for e in stored}
         results = [
@@ -184,27 +183,36 @@ class EventLog:
             counts = await queries.partition_counts(conn, org_id, names)
         return counts
 
-    async def _offsets(
+    async def _store(
         self,
         conn: AsyncConnection,
         org_id: int,
         placed: dict[tuple[str, int], list[_Named]],
         received_at: datetime,
     ) -> list[StoredEvent]:
-        """The drafts as events of the log, at offsets reserved partition by partition."""
-        stored: list[StoredEvent] = []
-        for (stream, partition), names in sorted(placed.items()):
-            size = sum(len(n.draft.payload) for n in names)
-            first = await queries.allocate_offsets(
-                conn, org_id, stream, partition, len(names), size
+        """The drafts stored as events of the log, at offsets reserved partition by
+        partition (in order, so that concurrent writers lock partitions in one order)."""
+        if not placed:
+            return []
+        groups = sorted(placed.items())
+        reservations = [
+            queries.Reservation(
+                stream, partition, len(names), sum(len(n.draft.payload) for n in names)
             )
-            if first is None:  # the stream was deleted since its count was kept
-                self._partition_counts.invalidate()
-                raise ConflictError(f"stream {stream!r} changed meanwhile")  # write_retrying
-            stored.extend(
+            for (stream, partition), names in groups
+        ]
+
+        def events_at(firsts: Sequence[int]) -> list[StoredEvent]:
+            return [
                 _stored(org_id, partition, first + index, name, received_at)
+                for ((_, partition), names), first in zip(groups, firsts, strict=True)
                 for index, name in enumerate(names)
-            )
+            ]
+
+        stored = await queries.append_events(conn, org_id, reservations, events_at)
+        if stored is None:  # a stream was deleted since its count was kept
+            self._partition_counts.invalidate()
+            raise ConflictError("a stream changed meanwhile")  # write_retrying tries again
         return stored
 
 
