@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-import orjson
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from junctionbox.domain.events import (
@@ -112,28 +110,11 @@ class EventLog:
         fresh, repeats = _first_of_each(named, known)
         counts = await self._streams(conn, org_id, {n.stream for n in fresh})
         stored = await self._store(conn, org_id, _place(fresh, counts), received_at)
-        if stored:
-            await self._announce(conn, stored)
         where = {(e.source, e.event_id): e for e in stored}
         results = [
             _result(name, known, where, repeat=index in repeats) for index, name in enumerate(named)
         ]
         return results, stored
-
-    async def _announce(self, conn: AsyncConnection, stored: list[StoredEvent]) -> None:
-        if conn.dialect.name != "postgresql":
-            return
-        ranges: dict[tuple[str, int], list[int]] = {}
-        for event in stored:
-            ranges.setdefault((event.stream, event.partition), []).append(event.offset)
-        parameters: dict[str, str] = {"channel": EVENTS_CHANNEL}
-        for index, ((stream, partition), offsets) in enumerate(ranges.items()):
-            message = {"o": stored[0].org_id, "s": stream, "p": partition}
-            message |= {"f": min(offsets), "l": max(offsets)}
-            parameters[f"m{index}"] = orjson.dumps(message).decode()
-        # One round trip for all the ranges.
-        calls = ", ".join(f"pg_notify(:channel, :m{index})" for index in range(len(ranges)))
-        await conn.execute(text(f"SELECT {calls}"), parameters)
 
     def notify(self, stored: Sequence[StoredEvent]) -> None:
         if not stored:
@@ -209,7 +190,9 @@ class EventLog:
                 for index, name in enumerate(names)
             ]
 
-        stored = await queries.append_events(conn, org_id, reservations, events_at)
+        stored = await queries.append_events(
+            conn, org_id, reservations, events_at, announce_on=EVENTS_CHANNEL
+        )
         if stored is None:  # a stream was deleted since its count was kept
             self._partition_counts.invalidate()
             raise ConflictError("a stream changed meanwhile")  # write_retrying tries again

@@ -12,11 +12,14 @@ from sqlalchemy import (
     ColumnElement,
     Dialect,
     LargeBinary,
+    Text,
     and_,
     bindparam,
+    cast,
     delete,
     func,
     insert,
+    literal_column,
     or_,
     select,
     update,
@@ -166,16 +169,45 @@ _ALLOCATE = (
     )
     .returning(stream_partitions.c.next_offset)
 )
+# PostgreSQL: the same, announcing the reserved range with ``pg_notify`` in the same round
+# trip (delivered on commit, dropped on rollback): ``{"o": org, "s": stream, "p": partition,
+# "f": first, "l": last}``.
+_RANGE = func.json_build_object(
+    literal_column("'o'"),
+    stream_partitions.c.org_id,
+    literal_column("'s'"),
+    stream_partitions.c.stream,
+    literal_column("'p'"),
+    stream_partitions.c.partition,
+    literal_column("'f'"),
+    stream_partitions.c.next_offset - bindparam("b_count"),
+    literal_column("'l'"),
+    stream_partitions.c.next_offset - 1,
+)
+_ALLOCATE_ANNOUNCING = _ALLOCATE.returning(
+    func.pg_notify(bindparam("b_channel", type_=Text), cast(_RANGE, Text))
+)
 
 
 async def allocate_offsets(
-    conn: AsyncConnection, org_id: int, stream: str, partition: int, count: int, size: int
+    conn: AsyncConnection,
+    org_id: int,
+    stream: str,
+    partition: int,
+    count: int,
+    size: int,
+    *,
+    announce_on: str | None = None,
 ) -> int | None:
     """Reserve ``count`` offsets and return the first (None: no such partition). The row
     lock this takes on PostgreSQL is held until commit, so offsets of one partition become
-    visible in order."""
+    visible in order; there, ``announce_on`` names a channel to NOTIFY of the range."""
     values = {"b_org_id": org_id, "b_stream": stream, "b_partition": partition}
     values |= {"b_count": count, "b_size": size}
+    if announce_on is not None and conn.dialect.name == "postgresql":
+        found = await conn.execute(_ALLOCATE_ANNOUNCING, values | {"b_channel": announce_on})
+        row = found.first()
+        return None if row is None else int(row[0]) - count
     if conn.dialect.name == "sqlite":
         sql, names = _sqlite_compiled(conn.dialect)
         rows = await _sqlite(conn, "fetch", sql, tuple(values[name] for name in names))
@@ -227,11 +259,17 @@ EventsAt = Callable[[Sequence[int]], list[StoredEvent]]
 
 
 async def append_events(
-    conn: AsyncConnection, org_id: int, reservations: Sequence[Reservation], events_at: EventsAt
+    conn: AsyncConnection,
+    org_id: int,
+    reservations: Sequence[Reservation],
+    events_at: EventsAt,
+    *,
+    announce_on: str | None = None,
 ) -> list[StoredEvent] | None:
     """Reserve offsets in each partition (in the order given), insert the events that
     ``events_at`` makes of the first offset of each reservation, and return them; None when a
-    partition does not exist (nothing is inserted; the caller rolls back).
+    partition does not exist (nothing is inserted; the caller rolls back). On PostgreSQL,
+    ``announce_on`` names a channel to NOTIFY of each partition's new range (on commit).
 
     On SQLite the whole of it runs in one call on the driver's thread: each statement through
     the async driver would be a hand-over to that thread and back, which costs more CPU than
@@ -240,7 +278,9 @@ async def append_events(
         return await _append_on_sqlite(conn, org_id, reservations, events_at)
     firsts = []
     for r in reservations:
-        first = await allocate_offsets(conn, org_id, r.stream, r.partition, r.count, r.size)
+        first = await allocate_offsets(
+            conn, org_id, r.stream, r.partition, r.count, r.size, announce_on=announce_on
+        )
         if first is None:
             return None
         firsts.append(first)
