@@ -51,9 +51,17 @@ class Database:
     is first come, first served and hands the lock over without polling.
     """
 
-    def __init__(self, url: str, *, pool_size: int = 10, busy_timeout_ms: int = 5000) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        busy_timeout_ms: int = 5000,
+        ping_after_idle: float = PING_AFTER_IDLE_SECONDS,
+    ) -> None:
         self.url = url
         self.dialect = make_url(url).get_backend_name()
+        self.ping_after_idle = ping_after_idle
         self.engine: AsyncEngine = self._create_engine(url, pool_size, busy_timeout_ms)
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
 
@@ -85,7 +93,7 @@ class Database:
                 "server_settings": {"application_name": "junctionbox"},
             },
         )
-        _ping_when_idle(engine, PING_AFTER_IDLE_SECONDS)
+        _ping_when_idle(engine, self.ping_after_idle)
         return engine
 
     @asynccontextmanager
