@@ -242,7 +242,7 @@ class Server:
         )
 
     async def ready(self, http: aiohttp.ClientSession) -> dict[str, str]:
-        for _ in range(200):
+        for _ in range(1200):  # a loaded machine can take a minute to start the server
             try:
                 async with http.get(f"{self.url}/api/v1/health/ready") as response:
                     if response.status == 200:
@@ -250,6 +250,8 @@ class Server:
             except aiohttp.ClientError:
                 pass
             await asyncio.sleep(0.1)
+        else:
+            raise RuntimeError("the server did not become ready in 120 s")
         async with http.post(
             f"{self.url}/api/v1/auth/login", json={"email": EMAIL, "password": PASSWORD}
         ) as response:
