@@ -101,6 +101,7 @@ def _cases(world: World) -> list[tuple[str, str, bytes, dict[str, str]]]:
         ("orgId empty", "?orgId=", event, json_),
         ("orgId with leading zeros", "?orgId=0100", event, json_),
         ("orgId with a sign", "?orgId=%2B100", event, json_),
+        ("orgId beyond the ids stored", "?orgId=" + "9" * 25, event, json_),
         ("orgId not a number and no credentials", "?orgId=x", event, {}),
         ("a bad stream name", "?stream=no%20spaces", event, json_),
         ("a stream name ending in a newline", "?stream=abc%0A", event, json_),
@@ -142,6 +143,7 @@ async def test_each_case_is_answered_as_the_route_answers_it(
     # Plainly valid parameters are served by the fast path, the others by the route.
     delegated = {"orgId not a number", "orgId zero", "orgId empty", "orgId with leading zeros"}
     delegated |= {"orgId with a sign", "orgId not a number and no credentials"}
+    delegated.add("orgId beyond the ids stored")
     delegated |= {"a bad stream name", "a stream name ending in a newline"}
     delegated |= {"a stream name too long", "partial not a boolean", "partial empty"}
     delegated |= {"bad parameters and bad credentials"}

@@ -13,6 +13,10 @@ from junctionbox.errors import ForbiddenError, UnauthorizedError
 from junctionbox.observability import context
 from junctionbox.services.container import Services
 
+# The largest id both databases store (a signed 64-bit integer): a larger orgId is refused
+# (400) rather than failing in the driver (500).
+MAX_ORG_ID = 2**63 - 1
+
 # Dependencies are ``async def`` even when they do not await: FastAPI runs plain functions
 # in its thread pool, a hand-over that costs more than the work on every request.
 
@@ -71,7 +75,7 @@ async def tenant(
     caller: PrincipalDep,
     svc: ServicesDep,
     org_id: Annotated[
-        int | None, Query(alias="orgId", ge=1, description="Tenant to act for.")
+        int | None, Query(alias="orgId", ge=1, le=MAX_ORG_ID, description="Tenant to act for.")
     ] = None,
 ) -> TenantContext:
     return await svc.tenancy.resolve(caller, org_id)
@@ -83,7 +87,7 @@ TenantDep = Annotated[TenantContext, Depends(tenant)]
 async def request_tenant(
     request: Request,
     org_id: Annotated[
-        int | None, Query(alias="orgId", ge=1, description="Tenant to act for.")
+        int | None, Query(alias="orgId", ge=1, le=MAX_ORG_ID, description="Tenant to act for.")
     ] = None,
 ) -> TenantContext:
     """``tenant`` as one dependency rather than three, for the hottest routes (publishing):

@@ -22,7 +22,7 @@ from typing import Final
 from starlette.datastructures import Headers, QueryParams
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from junctionbox.api.deps import authenticate
+from junctionbox.api.deps import MAX_ORG_ID, authenticate
 from junctionbox.api.errors import error_response
 from junctionbox.errors import JunctionboxError
 from junctionbox.observability.http import RouteTemplate
@@ -62,7 +62,7 @@ def plain_parameters(query_string: bytes) -> PublishParameters | None:
         return _NONE
     query = QueryParams(query_string)  # as the route reads it: the last of repeated names
     org_id, stream, partial = query.get("orgId"), query.get("stream"), query.get("partial")
-    if org_id is not None and not (org_id.isascii() and org_id.isdigit() and org_id[0] != "0"):
+    if org_id is not None and not _plain_org_id(org_id):
         return None
     if stream is not None and _STREAM.fullmatch(stream) is None:
         return None
@@ -72,6 +72,12 @@ def plain_parameters(query_string: bytes) -> PublishParameters | None:
     if flag is None:
         return None
     return PublishParameters(int(org_id) if org_id is not None else None, stream, flag)
+
+
+def _plain_org_id(value: str) -> bool:
+    """Digits without leading zeros, within the ids the databases store."""
+    plain = value.isascii() and value.isdigit() and value[0] != "0"
+    return plain and len(value) <= 19 and int(value) <= MAX_ORG_ID
 
 
 class PublishFastPath:

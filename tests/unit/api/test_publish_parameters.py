@@ -12,7 +12,7 @@ from pydantic import Field, TypeAdapter, ValidationError
 from junctionbox.api.publish_fast_path import PublishParameters, plain_parameters
 
 ROUTE_BOOL = TypeAdapter(bool)
-ROUTE_ORG = TypeAdapter(Annotated[int, Field(ge=1)])
+ROUTE_ORG = TypeAdapter(Annotated[int, Field(ge=1, le=2**63 - 1)])
 ROUTE_STREAM = TypeAdapter(Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")])
 
 
@@ -36,14 +36,16 @@ def test_other_boolean_spellings_go_to_the_route(value: str) -> None:
     assert plain_parameters(f"partial={value}".encode()) is None
 
 
-@pytest.mark.parametrize("value", ["1", "100", "9999999"])
+@pytest.mark.parametrize("value", ["1", "100", "9999999", str(2**63 - 1)])
 def test_plain_org_ids_read_as_pydantic_reads_them(value: str) -> None:
     parameters = plain_parameters(f"orgId={value}".encode())
     assert parameters is not None
     assert parameters.org_id == ROUTE_ORG.validate_python(value)
 
 
-@pytest.mark.parametrize("value", ["", "0", "007", "-1", "+1", " 1", "1_0", "\u0661", "x"])
+@pytest.mark.parametrize(
+    "value", ["", "0", "007", "-1", "+1", " 1", "1_0", "\u0661", "x", str(2**63), "9" * 30]
+)
 def test_other_org_ids_go_to_the_route(value: str) -> None:
     assert plain_parameters(f"orgId={value}".encode()) is None
 
