@@ -11,14 +11,20 @@ and reports, in the same run:
 - single-event publish latency p50/p99 with requests sent at a fixed rate (open loop, so a
   slow response does not slow the sender down and hide the queueing).
 
-The client runs on the same machine as the server, so both share its cores.
+The client runs on the same machine as the server, so both share its cores, and other work
+on the machine moves the rates. So each phase also reports CPU time per event: of the server
+process (utime + stime of all its threads, from ``/proc/<pid>/stat``) against the raw
+baseline's process, and on PostgreSQL of the database's backends serving either. CPU per
+event barely moves with the machine's load; rates and latencies do.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+import resource
 import socket
 import statistics
 import subprocess
@@ -26,6 +32,7 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -44,6 +51,73 @@ DATA = {"patient": {"id": "p-1", "name": "A" * 900}, "ward": "north", "n": 0}
 
 def event(n: int) -> dict[str, object]:
     return {"type": "patient.updated", "data": {**DATA, "n": n}, "partitionKey": f"p{n % 64}"}
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system, all threads) the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime: fields 14 and 15
+
+
+def own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def backends_cpu(admin: asyncpg.Connection, database: str) -> dict[int, float]:
+    """CPU seconds so far of each PostgreSQL backend connected to ``database``."""
+    rows = await admin.fetch("SELECT pid FROM pg_stat_activity WHERE datname = $1", database)
+    found = {}
+    for row in rows:
+        with contextlib.suppress(FileNotFoundError):  # the backend ended meanwhile
+            found[row["pid"]] = process_cpu(row["pid"])
+    return found
+
+
+def backends_used(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU used between two samples; a backend new in ``after`` counts from zero."""
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+
+
+@dataclass
+class Cost:
+    """CPU milliseconds per event of one phase: the process measured and the database's."""
+
+    process_ms: float
+    database_ms: float | None = None
+
+    def __str__(self) -> str:
+        text = f"{self.process_ms:.3f} ms CPU/event"
+        if self.database_ms is not None:
+            text += f" (+ PostgreSQL {self.database_ms:.3f})"
+        return text
+
+
+class Meter:
+    """Measures one phase's CPU: of a process (by pid, or this one) and of the database."""
+
+    def __init__(
+        self, pid: int | None, admin: asyncpg.Connection | None = None, database: str = ""
+    ) -> None:
+        self.pid, self.admin, self.database = pid, admin, database
+
+    def _process(self) -> float:
+        return own_cpu() if self.pid is None else process_cpu(self.pid)
+
+    async def start(self) -> None:
+        self._started = self._process()
+        self._backends = await backends_cpu(self.admin, self.database) if self.admin else {}
+
+    async def stop(self, events: int) -> Cost:
+        used = self._process() - self._started
+        database = None
+        if self.admin:
+            after = await backends_cpu(self.admin, self.database)
+            database = backends_used(self._backends, after) * 1000 / events
+        return Cost(used * 1000 / events, database)
 
 
 def free_port() -> int:
@@ -84,7 +158,7 @@ def raw_rows(count: int) -> list[tuple[object, ...]]:
 COLUMNS = INSERT_COLUMNS  # the same columns, in the order the service inserts them
 
 
-async def raw_sqlite(path: Path, batches: int) -> float:
+async def raw_sqlite(path: Path, batches: int) -> tuple[float, Cost]:
     import aiosqlite
 
     db = Database(f"sqlite+aiosqlite:///{path}")
@@ -92,9 +166,11 @@ async def raw_sqlite(path: Path, batches: int) -> float:
     await db.dispose()
     rows = raw_rows(batches * 1000)
     sql = f"INSERT INTO events ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"  # noqa: S608 (fixed column names)
+    meter = Meter(None)
     async with aiosqlite.connect(path) as conn:
         await conn.execute("PRAGMA journal_mode=WAL")
         await conn.execute("PRAGMA synchronous=NORMAL")
+        await meter.start()
         started = time.perf_counter()
         for i in range(batches):
             await conn.execute("BEGIN IMMEDIATE")
@@ -103,21 +179,28 @@ async def raw_sqlite(path: Path, batches: int) -> float:
                 [(*r[:9], r[9].isoformat(" "), *r[10:]) for r in rows[i * 1000 : (i + 1) * 1000]],
             )
             await conn.commit()
-        return batches * 1000 / (time.perf_counter() - started)
+        rate = batches * 1000 / (time.perf_counter() - started)
+        return rate, await meter.stop(batches * 1000)
 
 
-async def raw_postgres(dsn: str, batches: int) -> tuple[float, float]:
+async def raw_postgres(
+    admin: asyncpg.Connection, database: str, batches: int
+) -> dict[str, tuple[float, Cost]]:
     rows = raw_rows(batches * 1000)
-    conn = await asyncpg.connect(dsn)
+    conn = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:5432/{database}")
+    meter = Meter(None, admin, database)
     try:
         placeholders = ", ".join(f"${i + 1}" for i in range(len(COLUMNS)))
         sql = f"INSERT INTO events ({', '.join(COLUMNS)}) VALUES ({placeholders})"  # noqa: S608 (fixed column names)
+        await meter.start()
         started = time.perf_counter()
         for i in range(batches):
             async with conn.transaction():
                 await conn.executemany(sql, rows[i * 1000 : (i + 1) * 1000])
         insert_rate = batches * 1000 / (time.perf_counter() - started)
+        insert_cost = await meter.stop(batches * 1000)
         await conn.execute("TRUNCATE events")
+        await meter.start()
         started = time.perf_counter()
         for i in range(batches):
             async with conn.transaction():
@@ -125,7 +208,8 @@ async def raw_postgres(dsn: str, batches: int) -> tuple[float, float]:
                     "events", records=rows[i * 1000 : (i + 1) * 1000], columns=COLUMNS
                 )
         copy_rate = batches * 1000 / (time.perf_counter() - started)
-        return insert_rate, copy_rate
+        copy_cost = await meter.stop(batches * 1000)
+        return {"executemany": (insert_rate, insert_cost), "COPY": (copy_rate, copy_cost)}
     finally:
         await conn.close()
 
@@ -158,7 +242,7 @@ class Server:
         )
 
     async def ready(self, http: aiohttp.ClientSession) -> dict[str, str]:
-        for _ in range(200):
+        for _ in range(1200):  # a loaded machine can take a minute to start the server
             try:
                 async with http.get(f"{self.url}/api/v1/health/ready") as response:
                     if response.status == 200:
@@ -166,6 +250,8 @@ class Server:
             except aiohttp.ClientError:
                 pass
             await asyncio.sleep(0.1)
+        else:
+            raise RuntimeError("the server did not become ready in 120 s")
         async with http.post(
             f"{self.url}/api/v1/auth/login", json={"email": EMAIL, "password": PASSWORD}
         ) as response:
@@ -183,8 +269,12 @@ class Server:
 
 
 async def batched_rate(
-    http: aiohttp.ClientSession, server: Server, headers: dict[str, str], batches: int
-) -> float:
+    http: aiohttp.ClientSession,
+    server: Server,
+    headers: dict[str, str],
+    batches: int,
+    meter: Meter,
+) -> tuple[float, Cost]:
     bodies = [
         orjson.dumps({"events": [event(b * 1000 + n) for n in range(1000)]}) for b in range(batches)
     ]
@@ -197,15 +287,30 @@ async def batched_rate(
             await response.read()
 
     await send(bodies[0])  # warm-up
+    await meter.start()
     started = time.perf_counter()
     for body in bodies[1:]:
         await send(body)
-    return (batches - 1) * 1000 / (time.perf_counter() - started)
+    rate = (batches - 1) * 1000 / (time.perf_counter() - started)
+    return rate, await meter.stop((batches - 1) * 1000)
+
+
+@dataclass
+class Latency:
+    p50_ms: float
+    p99_ms: float
+    failures: int
+    cost: Cost
 
 
 async def single_latency(
-    http: aiohttp.ClientSession, server: Server, headers: dict[str, str], rate: int, seconds: float
-) -> tuple[float, float, int]:
+    http: aiohttp.ClientSession,
+    server: Server,
+    headers: dict[str, str],
+    rate: int,
+    seconds: float,
+    meter: Meter,
+) -> Latency:
     url = f"{server.url}/api/v1/integration/events/publish?orgId=1"
     send_headers = {**headers, "content-type": "application/json"}
     latencies: list[float] = []
@@ -222,6 +327,7 @@ async def single_latency(
 
     tasks = []
     total = int(rate * seconds)
+    await meter.start()
     begin = time.perf_counter()
     for n in range(total):
         delay = begin + n / rate - time.perf_counter()
@@ -229,14 +335,17 @@ async def single_latency(
             await asyncio.sleep(delay)
         tasks.append(asyncio.create_task(one(n)))
     await asyncio.gather(*tasks)
+    cost = await meter.stop(total)
     latencies.sort()
     p99 = latencies[int(len(latencies) * 0.99) - 1]
-    return statistics.median(latencies) * 1000, p99 * 1000, failures
+    return Latency(statistics.median(latencies) * 1000, p99 * 1000, failures, cost)
 
 
 async def run_backend(backend: str, quick: bool) -> None:
     batches = 6 if quick else 21
     rate, seconds = 1000, (2.0 if quick else 5.0)
+    admin: asyncpg.Connection | None = None
+    bench_db = ""
     with tempfile.TemporaryDirectory() as tmp:
         if backend == "sqlite":
             raw = {"executemany": await raw_sqlite(Path(tmp) / "raw.db", batches)}
@@ -253,10 +362,7 @@ async def run_backend(backend: str, quick: bool) -> None:
                 db = Database(f"postgresql+asyncpg://postgres@127.0.0.1:5432/{raw_db}")
                 await migrate.upgrade(db)
                 await db.dispose()
-                insert_rate, copy_rate = await raw_postgres(
-                    f"postgresql://postgres@127.0.0.1:5432/{raw_db}", batches
-                )
-                raw = {"executemany": insert_rate, "COPY": copy_rate}
+                raw = await raw_postgres(admin, raw_db, batches)
             finally:
                 await admin.execute(f'DROP DATABASE IF EXISTS "{raw_db}" WITH (FORCE)')
             url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{bench_db}"
@@ -265,21 +371,26 @@ async def run_backend(backend: str, quick: bool) -> None:
             connector = aiohttp.TCPConnector(limit=256)
             async with aiohttp.ClientSession(connector=connector) as http:
                 headers = await server.ready(http)
-                published = await batched_rate(http, server, headers, batches)
-                p50, p99, failures = await single_latency(http, server, headers, rate, seconds)
+                meter = Meter(server.process.pid, admin, bench_db)
+                published, batch_cost = await batched_rate(http, server, headers, batches, meter)
+                single = await single_latency(http, server, headers, rate, seconds, meter)
         finally:
             server.stop()
-            if backend == "postgres":
+            if admin is not None:
                 await admin.execute(f'DROP DATABASE IF EXISTS "{bench_db}" WITH (FORCE)')
                 await admin.close()
     print(f"\n[{backend}] batched publish, 1000 x 1 KiB events per request")
-    print(f"  {'published over HTTP':<34} {published:>10,.0f} events/s")
-    for name, value in raw.items():
+    print(f"  {'published over HTTP':<34} {published:>10,.0f} events/s   server {batch_cost}")
+    for name, (value, cost) in raw.items():
         print(
-            f"  {'raw ' + name + ' (same rows, same driver)':<34} {value:>10,.0f} events/s   ratio {published / value:.2f}"
+            f"  {'raw ' + name + ' (same rows, same driver)':<34} {value:>10,.0f} events/s"
+            f"   ratio {published / value:.2f}   raw client {cost}"
         )
     print(f"[{backend}] single-event publish at {rate}/s for {seconds:.0f} s (open loop)")
-    print(f"  p50 {p50:.2f} ms   p99 {p99:.2f} ms   failures {failures}")
+    print(
+        f"  p50 {single.p50_ms:.2f} ms   p99 {single.p99_ms:.2f} ms   failures {single.failures}"
+        f"   server {single.cost}"
+    )
 
 
 def main() -> None:

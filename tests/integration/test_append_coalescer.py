@@ -75,3 +75,27 @@ async def test_a_failed_write_fails_every_caller_sharing_it(world: World) -> Non
     assert all(isinstance(o, ServiceUnavailableError) for o in outcomes)
     with pytest.raises(ServiceUnavailableError):
         await coalescer.append(100, [draft(9)])  # and the next caller is not stuck
+
+
+async def test_under_load_writes_start_at_most_every_commit_interval(world: World) -> None:
+    log = CountingLog(world.services.db)
+    coalescer = AppendCoalescer(log, commit_interval=1.0)
+    await coalescer.append(100, [draft(0)])  # after a quiet spell: written at once
+
+    async def later(n: int) -> None:
+        await asyncio.sleep(0.005 * n)
+        await coalescer.append(100, [draft(n)])
+
+    # Arriving one by one within the interval of the first write: they share the next one.
+    await asyncio.gather(*(later(n) for n in range(1, 6)))
+    assert log.transactions == 2
+
+
+async def test_after_a_quiet_spell_nobody_waits(world: World) -> None:
+    now = [0.0]
+    log = CountingLog(world.services.db)
+    coalescer = AppendCoalescer(log, commit_interval=3600.0, clock=lambda: now[0])
+    for n in range(3):
+        now[0] += 3601.0  # an hour after the last write: waiting would hang the test
+        await asyncio.wait_for(coalescer.append(100, [draft(n)]), timeout=30)
+    assert log.transactions == 3

@@ -100,3 +100,17 @@ async def test_listeners_hear_committed_events(world: World, services: Services)
     services.event_log.listeners.append(lambda events: heard.extend(e.event_id for e in events))
     results = await services.event_log.append(100, [draft(1), draft(2)])
     assert sorted(heard) == sorted(r.event_id for r in results)
+
+
+async def test_an_append_to_a_stream_deleted_meanwhile_creates_it_again(world: World) -> None:
+    log = world.services.event_log
+    await log.append(100, [draft(1, partition_key="k")], stream="gone")  # its count is kept
+    async with world.services.db.write() as conn:
+        await queries.delete_stream(conn, 100, "gone")
+    [result] = await log.append(100, [draft(2, partition_key="k")], stream="gone")
+    assert (result.offset, result.duplicate) == (0, False)
+    async with world.services.db.read() as conn:
+        parts = await queries.partitions(conn, 100, "gone")
+        [event] = await queries.read(conn, queries.EventFilter(100, "gone"), limit=10)
+    assert sum(p.event_count for p in parts) == 1
+    assert event.payload == b'{"n": 2}'

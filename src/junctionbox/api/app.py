@@ -16,6 +16,8 @@ from junctionbox.api.errors import install_error_handlers, internal_error_respon
 from junctionbox.api.gateway_proxy import PREFIX as GATEWAY_PREFIX
 from junctionbox.api.gateway_proxy import GatewayMiddleware, GatewayProxy
 from junctionbox.api.middleware import EdgeMiddleware, HotPath
+from junctionbox.api.publish_fast_path import PATH as PUBLISH_PATH
+from junctionbox.api.publish_fast_path import PublishFastPath
 from junctionbox.api.routers import (
     admin,
     alerts,
@@ -56,6 +58,7 @@ def hot_paths(services: Services) -> list[HotPath]:
     First match by prefix wins."""
     gateway = GatewayProxy(services)
     return [
+        (PUBLISH_PATH, PublishFastPath),
         (PROXY_PREFIX, lambda app: ProxyFastPath(app, services)),
         (GATEWAY_PREFIX, lambda app: GatewayMiddleware(app, gateway)),
     ]

@@ -5,12 +5,17 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
+from starlette.datastructures import Headers
 
 from junctionbox.domain.identity import Principal, TenantContext
 from junctionbox.domain.paging import MAX_LIMIT, PageRequest
 from junctionbox.errors import ForbiddenError, UnauthorizedError
 from junctionbox.observability import context
 from junctionbox.services.container import Services
+
+# The largest id both databases store (a signed 64-bit integer): a larger orgId is refused
+# (400) rather than failing in the driver (500).
+MAX_ORG_ID = 2**63 - 1
 
 # Dependencies are ``async def`` even when they do not await: FastAPI runs plain functions
 # in its thread pool, a hand-over that costs more than the work on every request.
@@ -24,13 +29,26 @@ ServicesDep = Annotated[Services, Depends(services)]
 
 
 def bearer_token(request: Request) -> str | None:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return bearer_in(request.headers)
+
+
+def bearer_in(headers: Headers) -> str | None:
+    scheme, _, token = headers.get("authorization", "").partition(" ")
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
 async def principal(request: Request, svc: ServicesDep) -> Principal:
-    api_key = request.headers.get("x-api-key")
-    token = bearer_token(request)
+    return await authenticate(svc, request.headers)
+
+
+async def authenticate(svc: Services, headers: Headers) -> Principal:
+    """The caller of a request with these headers (``X-API-Key`` or a Bearer token); what
+    ``principal`` resolves, for the ASGI fast paths that have no ``Request``."""
+    return await authenticate_with(svc, headers.get("x-api-key"), bearer_in(headers))
+
+
+async def authenticate_with(svc: Services, api_key: str | None, token: str | None) -> Principal:
+    """The caller presenting this API key or (without one) this Bearer token."""
     if api_key:
         found = await svc.auth.authenticate_api_key(api_key)
     elif token:
@@ -60,7 +78,7 @@ async def tenant(
     caller: PrincipalDep,
     svc: ServicesDep,
     org_id: Annotated[
-        int | None, Query(alias="orgId", ge=1, description="Tenant to act for.")
+        int | None, Query(alias="orgId", ge=1, le=MAX_ORG_ID, description="Tenant to act for.")
     ] = None,
 ) -> TenantContext:
     return await svc.tenancy.resolve(caller, org_id)
@@ -72,7 +90,7 @@ TenantDep = Annotated[TenantContext, Depends(tenant)]
 async def request_tenant(
     request: Request,
     org_id: Annotated[
-        int | None, Query(alias="orgId", ge=1, description="Tenant to act for.")
+        int | None, Query(alias="orgId", ge=1, le=MAX_ORG_ID, description="Tenant to act for.")
     ] = None,
 ) -> TenantContext:
     """``tenant`` as one dependency rather than three, for the hottest routes (publishing):

@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-import orjson
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from junctionbox.domain.events import (
@@ -111,30 +109,12 @@ class EventLog:
         known = await queries.find_ids(conn, org_id, supplied) if supplied else {}
         fresh, repeats = _first_of_each(named, known)
         counts = await self._streams(conn, org_id, {n.stream for n in fresh})
-        stored = await self._offsets(conn, org_id, _place(fresh, counts), received_at)
-        if stored:
-            await queries.insert_events(conn, stored)
-            await self._announce(conn, stored)
+        stored = await self._store(conn, org_id, _place(fresh, counts), received_at)
         where = {(e.source, e.event_id): e for e in stored}
         results = [
             _result(name, known, where, repeat=index in repeats) for index, name in enumerate(named)
         ]
         return results, stored
-
-    async def _announce(self, conn: AsyncConnection, stored: list[StoredEvent]) -> None:
-        if conn.dialect.name != "postgresql":
-            return
-        ranges: dict[tuple[str, int], list[int]] = {}
-        for event in stored:
-            ranges.setdefault((event.stream, event.partition), []).append(event.offset)
-        parameters: dict[str, str] = {"channel": EVENTS_CHANNEL}
-        for index, ((stream, partition), offsets) in enumerate(ranges.items()):
-            message = {"o": stored[0].org_id, "s": stream, "p": partition}
-            message |= {"f": min(offsets), "l": max(offsets)}
-            parameters[f"m{index}"] = orjson.dumps(message).decode()
-        # One round trip for all the ranges.
-        calls = ", ".join(f"pg_notify(:channel, :m{index})" for index in range(len(ranges)))
-        await conn.execute(text(f"SELECT {calls}"), parameters)
 
     def notify(self, stored: Sequence[StoredEvent]) -> None:
         if not stored:
@@ -184,27 +164,38 @@ class EventLog:
             counts = await queries.partition_counts(conn, org_id, names)
         return counts
 
-    async def _offsets(
+    async def _store(
         self,
         conn: AsyncConnection,
         org_id: int,
         placed: dict[tuple[str, int], list[_Named]],
         received_at: datetime,
     ) -> list[StoredEvent]:
-        """The drafts as events of the log, at offsets reserved partition by partition."""
-        stored: list[StoredEvent] = []
-        for (stream, partition), names in sorted(placed.items()):
-            size = sum(len(n.draft.payload) for n in names)
-            first = await queries.allocate_offsets(
-                conn, org_id, stream, partition, len(names), size
+        """The drafts stored as events of the log, at offsets reserved partition by
+        partition (in order, so that concurrent writers lock partitions in one order)."""
+        if not placed:
+            return []
+        groups = sorted(placed.items())
+        reservations = [
+            queries.Reservation(
+                stream, partition, len(names), sum(len(n.draft.payload) for n in names)
             )
-            if first is None:  # the stream was deleted since its count was kept
-                self._partition_counts.invalidate()
-                raise ConflictError(f"stream {stream!r} changed meanwhile")  # write_retrying
-            stored.extend(
+            for (stream, partition), names in groups
+        ]
+
+        def events_at(firsts: Sequence[int]) -> list[StoredEvent]:
+            return [
                 _stored(org_id, partition, first + index, name, received_at)
+                for ((_, partition), names), first in zip(groups, firsts, strict=True)
                 for index, name in enumerate(names)
-            )
+            ]
+
+        stored = await queries.append_events(
+            conn, org_id, reservations, events_at, announce_on=EVENTS_CHANNEL
+        )
+        if stored is None:  # a stream was deleted since its count was kept
+            self._partition_counts.invalidate()
+            raise ConflictError("a stream changed meanwhile")  # write_retrying tries again
         return stored
 
 

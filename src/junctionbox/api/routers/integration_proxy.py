@@ -5,7 +5,7 @@ integration's own credential does not use ``Authorization``); the integration's 
 credential is checked on top (see ``services.inbound_proxy``).
 
 This is the hottest route of a gateway, so :class:`ProxyFastPath` (pure ASGI, innermost of
-the middleware listed in ``app.build_middleware``) answers it before FastAPI's router,
+the hot paths listed in ``app.hot_paths``) answers it before FastAPI's router,
 exception middleware and dependency machinery run; it puts errors in the same envelope.
 The routes below stay registered so that the OpenAPI document describes the endpoint (and
 serve it if the fast path is not installed).
@@ -24,10 +24,11 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import Response, StreamingResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from junctionbox.api.deps import MAX_ORG_ID, authenticate_with
 from junctionbox.api.errors import error_response
 from junctionbox.api.middleware import EDGE_KEY
 from junctionbox.domain.identity import Principal, TenantContext
-from junctionbox.errors import JunctionboxError, UnauthorizedError, ValidationError
+from junctionbox.errors import JunctionboxError, ValidationError
 from junctionbox.observability import context
 from junctionbox.observability.http import RouteTemplate
 from junctionbox.services.container import Services
@@ -44,7 +45,7 @@ def _org_id(query: Sequence[tuple[str, str]]) -> int | None:
     raw = next((v for k, v in reversed(query) if k == "orgId"), None)  # the last, as Starlette
     if raw is None:
         return None
-    if not raw.isdigit() or int(raw) < 1:
+    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_ORG_ID:
         raise ValidationError("orgId must be a positive integer")
     return int(raw)
 
@@ -64,20 +65,9 @@ def _bearer(value: bytes | None) -> str | None:
 
 
 async def _principal(svc: Services, headers: Mapping[bytes, bytes]) -> Principal:
-    """The caller, as ``api.deps.principal`` finds it (without a Request)."""
     api_key = headers.get(b"x-api-key")
     token = _bearer(headers.get(b"authorization"))
-    if api_key:
-        found = await svc.auth.authenticate_api_key(api_key.decode("latin-1"))
-    elif token:
-        found = await svc.auth.authenticate_token(token)
-    else:
-        raise UnauthorizedError(
-            "missing credentials: send Authorization: Bearer <token> or X-API-Key",
-            headers={"www-authenticate": "Bearer"},
-        )
-    context.bind(principal_id=found.id)
-    return found
+    return await authenticate_with(svc, api_key.decode("latin-1") if api_key else None, token)
 
 
 async def _body(receive: Receive) -> bytes:

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import sqlite3
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
     Dialect,
     LargeBinary,
+    Text,
     and_,
     bindparam,
+    cast,
     delete,
     func,
     insert,
+    literal_column,
     or_,
     select,
     update,
@@ -28,6 +32,8 @@ from sqlalchemy.sql.dml import Insert
 from junctionbox.domain.events import StoredEvent
 from junctionbox.errors import ConflictError, JunctionboxError, ServiceUnavailableError
 from junctionbox.store.tables import event_streams, events, stream_partitions
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -163,16 +169,45 @@ _ALLOCATE = (
     )
     .returning(stream_partitions.c.next_offset)
 )
+# PostgreSQL: the same, announcing the reserved range with ``pg_notify`` in the same round
+# trip (delivered on commit, dropped on rollback): ``{"o": org, "s": stream, "p": partition,
+# "f": first, "l": last}``.
+_RANGE = func.json_build_object(
+    literal_column("'o'"),
+    stream_partitions.c.org_id,
+    literal_column("'s'"),
+    stream_partitions.c.stream,
+    literal_column("'p'"),
+    stream_partitions.c.partition,
+    literal_column("'f'"),
+    stream_partitions.c.next_offset - bindparam("b_count"),
+    literal_column("'l'"),
+    stream_partitions.c.next_offset - 1,
+)
+_ALLOCATE_ANNOUNCING = _ALLOCATE.returning(
+    func.pg_notify(bindparam("b_channel", type_=Text), cast(_RANGE, Text))
+)
 
 
 async def allocate_offsets(
-    conn: AsyncConnection, org_id: int, stream: str, partition: int, count: int, size: int
+    conn: AsyncConnection,
+    org_id: int,
+    stream: str,
+    partition: int,
+    count: int,
+    size: int,
+    *,
+    announce_on: str | None = None,
 ) -> int | None:
     """Reserve ``count`` offsets and return the first (None: no such partition). The row
     lock this takes on PostgreSQL is held until commit, so offsets of one partition become
-    visible in order."""
+    visible in order; there, ``announce_on`` names a channel to NOTIFY of the range."""
     values = {"b_org_id": org_id, "b_stream": stream, "b_partition": partition}
     values |= {"b_count": count, "b_size": size}
+    if announce_on is not None and conn.dialect.name == "postgresql":
+        found = await conn.execute(_ALLOCATE_ANNOUNCING, values | {"b_channel": announce_on})
+        row = found.first()
+        return None if row is None else int(row[0]) - count
     if conn.dialect.name == "sqlite":
         sql, names = _sqlite_compiled(conn.dialect)
         rows = await _sqlite(conn, "fetch", sql, tuple(values[name] for name in names))
@@ -202,15 +237,90 @@ async def _sqlite(conn: AsyncConnection, how: str, sql: str, parameters: Any) ->
     thread where SQLAlchemy's adapter takes three or four (cursor, execute, fetch, close):
     on the append path, those hand-overs cost more than the statements. Errors are turned
     into junctionbox's as the database layer would."""
-    import sqlite3
-
     raw = await conn.get_raw_connection()
     driver: Any = raw.driver_connection
+    if how == "many":
+        await _driver_errors(driver.executemany(sql, parameters))
+        return []
+    return list(await _driver_errors(driver.execute_fetchall(sql, parameters)))
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """Offsets to reserve in one partition: ``count`` events of ``size`` bytes in all."""
+
+    stream: str
+    partition: int
+    count: int
+    size: int
+
+
+EventsAt = Callable[[Sequence[int]], list[StoredEvent]]
+
+
+async def append_events(
+    conn: AsyncConnection,
+    org_id: int,
+    reservations: Sequence[Reservation],
+    events_at: EventsAt,
+    *,
+    announce_on: str | None = None,
+) -> list[StoredEvent] | None:
+    """Reserve offsets in each partition (in the order given), insert the events that
+    ``events_at`` makes of the first offset of each reservation, and return them; None when a
+    partition does not exist (nothing is inserted; the caller rolls back). On PostgreSQL,
+    ``announce_on`` names a channel to NOTIFY of each partition's new range (on commit).
+
+    On SQLite the whole of it runs in one call on the driver's thread: each statement through
+    the async driver would be a hand-over to that thread and back, which costs more CPU than
+    the statements themselves."""
+    if conn.dialect.name == "sqlite":
+        return await _append_on_sqlite(conn, org_id, reservations, events_at)
+    firsts = []
+    for r in reservations:
+        first = await allocate_offsets(
+            conn, org_id, r.stream, r.partition, r.count, r.size, announce_on=announce_on
+        )
+        if first is None:
+            return None
+        firsts.append(first)
+    stored = events_at(firsts)
+    await insert_events(conn, stored)
+    return stored
+
+
+async def _append_on_sqlite(
+    conn: AsyncConnection, org_id: int, reservations: Sequence[Reservation], events_at: EventsAt
+) -> list[StoredEvent] | None:
+    allocate_sql, names = _sqlite_compiled(conn.dialect)
+    insert_sql, processors = _compiled_insert(conn.dialect)
+    raw = await conn.get_raw_connection()
+    driver: Any = raw.driver_connection
+
+    def append(sqlite: sqlite3.Connection) -> list[StoredEvent] | None:
+        firsts = []
+        for r in reservations:
+            values = {"b_org_id": org_id, "b_stream": r.stream, "b_partition": r.partition}
+            values |= {"b_count": r.count, "b_size": r.size}
+            row = sqlite.execute(allocate_sql, tuple(values[n] for n in names)).fetchone()
+            if row is None:
+                return None
+            firsts.append(int(row[0]) - r.count)
+        stored = events_at(firsts)
+        rows = [_event_values(event) for event in stored]
+        sqlite.executemany(insert_sql, _processed(rows, processors) if processors else rows)
+        return stored
+
+    # aiosqlite runs every call on its connection's thread through ``_execute`` (all its
+    # public methods are built on it) and keeps the sqlite3 connection as ``_conn``.
+    return await _driver_errors(driver._execute(lambda: append(driver._conn)))
+
+
+async def _driver_errors(call: Awaitable[T]) -> T:
+    """``call``'s result, with sqlite3's errors turned into junctionbox's as the database
+    layer would."""
     try:
-        if how == "many":
-            await driver.executemany(sql, parameters)
-            return []
-        return list(await driver.execute_fetchall(sql, parameters))
+        return await call
     except sqlite3.IntegrityError as exc:
         raise ConflictError("conflicts with an existing resource") from exc
     except sqlite3.OperationalError as exc:

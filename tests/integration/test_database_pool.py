@@ -1,0 +1,113 @@
+"""The connection pool's hand-back and hand-out checks, on both databases."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import text
+
+from junctionbox.errors import ServiceUnavailableError
+from junctionbox.store.database import Database
+
+
+@pytest.fixture
+async def db(db_url: str) -> AsyncIterator[Database]:
+    database = Database(db_url, pool_size=1)
+    yield database
+    await database.dispose()
+
+
+async def test_a_sqlite_connection_handed_back_inside_a_transaction_is_rolled_back(
+    backend: str, db: Database
+) -> None:
+    """SQLite's pool skips the rollback after a finished transaction; one left open (here
+    begun behind SQLAlchemy's back) is still rolled back before the next use."""
+    if backend == "postgres":
+        pytest.skip("PostgreSQL keeps the pool's usual reset")
+    async with db.engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        await raw.driver_connection.execute("BEGIN IMMEDIATE")
+        assert raw.driver_connection.in_transaction
+    for _ in range(3):  # BEGIN IMMEDIATE would fail inside a transaction left open
+        async with db.write() as conn:
+            assert (await conn.execute(text("SELECT 1"))).scalar_one() == 1
+    async with db.engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        assert not raw.driver_connection.in_transaction
+
+
+async def _kill_other_backends(db: Database) -> None:
+    async with db.write() as conn:
+        await conn.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
+
+
+async def test_an_idle_postgresql_connection_is_checked_and_replaced(
+    backend: str, db_url: str
+) -> None:
+    if backend == "sqlite":
+        pytest.skip("SQLite connections are files, not sessions a server can drop")
+    db = Database(db_url, pool_size=1, ping_after_idle=0.0)  # every hand-out is checked
+    other = Database(db_url, pool_size=1)
+    try:
+        async with db.read() as conn:
+            await conn.execute(text("SELECT 1"))
+        await _kill_other_backends(other)  # the server drops the pooled connection
+        async with db.read() as conn:  # the ping finds it dead: a new one is used
+            assert (await conn.execute(text("SELECT 1"))).scalar_one() == 1
+    finally:
+        await db.dispose()
+        await other.dispose()
+
+
+async def test_a_postgresql_connection_in_steady_use_is_not_pinged(
+    backend: str, db_url: str
+) -> None:
+    """The cost of skipping the ping: a connection lost within the idle time fails one
+    transaction (503, not 500), and the pool's next connection works."""
+    if backend == "sqlite":
+        pytest.skip("SQLite connections are files, not sessions a server can drop")
+    db = Database(db_url, pool_size=1, ping_after_idle=3600.0)
+    other = Database(db_url, pool_size=1)
+    try:
+        async with db.read() as conn:
+            await conn.execute(text("SELECT 1"))
+        await _kill_other_backends(other)
+        with pytest.raises(ServiceUnavailableError):
+            async with db.read() as conn:
+                await conn.execute(text("SELECT 1"))
+        async with db.read() as conn:
+            assert (await conn.execute(text("SELECT 1"))).scalar_one() == 1
+    finally:
+        await db.dispose()
+        await other.dispose()
+
+
+async def test_a_sqlite_write_that_cannot_get_the_lock_is_unavailable_not_a_crash(
+    backend: str, db_url: str
+) -> None:
+    """BEGIN IMMEDIATE goes straight to the driver; its failure is still translated."""
+    if backend == "postgres":
+        pytest.skip("SQLite's write lock")
+    import sqlite3
+
+    from sqlalchemy.engine import make_url
+
+    db = Database(db_url, busy_timeout_ms=50)
+    holder = sqlite3.connect(str(make_url(db_url).database), isolation_level=None)
+    try:
+        holder.execute("BEGIN EXCLUSIVE")  # another process holding the write lock
+        with pytest.raises(ServiceUnavailableError):
+            async with db.write() as conn:
+                await conn.execute(text("SELECT 1"))
+        holder.execute("ROLLBACK")
+        async with db.write() as conn:
+            assert (await conn.execute(text("SELECT 1"))).scalar_one() == 1
+    finally:
+        holder.close()
+        await db.dispose()
