@@ -19,6 +19,7 @@ from junctionbox.services.credentials import (
     API_KEY_PREFIX,
     IssuedToken,
     PasswordHasher,
+    TokenClaims,
     TokenSigner,
     hash_api_key,
 )
@@ -88,43 +89,39 @@ class AuthService:
             self.caches.tokens.invalidate(lambda _, cached: cached[0].jti == claims.jti)
 
     async def authenticate_token(self, token: str) -> Principal:
-        cache = self.caches.tokens
-        hit = cache.get(token)
-        if hit is not None:  # this very token was verified moments ago; expiry still counts
-            claims, found = hit[0]
-            if claims.expires_at <= utcnow():
-                raise UnauthorizedError("token expired")
-            return found
+        claims, found = await self.caches.tokens.load(token, lambda: self._verify_token(token))
+        if claims.expires_at <= utcnow():  # kept moments ago, but expiry still counts
+            raise UnauthorizedError("token expired")
+        return found
+
+    async def _verify_token(self, token: str) -> tuple[TokenClaims, Principal]:
         claims = self.signer.verify(token)
-        generation = cache.generation
         async with self.db.read() as conn:
             user = await users.get(conn, claims.subject)
             revoked = await tokens.is_revoked(conn, claims.jti)
         if user is None or not user.is_active or revoked:
             raise UnauthorizedError("invalid token")
-        found = principal_of(user)
-        cache.put(token, (claims, found), generation)
-        return found
+        return claims, principal_of(user)
 
     async def authenticate_api_key(self, key: str) -> Principal:
         if not key.startswith(API_KEY_PREFIX):
             raise UnauthorizedError("invalid API key")
         digest = hash_api_key(key)
-        cache = self.caches.keys
-        hit = cache.get(digest)
-        if hit is None:
-            generation = cache.generation
-            async with self.db.read() as conn:
-                record = await api_keys.find_by_hash(conn, digest)
-            if record is None or record.revoked_at is not None:
-                raise UnauthorizedError("invalid API key")
-            principal = Principal(PrincipalKind.API_KEY, record.id, Role.API_KEY, record.org_id)
-            cached = CachedKey(principal, record.last_used_at)
-            cache.put(digest, cached, generation)
-        else:
-            cached = hit[0]
+        cached = await self.caches.keys.load(
+            digest, lambda: self._find_key(digest), keep=lambda found: found is not None
+        )
+        if cached is None:
+            raise UnauthorizedError("invalid API key")
         await self._touch(cached)
         return cached.principal
+
+    async def _find_key(self, digest: str) -> CachedKey | None:
+        async with self.db.read() as conn:
+            record = await api_keys.find_by_hash(conn, digest)
+        if record is None or record.revoked_at is not None:
+            return None
+        principal = Principal(PrincipalKind.API_KEY, record.id, Role.API_KEY, record.org_id)
+        return CachedKey(principal, record.last_used_at)
 
     async def _touch(self, cached: CachedKey) -> None:
         now = utcnow()

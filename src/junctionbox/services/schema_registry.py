@@ -438,12 +438,24 @@ class SchemaRegistry:
                 found[name] = hit[0]
         if not missing:
             return found
+        if len(missing) == 1:  # the common case: one read shared by concurrent publishes
+            (name,) = missing
+            one = await self._applies.load(
+                (entity_chain, name), lambda: self._read_validator(entity_chain, name)
+            )
+            return found if one is None else found | {name: one}
         generation = self._applies.generation
         async with self.db.read() as conn:
             read = await self.validators(conn, entity_chain, missing)
         for name in missing:
             self._applies.put((entity_chain, name), read.get(name), generation)
         return found | read
+
+    async def _read_validator(
+        self, entity_chain: tuple[int, ...], name: str
+    ) -> EventValidator | None:
+        async with self.db.read() as conn:
+            return (await self.validators(conn, entity_chain, [name])).get(name)
 
     async def validators(
         self, conn: AsyncConnection, entity_chain: tuple[int, ...], types: Iterable[str]

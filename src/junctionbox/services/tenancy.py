@@ -35,7 +35,7 @@ ENTITY_TTL = 5.0
 class TenancyService:
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._entities: ReadCache[int, EntityRecord] = ReadCache(ENTITY_TTL)
+        self._entities: ReadCache[int, EntityRecord | None] = ReadCache(ENTITY_TTL)
 
     async def resolve(self, principal: Principal, org_id: int | None) -> TenantContext:
         """The tenant a request acts for. Without ``orgId``, a non-admin acts for its org."""
@@ -50,15 +50,14 @@ class TenancyService:
         return TenantContext(_entity(record), principal)
 
     async def _cached(self, entity_id: int) -> EntityRecord | None:
-        hit = self._entities.get(entity_id)
-        if hit is not None:
-            return hit[0]
-        generation = self._entities.generation
+        # Absence is not kept: a new entity is usable at once.
+        return await self._entities.load(
+            entity_id, lambda: self._read(entity_id), keep=lambda found: found is not None
+        )
+
+    async def _read(self, entity_id: int) -> EntityRecord | None:
         async with self.db.read() as conn:
-            record = await queries.get(conn, entity_id)
-        if record is not None:  # absence is not kept: a new entity is usable at once
-            self._entities.put(entity_id, record, generation)
-        return record
+            return await queries.get(conn, entity_id)
 
     def _forget(self, entity_id: int) -> None:
         self._entities.invalidate(lambda key, _: key == entity_id)
