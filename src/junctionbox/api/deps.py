@@ -33,7 +33,15 @@ def bearer_token(request: Request) -> str | None:
 
 
 def bearer_in(headers: Headers) -> str | None:
-    scheme, _, token = headers.get("authorization", "").partition(" ")
+    return bearer_of(headers.get("authorization"))
+
+
+def bearer_of(authorization: str | bytes | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` value (raw bytes or text)."""
+    if not authorization:
+        return None
+    text = authorization.decode("latin-1") if isinstance(authorization, bytes) else authorization
+    scheme, _, token = text.partition(" ")
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 

@@ -23,6 +23,7 @@ from opentelemetry.trace import SpanKind, get_current_span
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from junctionbox.api.errors import error_response
+from junctionbox.api.middleware import read_body
 from junctionbox.connectors.http_client import (
     OutboundNetworkError,
     OutboundTimeoutError,
@@ -210,7 +211,9 @@ class GatewayProxy:
                 headers = [*hit.headers, *extra.items(), ("x-cache", "HIT")]
                 await _send_body(send, hit.status, headers, hit.body, request.method)
                 return
-        body = await _read_body(receive)
+        body = await read_body(receive)
+        if body is None:  # the client left: a partial body is not sent upstream
+            return
         target = route.balancer.pick(time.monotonic())
         upstream = plan(
             match, request.method, request.headers, query, body,
@@ -388,18 +391,6 @@ def _caches(route: CompiledRoute, request: _Request) -> bool:
 def _cache_key(route: CompiledRoute, match: Match, query: str, caller: Caller) -> tuple[str, ...]:
     who = "" if route.auth_type == "NONE" else caller.client_id
     return (route.id, match.upstream_path, query, who)
-
-
-async def _read_body(receive: Receive) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
 
 
 def _encode(headers: Sequence[tuple[str, str]]) -> list[tuple[bytes, bytes]]:

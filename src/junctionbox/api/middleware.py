@@ -207,6 +207,19 @@ class _Counted:
         return message
 
 
+async def read_body(receive: Receive) -> bytes | None:
+    """The whole request body; None when the client left before it ended (nobody is left
+    to answer, and a partial body must not be acted on)."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
 def _incoming_id(value: bytes | None) -> str | None:
     if not value:
         return None

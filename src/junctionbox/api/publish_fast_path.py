@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from junctionbox.api.deps import MAX_ORG_ID, authenticate
 from junctionbox.api.errors import error_response
+from junctionbox.api.middleware import read_body
 from junctionbox.errors import JunctionboxError
 from junctionbox.observability.http import RouteTemplate
 from junctionbox.services.container import Services
@@ -114,7 +115,7 @@ async def _publish(
     svc: Services = scope["app"].state.services
     headers = Headers(scope=scope)
     tenant = await svc.tenancy.resolve(await authenticate(svc, headers), parameters.org_id)
-    body = await _body(receive)
+    body = await read_body(receive)
     if body is None:
         return None
     request = PublishRequest(
@@ -125,17 +126,6 @@ async def _publish(
         idempotency_key=headers.get("idempotency-key"),
     )
     return await svc.publisher.publish(tenant, request)
-
-
-async def _body(receive: Receive) -> bytes | None:
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks)
 
 
 async def _send(send: Send, outcome: PublishResponse) -> None:

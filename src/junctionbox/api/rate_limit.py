@@ -12,6 +12,7 @@ from typing import Protocol
 from starlette.responses import Response
 from starlette.types import Scope
 
+from junctionbox.api.deps import bearer_of
 from junctionbox.api.errors import envelope
 from junctionbox.services.api_rate_limits import ApiRateLimiter
 from junctionbox.services.rate_limit_backends import RateDecision
@@ -19,13 +20,6 @@ from junctionbox.services.rate_limit_backends import RateDecision
 
 class Headed(Protocol):
     added: list[tuple[bytes, bytes]]  # headers the response gets unless it has them
-
-
-def _bearer(value: bytes | None) -> str | None:
-    if not value:
-        return None
-    scheme, _, token = value.decode("latin-1").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
 def refused(decision: RateDecision, what: str) -> Response:
@@ -63,7 +57,7 @@ class RateLimits:
         by_tenant = await self.limiter.check_tenant(
             path,
             api_key.decode("latin-1") if api_key else None,
-            _bearer(headers.get(b"authorization")),
+            bearer_of(headers.get(b"authorization")),
         )
         if by_tenant is None:
             return by_ip

@@ -24,9 +24,9 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import Response, StreamingResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from junctionbox.api.deps import MAX_ORG_ID, authenticate_with
+from junctionbox.api.deps import MAX_ORG_ID, authenticate_with, bearer_of
 from junctionbox.api.errors import error_response
-from junctionbox.api.middleware import EDGE_KEY
+from junctionbox.api.middleware import EDGE_KEY, read_body
 from junctionbox.domain.identity import Principal, TenantContext
 from junctionbox.errors import JunctionboxError, ValidationError
 from junctionbox.observability import context
@@ -59,26 +59,10 @@ def _sub_path(scope: Scope) -> str:
     return sub
 
 
-def _bearer(value: bytes | None) -> str | None:
-    scheme, _, token = (value or b"").decode("latin-1").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
-
-
 async def _principal(svc: Services, headers: Mapping[bytes, bytes]) -> Principal:
     api_key = headers.get(b"x-api-key")
-    token = _bearer(headers.get(b"authorization"))
+    token = bearer_of(headers.get(b"authorization"))
     return await authenticate_with(svc, api_key.decode("latin-1") if api_key else None, token)
-
-
-async def _body(receive: Receive) -> bytes:
-    chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnect()
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 async def _call(svc: Services, scope: Scope, receive: Receive, kind: str) -> ProxyAnswer:
@@ -88,7 +72,9 @@ async def _call(svc: Services, scope: Scope, receive: Receive, kind: str) -> Pro
     tenant: TenantContext = await svc.tenancy.resolve(
         await _principal(svc, by_name), _org_id(query)
     )
-    body = await _body(receive)
+    body = await read_body(receive)
+    if body is None:
+        raise ClientDisconnect()
     host = by_name.get(b"host")
     client = scope.get("client")
     current = context.current()

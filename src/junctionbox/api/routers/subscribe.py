@@ -19,9 +19,9 @@ from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect
 
-from junctionbox.api.deps import ServicesDep, TenantDep
+from junctionbox.api.deps import ServicesDep, TenantDep, authenticate
 from junctionbox.api.errors import error_response
-from junctionbox.errors import JunctionboxError, UnauthorizedError, ValidationError
+from junctionbox.errors import JunctionboxError, ValidationError
 from junctionbox.services.container import Services
 from junctionbox.services.live import (
     CloseKind,
@@ -223,17 +223,8 @@ def _sse_frame(delivery: Delivery, named: bool) -> bytes:
 async def _websocket_subscription(websocket: WebSocket, svc: Services) -> Subscription:
     """Authenticate from the upgrade request's headers, resolve the tenant from ``orgId``
     as every HTTP route does, and subscribe with the same query parameters as SSE."""
-    headers, query = websocket.headers, websocket.query_params
-    api_key = headers.get("x-api-key")
-    scheme, _, token = headers.get("authorization", "").partition(" ")
-    if api_key:
-        principal = await svc.auth.authenticate_api_key(api_key)
-    elif scheme.lower() == "bearer" and token.strip():
-        principal = await svc.auth.authenticate_token(token.strip())
-    else:
-        raise UnauthorizedError(
-            "missing credentials: send Authorization: Bearer <token> or X-API-Key"
-        )
+    query = websocket.query_params
+    principal = await authenticate(svc, websocket.headers)
     tenant = await svc.tenancy.resolve(principal, _org_id(query.get("orgId")))
     return await open_subscription(
         svc,
