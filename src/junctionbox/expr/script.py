@@ -143,13 +143,17 @@ def _describe(exc: _quickjs.JSException, source: str, limits: Limits) -> str:
         return f"time limit exceeded ({limits.time_limit_ms} ms)"
     if first == "InternalError: out of memory":
         return _memory_message(limits)
+    if first == "null":
+        # QuickJS throws null when the heap is too full to build the error object, and by
+        # the time we look the script's frames are freed: the two causes look the same.
+        return f"null (thrown by the script, or {_memory_message(limits)} with no room left)"
     where = _location(text, source)
     return f"{first} (line {where[0]}, column {where[1]})" if where else first
 
 
 def _memory_exhausted(ctx: _quickjs.Context) -> bool:
-    """Whether the heap is at its limit. When it is full QuickJS cannot even allocate the
-    error object and throws ``null``, so the message alone does not tell."""
+    """Whether the heap is still at its limit (memory held by globals). Memory held by the
+    script's own frames is freed before we can look."""
     usage = ctx.memory()
     limit = int(usage.get("malloc_limit", 0))
     return limit > 0 and int(usage.get("malloc_size", 0)) >= limit * 0.95
