@@ -5,6 +5,9 @@ by their id, which keeps a retried publish on the same partition.
 
 from __future__ import annotations
 
+import struct
+from functools import lru_cache
+
 _SEED = 0x9747B28C
 _M = 0x5BD1E995
 _MASK = 0xFFFFFFFF
@@ -15,8 +18,7 @@ def murmur2(data: bytes) -> int:
     length = len(data)
     h = (_SEED ^ length) & _MASK
     whole = length - length % 4
-    for i in range(0, whole, 4):
-        k = int.from_bytes(data[i : i + 4], "little")
+    for k in struct.unpack_from(f"<{whole // 4}I", data):
         k = (k * _M) & _MASK
         k ^= k >> 24
         k = (k * _M) & _MASK
@@ -35,6 +37,9 @@ def murmur2(data: bytes) -> int:
     return h - (1 << 32) if h & 0x80000000 else h
 
 
+# Producers reuse their keys (a customer, an order): remembering recent ones saves hashing
+# them again, which is pure Python.
+@lru_cache(maxsize=4096)
 def partition_for(key: str, partitions: int) -> int:
     if partitions <= 1:
         return 0

@@ -26,6 +26,20 @@ EVENTS = [
     {"type": "a.b", "stream": "bad stream"},
     {"type": "a.b", "time": "yesterday"},
     {"type": "a.b", "partitionKey": "k\u0000"},
+    # the plain events' own way: attributes at and past their limits, null ones, both
+    # spellings of the partition key, JSON and non-JSON content types, an escaped backslash
+    {"type": "a.b", "data": {}, "id": "i" * 200, "subject": None, "partitionkey": "p"},
+    {"type": "a.b", "data": {}, "id": "i" * 201},
+    {"type": "a.b", "data": {}, "subject": ""},
+    {"type": "a.b", "data": {}, "partitionkey": "one", "partitionKey": "two"},
+    {"type": "a.b", "data": {"a": 1}, "datacontenttype": "application/json; charset=utf-8"},
+    {"type": "a.b", "data": "plain text", "datacontenttype": "text/plain"},
+    {"type": "a.b", "data": {"a": 1}, "datacontenttype": None, "source": "/s"},
+    {"type": "a.b", "data": {"path": "C:\\u0000"}},
+    {"type": 7, "data": {}},
+    {"type": "a.b", "data": {}, "unknown": None},
+    {"type": "a.b", "data": {}, "subject": "s\u0000"},
+    {"type": "a.b", "data": {}, "source": 5},
 ]
 
 

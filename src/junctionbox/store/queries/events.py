@@ -430,22 +430,20 @@ def _compiled_insert(dialect: Dialect) -> tuple[str, Processors]:
 
 
 def _processed(rows: list[tuple[Any, ...]], processors: Processors) -> list[tuple[Any, ...]]:
-    """The rows with the processors applied. Events appended together share their
-    ``received_at`` (the same object): each distinct value is processed once."""
-    done: dict[tuple[int, int], tuple[Any, Any]] = {}  # (column, id(value)) -> (value, result)
-    processed = []
-    for row in rows:
-        values = list(row)
-        for index, processor in processors:
-            value = values[index]
-            if value is None:
-                continue
-            known = done.get((index, id(value)))
-            if known is None or known[0] is not value:
-                known = done[index, id(value)] = (value, processor(value))
-            values[index] = known[1]
-        processed.append(tuple(values))
-    return processed
+    """The rows with the processors applied, column by column. A column holding one value
+    throughout (nulls, or the ``received_at`` that events appended together share) is
+    processed once."""
+    if not rows:
+        return rows
+    columns = list(zip(*rows, strict=True))
+    for index, processor in processors:
+        values = columns[index]
+        first = values[0]
+        if values.count(first) != len(values):
+            columns[index] = tuple(None if v is None else processor(v) for v in values)
+        elif first is not None:
+            columns[index] = (processor(first),) * len(values)
+    return list(zip(*columns, strict=True))
 
 
 async def _copy(conn: AsyncConnection, rows: list[tuple[Any, ...]]) -> None:
