@@ -254,8 +254,9 @@ def _compact_batch(body: bytes, media: str, limits: EnvelopeLimits) -> ParsedPub
     texts = _compact_texts(body, head, tail, events)
     if texts is None:
         return None
+    plain = b"\\u0000" not in body  # else no event takes the short way
     items = [
-        _plain_event(event, data_text, limits)
+        (plain and _plain_event(event, data_text, limits))
         or _event(event, data_text, f"{base}/{index}", limits)
         for index, (event, data_text) in enumerate(zip(events, texts, strict=True))
     ]
@@ -266,9 +267,10 @@ def _plain_event(
     event: dict[str, Any], data_text: bytes | None, limits: EnvelopeLimits
 ) -> EventDraft | None:
     """The draft of an event with only ``type``, ``data`` (JSON) and valid string
-    attributes (what most producers send), checked as ``_event`` would; None for anything else, which ``_event`` then
-    reads (and explains whatever is wrong with it). A batch of 1000 spends most of its
-    parsing here, about three times faster than the general way."""
+    attributes (what most producers send), in a body without ``\\u0000`` (so that no
+    string holds a NUL), checked as ``_event`` would; None for anything else, which
+    ``_event`` then reads (and explains whatever is wrong with it). It reads a batch's
+    events three times faster."""
     found: dict[str, str] = {}
     for name, value in event.items():
         if name == "type" or name == "data":
@@ -276,7 +278,7 @@ def _plain_event(
         limit = _STRING_ATTRIBUTES.get(name, 0)  # 0: not a string attribute
         if value is None and limit:
             continue
-        if type(value) is not str or not 0 < len(value) <= limit or "\x00" in value:
+        if type(value) is not str or not 0 < len(value) <= limit:
             return None
         found["partitionKey" if name == "partitionkey" else name] = value
     kind = event.get("type")
@@ -287,8 +289,10 @@ def _plain_event(
         content_type is not JSON_CONTENT_TYPE and not is_json_content_type(content_type)
     ):
         return None
-    if len(data_text) > limits.max_event_bytes or not _plain_json(data_text, limits):
+    if len(data_text) > limits.max_event_bytes:
         return None
+    if data_text.count(b"{") + data_text.count(b"[") > limits.max_depth:
+        return None  # perhaps too deep: the walk looks closer
     return EventDraft(
         kind,
         data_text,
@@ -304,12 +308,6 @@ def _plain_event(
         found.get("dataschema"),
         {},
     )
-
-
-def _plain_json(text: bytes, limits: EnvelopeLimits) -> bool:
-    """Whether ``text`` certainly nests no deeper than the limit and holds no NUL: what
-    ``_checked_json`` makes sure of, without its closer look."""
-    return text.count(b"{") + text.count(b"[") <= limits.max_depth and b"\\u0000" not in text
 
 
 def _compact_texts(

@@ -107,13 +107,11 @@ class EventLog:
         named = _identified(drafts, stream or DEFAULT_STREAM)
         supplied = [d.event_id for d in drafts if d.event_id is not None]
         known = await queries.find_ids(conn, org_id, supplied) if supplied else {}
-        fresh, repeats = _first_of_each(named, known)
+        # Ids made here are new and distinct: only supplied ids can repeat.
+        fresh, firsts = _first_of_each(named, known) if supplied else (named, {})
         counts = await self._streams(conn, org_id, {n.stream for n in fresh})
         stored = await self._store(conn, org_id, _place(fresh, counts), received_at)
-        where = {(e.source, e.event_id): e for e in stored}
-        results = [
-            _result(name, known, where, repeat=index in repeats) for index, name in enumerate(named)
-        ]
+        results = [_result(name, known, firsts.get(index)) for index, name in enumerate(named)]
         return results, stored
 
     def notify(self, stored: Sequence[StoredEvent]) -> None:
@@ -184,11 +182,12 @@ class EventLog:
         ]
 
         def events_at(firsts: Sequence[int]) -> list[StoredEvent]:
-            return [
-                _stored(org_id, partition, first + index, name, received_at)
-                for ((_, partition), names), first in zip(groups, firsts, strict=True)
-                for index, name in enumerate(names)
-            ]
+            events = []
+            for ((_, partition), names), first in zip(groups, firsts, strict=True):
+                for index, name in enumerate(names):
+                    name.stored = _stored(org_id, partition, first + index, name, received_at)
+                    events.append(name.stored)
+            return events
 
         stored = await queries.append_events(
             conn, org_id, reservations, events_at, announce_on=EVENTS_CHANNEL
@@ -207,6 +206,7 @@ class _Named:
     event_id: str
     source: str
     stream: str
+    stored: StoredEvent | None = None  # once appended
 
     @property
     def key(self) -> tuple[str, str]:
@@ -267,19 +267,22 @@ def _bucket(count: int) -> int:
 
 def _first_of_each(
     named: list[_Named], known: dict[tuple[str, str], Any]
-) -> tuple[list[_Named], set[int]]:
-    """Drafts to store (not already logged, the first of repeats within the batch) and the
-    indexes of the repeats."""
-    seen: set[tuple[str, str]] = set(known)
-    fresh, repeats = [], set()
+) -> tuple[list[_Named], dict[int, _Named]]:
+    """Drafts to store (not already logged, the first of repeats within the batch) and, by
+    index, the first occurrence of each repeat."""
+    seen: dict[tuple[str, str], _Named] = {}
+    fresh, firsts = [], {}
     for index, name in enumerate(named):
         key = name.key
-        if key in seen:
-            repeats.add(index)
+        if key in known:
             continue
-        seen.add(key)
+        first = seen.get(key)
+        if first is not None:
+            firsts[index] = first
+            continue
+        seen[key] = name
         fresh.append(name)
-    return fresh, repeats
+    return fresh, firsts
 
 
 def _place(fresh: list[_Named], counts: dict[str, int]) -> dict[tuple[str, int], list[_Named]]:
@@ -315,16 +318,16 @@ def _stored(
 
 
 def _result(
-    name: _Named,
-    known: dict[tuple[str, str], tuple[str, int, int]],
-    stored: dict[tuple[str, str], StoredEvent],
-    *,
-    repeat: bool,
+    name: _Named, known: dict[tuple[str, str], tuple[str, int, int]], first: _Named | None
 ) -> AppendResult:
-    """Where the draft's event is; a repeat within one batch points at its first occurrence."""
-    key = name.key
-    if key in known:
-        stream, partition, offset = known[key]
-        return AppendResult(key[1], stream, partition, offset, duplicate=True)
-    event = stored[key]
-    return AppendResult(key[1], event.stream, event.partition, event.offset, duplicate=repeat)
+    """Where the draft's event is; a repeat within one batch points at its first occurrence
+    (``first``)."""
+    if known:
+        found = known.get(name.key)
+        if found is not None:
+            return AppendResult(name.event_id, *found, duplicate=True)
+    event = (first or name).stored
+    assert event is not None, "every fresh draft was stored"
+    return AppendResult(
+        name.event_id, event.stream, event.partition, event.offset, duplicate=first is not None
+    )
