@@ -111,3 +111,22 @@ async def test_a_sqlite_write_that_cannot_get_the_lock_is_unavailable_not_a_cras
     finally:
         holder.close()
         await db.dispose()
+
+
+async def test_a_write_that_may_be_redone_skips_only_its_own_commit_flush(
+    backend: str, db: Database
+) -> None:
+    """``durable=False`` turns off the WAL flush wait for that transaction alone: the
+    connection goes back to the pool with PostgreSQL's default (SQLite never waits)."""
+    async with db.write(durable=False) as conn:
+        await conn.execute(text("CREATE TABLE redone (n INTEGER)"))
+        await conn.execute(text("INSERT INTO redone VALUES (1)"))
+        if backend == "postgres":
+            setting = await conn.execute(text("SELECT current_setting('synchronous_commit')"))
+            assert setting.scalar_one() == "off"
+    async with db.write() as conn:  # the same (only) pooled connection
+        assert (await conn.execute(text("SELECT n FROM redone"))).scalar_one() == 1
+        if backend == "postgres":
+            setting = await conn.execute(text("SELECT current_setting('synchronous_commit')"))
+            assert setting.scalar_one() == "on"
+        await conn.execute(text("DROP TABLE redone"))

@@ -233,7 +233,8 @@ class Dispatcher:
         key = (org_id, stream, partition)
         cursor = self._done.get(key) if trust_cursor else None
         try:
-            async with self.db.write() as conn:
+            # Not durable: a batch a crash loses is dispatched again, to the same job ids.
+            async with self.db.write(durable=False) as conn:
                 batch = await self._batch(conn, key, cursor)
         except _Raced:
             self._done.pop(key, None)
