@@ -233,7 +233,7 @@ class Dispatcher:
         key = (org_id, stream, partition)
         cursor = self._done.get(key) if trust_cursor else None
         try:
-            # Not durable: a batch a crash loses is dispatched again, to the same job ids.
+            # Not durable: a batch a crash loses is dispatched again, with the same dedupe keys.
             async with self.db.write(durable=False) as conn:
                 batch = await self._batch(conn, key, cursor)
         except _Raced:
