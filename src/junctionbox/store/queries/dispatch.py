@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, case, func, select, text, update
+from sqlalchemy import Select, and_, bindparam, case, func, select, text, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -118,6 +118,21 @@ async def protect(
     await conn.execute(insert_ignoring_conflicts(conn, consumer_offsets), rows)
 
 
+# The dispatcher runs these on every batch: built once (with bind parameters), they skip
+# SQLAlchemy's per-call construction of the expression and of its cache key.
+_ADVANCE = (
+    update(consumer_offsets)
+    .where(
+        consumer_offsets.c.org_id == bindparam("b_org_id"),
+        consumer_offsets.c.group_name == bindparam("b_group"),
+        consumer_offsets.c.stream == bindparam("b_stream"),
+        consumer_offsets.c.partition == bindparam("b_partition"),
+        consumer_offsets.c.committed_offset == bindparam("b_expected"),
+    )
+    .values(committed_offset=bindparam("b_new_offset"), updated_at=bindparam("b_now"))
+)
+
+
 async def advance(
     conn: AsyncConnection,
     group: str,
@@ -131,7 +146,6 @@ async def advance(
     """Move the group's offset from ``expected`` (None: no row yet) to ``new_offset`` if
     nobody moved it meanwhile (compare-and-set); False means the caller's work is stale and
     must be rolled back."""
-    statement: Any
     if expected is None:
         statement = insert_ignoring_conflicts(conn, consumer_offsets).values(
             org_id=org_id,
@@ -141,19 +155,17 @@ async def advance(
             committed_offset=new_offset,
             updated_at=now,
         )
-    else:
-        statement = (
-            update(consumer_offsets)
-            .where(
-                consumer_offsets.c.org_id == org_id,
-                consumer_offsets.c.group_name == group,
-                consumer_offsets.c.stream == stream,
-                consumer_offsets.c.partition == partition,
-                consumer_offsets.c.committed_offset == expected,
-            )
-            .values(committed_offset=new_offset, updated_at=now)
-        )
-    return (await conn.execute(statement)).rowcount == 1
+        return (await conn.execute(statement)).rowcount == 1
+    parameters = {
+        "b_org_id": org_id,
+        "b_group": group,
+        "b_stream": stream,
+        "b_partition": partition,
+        "b_expected": expected,
+        "b_new_offset": new_offset,
+        "b_now": now,
+    }
+    return (await conn.execute(_ADVANCE, parameters)).rowcount == 1
 
 
 def lock_key(*parts: object) -> int:
@@ -178,24 +190,26 @@ async def try_transaction_lock(conn: AsyncConnection, key: int) -> bool:
 Stamp = tuple[int, int, int, datetime | None]
 
 
+_STAMPS = (
+    select(
+        outbound_integrations.c.org_id,
+        func.count(),
+        func.coalesce(func.sum(outbound_integrations.c.version), 0),
+        func.coalesce(func.sum(case((outbound_integrations.c.is_active, 1), else_=0)), 0),
+        func.max(outbound_integrations.c.updated_at),
+    )
+    .where(outbound_integrations.c.org_id.in_(bindparam("org_ids", expanding=True)))
+    .group_by(outbound_integrations.c.org_id)
+)
+
+
 async def integration_stamps(conn: AsyncConnection, org_ids: Collection[int]) -> dict[int, Stamp]:
     """Per owner: how many integrations, the sum of their versions, how many are active, and
     the latest change. Any create, update, restore, enable/disable (by a user or the engine)
     or delete changes it, even when the nodes' clocks disagree (versions only grow)."""
-    table = outbound_integrations
-    query = (
-        select(
-            table.c.org_id,
-            func.count(),
-            func.coalesce(func.sum(table.c.version), 0),
-            func.coalesce(func.sum(case((table.c.is_active, 1), else_=0)), 0),
-            func.max(table.c.updated_at),
-        )
-        .where(table.c.org_id.in_(list(org_ids)))
-        .group_by(table.c.org_id)
-    )
     found: dict[int, Stamp] = {}
-    for org_id, count, versions, active, changed in (await conn.execute(query)).all():
+    rows = await conn.execute(_STAMPS, {"org_ids": list(org_ids)})
+    for org_id, count, versions, active, changed in rows.all():
         found[int(org_id)] = (int(count), int(versions), int(active), _aware(changed))
     return found
 

@@ -597,22 +597,32 @@ async def received_since(conn: AsyncConnection, org_id: int, stream: str, since:
     return int((await conn.execute(query)).scalar_one())
 
 
+# Built once: the dispatcher reads each batch with it (see dispatch.py's _ADVANCE).
+_READ_AFTER = (
+    select(*_EVENT_COLUMNS)
+    .where(
+        events.c.org_id == bindparam("org_id"),
+        events.c.stream == bindparam("stream"),
+        events.c.partition == bindparam("partition"),
+        events.c.log_offset > bindparam("after"),
+    )
+    .order_by(events.c.log_offset)
+    .limit(bindparam("limit"))
+)
+
+
 async def read_after(
     conn: AsyncConnection, org_id: int, stream: str, partition: int, after: int, limit: int
 ) -> list[StoredEvent]:
     """Events of one partition with offsets greater than ``after``, in offset order."""
-    query = (
-        select(*_EVENT_COLUMNS)
-        .where(
-            events.c.org_id == org_id,
-            events.c.stream == stream,
-            events.c.partition == partition,
-            events.c.log_offset > after,
-        )
-        .order_by(events.c.log_offset)
-        .limit(limit)
-    )
-    return [stored_event(row) for row in (await conn.execute(query)).all()]
+    parameters = {
+        "org_id": org_id,
+        "stream": stream,
+        "partition": partition,
+        "after": after,
+        "limit": limit,
+    }
+    return [stored_event(row) for row in (await conn.execute(_READ_AFTER, parameters)).all()]
 
 
 # --- retention ---
