@@ -91,8 +91,10 @@ FINAL_DISPOSITIONS: Final = frozenset(
 )
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True, eq=False)
 class AttemptOutcome:
+    """What one attempt decided (made per delivery: not frozen, treat as immutable)."""
+
     prepared: Prepared
     disposition: Disposition
     run_at: datetime | None = None  # RETRY and DEFER
@@ -165,7 +167,7 @@ class _Trace:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True, eq=False)
 class _Sent:
     """How the attempt went (the last request of it, after an OAuth2 refresh)."""
 
@@ -233,10 +235,11 @@ class AttemptRunner:
             # Nothing records spans: the request carries the event's trace context, as a
             # non-recording span would give it, without a span's bookkeeping per attempt.
             quiet = otel_trace.get_current_span(parent) if parent else otel_trace.INVALID_SPAN
-            with log_context.bound(
-                org_id=r.delivery.org_id, correlation_id=_correlation_id(r.delivery, r.event)
-            ):
+            token = log_context.enter_job(r.delivery.org_id, _correlation_id(r.delivery, r.event))
+            try:
                 return await self._traced_attempt(p, r, quiet, probe=probe)
+            finally:
+                log_context.leave(token)
         attributes = {
             "adapter.id": r.stored.id,
             "tenant.id": r.delivery.org_id,
