@@ -1,5 +1,6 @@
-"""Delivery log rows written at the driver level store what SQLAlchemy's insert stores.
+"""The delivery worker's bulk queries, as the database keeps them.
 
+Delivery log rows written at the driver level store what SQLAlchemy's insert stores:
 ``insert_attempts`` bypasses SQLAlchemy's per-row parameter handling (a large share of the
 worker's CPU per delivery); these tests compare the raw stored values, column by column,
 with rows inserted through ``insert(delivery_logs)`` and ``attempt_values``.
@@ -8,7 +9,7 @@ with rows inserted through ``insert(delivery_logs)`` and ``attempt_values``.
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy import insert, select, text
@@ -19,9 +20,10 @@ from junctionbox.store.queries.delivery_attempts import (
     TRUNCATION_MARK,
     AttemptRow,
     attempt_values,
+    events_at,
     insert_attempts,
 )
-from junctionbox.store.tables import delivery_logs
+from junctionbox.store.tables import delivery_logs, events
 
 T0 = datetime(2030, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 
@@ -93,6 +95,13 @@ def _bare_row(row_id: str) -> AttemptRow:
     )
 
 
+def _elsewhere_row(row_id: str) -> AttemptRow:
+    """Timestamps given in another zone, on a whole second."""
+    zone = timezone(timedelta(hours=-5))
+    moment = datetime(2030, 1, 2, 3, 4, 5, tzinfo=zone)
+    return replace(_full_row(row_id), created_at=moment, delivered_at=moment)
+
+
 async def _stored(db: Database, row_id: str) -> dict[str, Any]:
     """The row as the database keeps it (JSON columns as text, no result processing)."""
     columns = ", ".join(
@@ -111,7 +120,7 @@ async def _stored(db: Database, row_id: str) -> dict[str, Any]:
 async def test_driver_level_rows_equal_sqlalchemy_rows(db_url: str) -> None:
     db = Database(db_url)
     try:
-        for make in (_full_row, _bare_row):
+        for make in (_full_row, _bare_row, _elsewhere_row):
             async with db.write() as conn:
                 await insert_attempts(conn, [make("dlv_fast"), make("dlv_fast2")])
                 await conn.execute(insert(delivery_logs), [attempt_values(make("dlv_slow"))])
@@ -148,5 +157,47 @@ async def test_driver_level_rows_read_back_capped(db_url: str) -> None:
         }
         assert row["steps"] == [{"step": "match", "status": "ok", "detail": {"n": 1}}]
         assert row["should_retry"] is False
+    finally:
+        await db.dispose()
+
+
+async def test_events_at_finds_exactly_the_positions_asked_across_partitions(db_url: str) -> None:
+    """One SELECT per partition (UNION ALL): the same offsets in other partitions, streams
+    or tenants are not returned, and trimmed positions are missing."""
+    db = Database(db_url)
+    try:
+        rows = [
+            {
+                "org_id": org_id,
+                "stream": stream,
+                "partition": partition,
+                "log_offset": offset,
+                "event_id": f"e-{org_id}-{stream}-{partition}-{offset}",
+                "source": "/t",
+                "type": "t.x",
+                "received_at": T0,
+                "extensions": {},
+                "payload": b"{}",
+                "size": 2,
+            }
+            for org_id in (1, 2)
+            for stream in ("default", "other")
+            for partition in (0, 1, 2)
+            for offset in range(5)
+        ]
+        async with db.write() as conn:
+            await conn.execute(insert(events), rows)
+        wanted = {
+            (1, "default", 0, 1),
+            (1, "default", 2, 1),
+            (1, "other", 1, 4),
+            (2, "default", 0, 3),
+        }
+        missing = {(1, "default", 1, 99)}
+        async with db.read() as conn:
+            found = await events_at(conn, wanted | missing)
+        assert set(found) == wanted
+        for (org_id, stream, partition, offset), event in found.items():
+            assert event.event_id == f"e-{org_id}-{stream}-{partition}-{offset}"
     finally:
         await db.dispose()

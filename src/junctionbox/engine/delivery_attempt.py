@@ -39,7 +39,7 @@ from junctionbox.connectors.destinations.base import (
 )
 from junctionbox.domain.delivery import AttemptStatus, DeliveryJob
 from junctionbox.domain.events import StoredEvent
-from junctionbox.domain.ids import new_id
+from junctionbox.domain.ids import new_id_of
 from junctionbox.domain.outbound import AuthType
 from junctionbox.domain.retry import (
     Classification,
@@ -626,7 +626,7 @@ def _utc(epoch: float) -> datetime:
 def _log_id() -> str:
     # Unique is enough for a log row's id (time-sortable by its milliseconds): entropy from
     # the module generator (seeded from os.urandom) spares a system call per attempt.
-    return new_id("dlv", entropy=_random.getrandbits(80).to_bytes(10, "big"))
+    return new_id_of("dlv", _random.getrandbits(80))
 
 
 def _trace_id() -> str:

@@ -630,11 +630,18 @@ def _per_job(values: dict[str, Any], column: Any) -> Any:
 def _holding(leases: Sequence[Lease]) -> ColumnElement[bool]:
     if len(leases) == 1:  # the common case, as plain equalities
         return and_(jobs.c.id == leases[0].job_id, jobs.c.lease_token == leases[0].token)
-    pairs = [(lease.job_id, lease.token) for lease in leases]
-    # The plain ``id IN`` lets SQLite search the primary key: with the row-value IN alone
-    # it scans the whole table (done jobs included) at every commit and heartbeat.
-    ids = jobs.c.id.in_([lease.job_id for lease in leases])
-    return and_(ids, tuple_(jobs.c.id, jobs.c.lease_token).in_(pairs))
+    # One term per lease token, ``lease_token = ? AND id IN (...)``: a claim gives all its
+    # jobs one token, so a batch holds few. Exact (each id with its own token), a search
+    # of the primary key on both databases (SQLite scans the whole table, done jobs
+    # included, for a row-value IN), and one bound value per job where a row-value IN
+    # had three (SQLAlchemy processes each in Python).
+    by_token: dict[str, list[str]] = {}
+    for lease in leases:
+        by_token.setdefault(lease.token, []).append(lease.job_id)
+    terms = [
+        and_(jobs.c.lease_token == token, jobs.c.id.in_(ids)) for token, ids in by_token.items()
+    ]
+    return terms[0] if len(terms) == 1 else or_(*terms)
 
 
 def _scoped(org_id: int | Collection[int] | None) -> list[ColumnElement[bool]]:

@@ -11,17 +11,18 @@ position, and the parents of tenants.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, fields
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 
-from sqlalchemy import Dialect, bindparam, insert, select, tuple_
+from sqlalchemy import Dialect, bindparam, insert, select, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from junctionbox.domain.events import StoredEvent
 from junctionbox.store.queries.events import stored_event
 from junctionbox.store.tables import delivery_logs, entities, events, outbound_integrations
+from junctionbox.store.types import UTCDateTime
 
 MAX_LOGGED_BYTES: Final = 64 * 1024
 TRUNCATION_MARK: Final = "\n…[truncated]"
@@ -170,7 +171,7 @@ class _RowWriter:
             raise RuntimeError(f"{dialect.name}: the log insert is not positional in order")
         self.sql = compiled.string
         self.processors = [
-            (index, processor)
+            (index, _fast_processor(column, dialect) or processor)
             for index, column in enumerate(columns)
             if (processor := column.type._cached_bind_processor(dialect)) is not None
         ]
@@ -180,6 +181,23 @@ class _RowWriter:
         for index, processor in self.processors:
             values[index] = processor(values[index])
         return tuple(values)
+
+
+def _fast_processor(column: Any, dialect: Dialect) -> Callable[[Any], Any] | None:
+    """A cheaper equivalent of a column's bind processor, where one is known: on SQLite a
+    UTC timestamp is stored as SQLAlchemy's DATETIME text, ``YYYY-MM-DD HH:MM:SS.ffffff``
+    (``tests/integration/test_delivery_log_rows.py`` compares the stored values)."""
+    if dialect.name == "sqlite" and isinstance(column.type, UTCDateTime):
+        return _sqlite_utc_text
+    return None
+
+
+def _sqlite_utc_text(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to a UTC column")
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def _capped(row: AttemptRow) -> list[Any]:
@@ -296,19 +314,35 @@ async def events_at(
     conn: AsyncConnection, positions: Collection[Position]
 ) -> dict[Position, StoredEvent]:
     """The events at these log positions; positions trimmed away are missing."""
-    columns = (events.c.org_id, events.c.stream, events.c.partition, events.c.log_offset)
-    key = tuple_(*columns)
     found: dict[Position, StoredEvent] = {}
     ordered = sorted(set(positions))
     for start in range(0, len(ordered), _CHUNK):
-        chunk = ordered[start : start + _CHUNK]
-        # One plain IN per key column lets SQLite search the primary key: with the
-        # row-value IN alone it scans the whole log. The row-value IN keeps it exact.
-        per_column = [c.in_(sorted({p[i] for p in chunk})) for i, c in enumerate(columns)]
-        for row in await conn.execute(select(events).where(*per_column, key.in_(chunk))):
+        for row in await conn.execute(_events_at_query(ordered[start : start + _CHUNK])):
             event = stored_event(row)
             found[(event.org_id, event.stream, event.partition, event.offset)] = event
     return found
+
+
+def _events_at_query(chunk: Sequence[Position]) -> Any:
+    """One SELECT per partition, ``org_id = ? AND stream = ? AND partition = ? AND
+    log_offset IN (...)``, joined by UNION ALL: exact, a primary-key search on both
+    databases, and one bound value per event instead of the four of a row-value IN (which
+    SQLAlchemy processes one by one in Python, and which SQLite answers by scanning the
+    whole log). OR-ed terms instead of the union would let SQLite pick the (org_id, stream)
+    index and scan the stream."""
+    by_partition: dict[tuple[int, str, int], list[int]] = {}
+    for org_id, stream, partition, offset in chunk:
+        by_partition.setdefault((org_id, stream, partition), []).append(offset)
+    selects = [
+        select(events).where(
+            events.c.org_id == org_id,
+            events.c.stream == stream,
+            events.c.partition == partition,
+            events.c.log_offset.in_(offsets),
+        )
+        for (org_id, stream, partition), offsets in by_partition.items()
+    ]
+    return selects[0] if len(selects) == 1 else union_all(*selects)
 
 
 async def parents_of(conn: AsyncConnection, org_ids: Collection[int]) -> dict[int, int | None]:
