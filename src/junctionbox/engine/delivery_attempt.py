@@ -156,13 +156,15 @@ class _Trace:
         self.trace_id: str | None = None
 
     def add(self, name: str, state: str, started: float, **detail: Any) -> None:
+        if None in detail.values():  # a scan in C; most steps have some detail left out
+            detail = {k: v for k, v in detail.items() if v is not None}
         self.steps.append(
             {
                 "step": name,
                 "status": state,
                 "offsetMs": round((started - self.origin) * 1000, 3),
                 "durationMs": round((time.time() - started) * 1000, 3),
-                "detail": {k: v for k, v in detail.items() if v is not None},
+                "detail": detail,
             }
         )
 
