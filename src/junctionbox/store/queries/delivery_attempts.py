@@ -11,6 +11,7 @@ position, and the parents of tenants.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
@@ -321,32 +322,36 @@ async def events_at(
     found: dict[Position, StoredEvent] = {}
     ordered = sorted(set(positions))
     for start in range(0, len(ordered), _CHUNK):
-        for row in await conn.execute(_events_at_query(ordered[start : start + _CHUNK])):
+        by_partition: dict[tuple[int, str, int], list[int]] = {}
+        for org_id, stream, partition, offset in ordered[start : start + _CHUNK]:
+            by_partition.setdefault((org_id, stream, partition), []).append(offset)
+        values: dict[str, Any] = {}
+        for i, ((org_id, stream, partition), offsets) in enumerate(by_partition.items()):
+            values |= {f"o{i}": org_id, f"s{i}": stream, f"p{i}": partition, f"x{i}": offsets}
+        for row in await conn.execute(_events_at_query(len(by_partition)), values):
             event = stored_event(row)
             found[(event.org_id, event.stream, event.partition, event.offset)] = event
     return found
 
 
-def _events_at_query(chunk: Sequence[Position]) -> Any:
-    """One SELECT per partition, ``org_id = ? AND stream = ? AND partition = ? AND
-    log_offset IN (...)``, joined by UNION ALL: exact, a primary-key search on both
+@functools.lru_cache(maxsize=64)
+def _events_at_query(partitions: int) -> Any:
+    """One SELECT per partition, ``org_id = :oN AND stream = :sN AND partition = :pN AND
+    log_offset IN :xN``, joined by UNION ALL: exact, a primary-key search on both
     databases, and one bound value per event instead of the four of a row-value IN (which
     SQLAlchemy processes one by one in Python, and which SQLite answers by scanning the
     whole log). OR-ed terms instead of the union would let SQLite pick the (org_id, stream)
-    index and scan the stream."""
-    by_partition: dict[tuple[int, str, int], list[int]] = {}
-    for org_id, stream, partition, offset in chunk:
-        by_partition.setdefault((org_id, stream, partition), []).append(offset)
+    index and scan the stream. Built once per number of partitions."""
     selects = [
         select(events).where(
-            events.c.org_id == org_id,
-            events.c.stream == stream,
-            events.c.partition == partition,
-            events.c.log_offset.in_(offsets),
+            events.c.org_id == bindparam(f"o{i}"),
+            events.c.stream == bindparam(f"s{i}"),
+            events.c.partition == bindparam(f"p{i}"),
+            events.c.log_offset.in_(bindparam(f"x{i}", expanding=True)),
         )
-        for (org_id, stream, partition), offsets in by_partition.items()
+        for i in range(partitions)
     ]
-    return selects[0] if len(selects) == 1 else union_all(*selects)
+    return selects[0] if partitions == 1 else union_all(*selects)
 
 
 async def parents_of(conn: AsyncConnection, org_ids: Collection[int]) -> dict[int, int | None]:
