@@ -96,10 +96,18 @@ def _bare_row(row_id: str) -> AttemptRow:
 
 
 def _elsewhere_row(row_id: str) -> AttemptRow:
-    """Timestamps given in another zone, on a whole second."""
+    """Timestamps given in another zone, on a whole second; the request body is the
+    payload object itself (no transformation)."""
     zone = timezone(timedelta(hours=-5))
     moment = datetime(2030, 1, 2, 3, 4, 5, tzinfo=zone)
-    return replace(_full_row(row_id), created_at=moment, delivered_at=moment)
+    payload = b'{"same": "bytes \xc3\xa9"}'
+    return replace(
+        _full_row(row_id),
+        created_at=moment,
+        delivered_at=moment,
+        original_payload=payload,
+        request_body=payload,
+    )
 
 
 async def _stored(db: Database, row_id: str) -> dict[str, Any]:

@@ -207,6 +207,9 @@ def _sqlite_utc_text(value: datetime | None) -> str | None:
 
 def _capped(row: AttemptRow) -> list[Any]:
     """:func:`attempt_values` as a list in ``_COLUMN_ORDER`` (no dict per row)."""
+    original = cap_text(row.original_payload)
+    # Without a transformation the request body is the event's payload itself: decoded once.
+    same = row.request_body is row.original_payload
     return [
         row.id,
         row.org_id,
@@ -225,9 +228,9 @@ def _capped(row: AttemptRow) -> list[Any]:
         row.attempt_count,
         cap_text(row.error_message),
         row.error_category,
-        cap_text(row.original_payload),
+        original,
         cap_headers(row.request_headers),
-        cap_text(row.request_body),
+        original if same else cap_text(row.request_body),
         cap_headers(row.response_headers),
         cap_text(row.response_body),
         _cut(row.correlation_id, 100),
