@@ -445,7 +445,8 @@ async def test_compiled_plan_is_cached_per_version_and_drafts_are_not(
     v1 = stored(sink.url("/hook"), integration_id="int_c", **body)
     for _ in range(3):
         await build(builder, v1)
-    assert (cache.misses, cache.hits) == (1, 2)
+    # Compiled once; later builds are served by the builder's own dict in front of the cache.
+    assert cache.misses == 1
     v2 = stored(
         sink.url("/hook"),
         version=2,

@@ -97,11 +97,12 @@ class Deadline:
         self._expired = False
 
     def __enter__(self) -> None:
-        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task(loop)
         assert task is not None, "Deadline is used inside a task"
         self._task = task
         self._cancelling = task.cancelling()
-        self._handle = asyncio.get_running_loop().call_later(self._seconds, self._expire)
+        self._handle = loop.call_later(self._seconds, self._expire)
 
     def _expire(self) -> None:
         self._expired = True

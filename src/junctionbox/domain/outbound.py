@@ -199,7 +199,13 @@ class OutboundIntegration:
         integration's own target."""
         if self.actions:
             return self.actions
-        return (Action(0, self.name, self.target_url, self.http_method, self.transformation, 0),)
+        # Made once per (immutable) integration: the delivery worker asks for every job.
+        made: tuple[Action, ...] | None = self.__dict__.get("_implicit_actions")
+        if made is None:
+            action = Action(0, self.name, self.target_url, self.http_method, self.transformation, 0)
+            made = (action,)
+            object.__setattr__(self, "_implicit_actions", made)
+        return made
 
     def matches_type(self, event_type: str) -> bool:
         return event_type_matches(self.event_type, event_type)

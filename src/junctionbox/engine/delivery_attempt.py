@@ -39,7 +39,7 @@ from junctionbox.connectors.destinations.base import (
 )
 from junctionbox.domain.delivery import AttemptStatus, DeliveryJob
 from junctionbox.domain.events import StoredEvent
-from junctionbox.domain.ids import new_id
+from junctionbox.domain.ids import new_id_of
 from junctionbox.domain.outbound import AuthType
 from junctionbox.domain.retry import (
     Classification,
@@ -91,8 +91,10 @@ FINAL_DISPOSITIONS: Final = frozenset(
 )
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True, eq=False)
 class AttemptOutcome:
+    """What one attempt decided (made per delivery: not frozen, treat as immutable)."""
+
     prepared: Prepared
     disposition: Disposition
     run_at: datetime | None = None  # RETRY and DEFER
@@ -154,18 +156,20 @@ class _Trace:
         self.trace_id: str | None = None
 
     def add(self, name: str, state: str, started: float, **detail: Any) -> None:
+        if None in detail.values():  # a scan in C; most steps have some detail left out
+            detail = {k: v for k, v in detail.items() if v is not None}
         self.steps.append(
             {
                 "step": name,
                 "status": state,
                 "offsetMs": round((started - self.origin) * 1000, 3),
                 "durationMs": round((time.time() - started) * 1000, 3),
-                "detail": {k: v for k, v in detail.items() if v is not None},
+                "detail": detail,
             }
         )
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True, eq=False)
 class _Sent:
     """How the attempt went (the last request of it, after an OAuth2 refresh)."""
 
@@ -233,10 +237,11 @@ class AttemptRunner:
             # Nothing records spans: the request carries the event's trace context, as a
             # non-recording span would give it, without a span's bookkeeping per attempt.
             quiet = otel_trace.get_current_span(parent) if parent else otel_trace.INVALID_SPAN
-            with log_context.bound(
-                org_id=r.delivery.org_id, correlation_id=_correlation_id(r.delivery, r.event)
-            ):
+            token = log_context.enter_job(r.delivery.org_id, _correlation_id(r.delivery, r.event))
+            try:
                 return await self._traced_attempt(p, r, quiet, probe=probe)
+            finally:
+                log_context.leave(token)
         attributes = {
             "adapter.id": r.stored.id,
             "tenant.id": r.delivery.org_id,
@@ -623,7 +628,7 @@ def _utc(epoch: float) -> datetime:
 def _log_id() -> str:
     # Unique is enough for a log row's id (time-sortable by its milliseconds): entropy from
     # the module generator (seeded from os.urandom) spares a system call per attempt.
-    return new_id("dlv", entropy=_random.getrandbits(80).to_bytes(10, "big"))
+    return new_id_of("dlv", _random.getrandbits(80))
 
 
 def _trace_id() -> str:

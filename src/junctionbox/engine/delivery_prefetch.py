@@ -50,9 +50,10 @@ class Problem:
     category: str
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True, eq=False)
 class Ready:
-    """Everything a runnable delivery needs."""
+    """Everything a runnable delivery needs. (Values made per delivery are not frozen: a
+    frozen dataclass sets each field through ``object.__setattr__``; treat as immutable.)"""
 
     delivery: DeliveryJob
     stored: StoredIntegration
@@ -66,7 +67,7 @@ class Ready:
         return (self.stored.org_id, self.destination)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True, eq=False)
 class Prepared:
     """A claimed job, ``ready`` to run, or with the ``problem`` that ends it (and whatever
     could be found for that problem's log row)."""

@@ -36,6 +36,7 @@ async def add_to_rollups(conn: AsyncConnection, outcomes: Sequence[AttemptOutcom
 def record_metrics(
     metrics: Metrics, breakers: Breakers, outcomes: Sequence[AttemptOutcome]
 ) -> None:
+    circuits: dict[str, tuple[int, str]] = {}  # the gauge's last value per adapter is enough
     for o in outcomes:
         row = o.row
         if row is None or row.integration_id is None:
@@ -54,4 +55,6 @@ def record_metrics(
             )
         ready = o.prepared.ready
         if ready is not None:
-            metrics.circuit_state(adapter, int(breakers.state(ready.breaker_key).state))
+            circuits[adapter] = ready.breaker_key
+    for adapter, key in circuits.items():
+        metrics.circuit_state(adapter, int(breakers.state(key).state))

@@ -44,6 +44,13 @@ def enter(request_id: str, correlation_id: str) -> Token[LogContext]:
     return _current.set(LogContext(request_id, correlation_id, now.org_id, now.principal_id))
 
 
+def enter_job(org_id: int | None, correlation_id: str | None) -> Token[LogContext]:
+    """A job's tenant and correlation id, until :func:`leave` (:func:`bound` without its
+    generator and ``replace``: the delivery worker enters one per attempt)."""
+    now = _current.get()
+    return _current.set(LogContext(now.request_id, correlation_id, org_id, now.principal_id))
+
+
 def leave(token: Token[LogContext]) -> None:
     _current.reset(token)
 

@@ -77,8 +77,11 @@ class Lease:
     token: str
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Job:
+    """A claimed or listed job. Treat as immutable; not frozen because a claim makes one
+    per job (a frozen dataclass of 19 fields costs about 3 µs to build)."""
+
     id: str
     org_id: int | None
     kind: str

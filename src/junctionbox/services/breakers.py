@@ -19,6 +19,7 @@ the target, so one tenant's failing endpoint never opens another tenant's circui
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, replace
@@ -41,8 +42,10 @@ BreakerKey = tuple[int, str]  # (org_id, origin)
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
+@functools.lru_cache(maxsize=4096)
 def origin_of(url: str) -> str:
-    """``scheme://host:port`` (lower case, explicit port) of a URL."""
+    """``scheme://host:port`` (lower case, explicit port) of a URL (a pure function,
+    remembered: the delivery worker asks for every job's target)."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     host = (parts.hostname or "").lower()

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from junctionbox.domain.ids import has_prefix, new_id
+from junctionbox.domain.ids import has_prefix, new_id, new_id_of
 
 
 def test_ids_carry_their_type_and_sort_by_time() -> None:
@@ -29,3 +29,31 @@ def test_entropy_is_used_exactly() -> None:
 def test_bad_prefixes_are_refused(prefix: str) -> None:
     with pytest.raises(ValueError, match="prefix"):
         new_id(prefix)
+
+
+def _reference(millis: int, entropy: bytes) -> str:
+    """Crockford base32 of the whole 128-bit ULID, five bits at a time (130 bits, 26 digits)."""
+    value = (millis << 80) | int.from_bytes(entropy, "big")
+    alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+    return "".join(alphabet[(value >> (125 - 5 * i)) & 31] for i in range(26))
+
+
+@pytest.mark.parametrize(
+    ("millis", "entropy"),
+    [
+        (0, b"\x00" * 10),
+        ((1 << 48) - 1, b"\xff" * 10),
+        (1_733_370_000_123, bytes(range(10))),
+        (1_733_370_000_123, bytes(range(10, 20))),  # the same millisecond's cached time part
+        (1_733_370_000_124, b"\x80" + b"\x01" * 9),
+    ],
+)
+def test_time_and_random_parts_encode_as_the_whole_ulid(millis: int, entropy: bytes) -> None:
+    assert new_id("dlv", now_ms=millis, entropy=entropy) == "dlv_" + _reference(millis, entropy)
+
+
+def test_ids_from_a_random_integer_are_well_formed_and_keep_80_bits() -> None:
+    made = new_id_of("dlv", (1 << 80) + 5)  # bits beyond 80 are dropped
+    assert has_prefix(made, "dlv")
+    assert made.endswith("0" * 15 + "5")
+    assert len({new_id_of("dlv", n) for n in range(1000)}) == 1000
