@@ -144,7 +144,9 @@ class JobQueue:
         """
         chosen_kinds = tuple(kinds) if kinds is not None else None
         request = ClaimRequest(queue, owner, limit, lease_seconds, chosen_kinds)
-        async with self.db.write() as conn:
+        # Not durable (no WAL flush wait on PostgreSQL): a claim a crash loses leaves its
+        # jobs as they were before it, to be claimed again, as if the worker had died.
+        async with self.db.write(durable=False) as conn:
             return await self.claim_in(conn, request)
 
     async def claim_in(self, conn: AsyncConnection, request: ClaimRequest) -> builtins.list[Job]:
