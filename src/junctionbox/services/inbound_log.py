@@ -15,15 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
-from typing import Any, Final
-
-from sqlalchemy import insert
-from sqlalchemy.ext.asyncio import AsyncConnection
+from typing import Final
 
 from junctionbox.store.database import Database
-from junctionbox.store.queries.delivery_attempts import AttemptRow, attempt_values
-from junctionbox.store.tables import delivery_logs
+from junctionbox.store.queries.delivery_attempts import AttemptRow
+from junctionbox.store.queries.log_batches import insert_log_rows
 
 log = logging.getLogger(__name__)
 
@@ -87,27 +83,10 @@ class InboundLogWriter:
                 rows.append(queue.get_nowait())
             try:
                 async with self.db.write() as conn:
-                    await insert_rows(conn, rows)
+                    await insert_log_rows(conn, rows)
                 self.written += len(rows)
             except Exception:
                 log.exception("could not write %d inbound delivery-log rows", len(rows))
             finally:
                 for _ in rows:
                     queue.task_done()
-
-
-async def insert_rows(conn: AsyncConnection, rows: Sequence[AttemptRow]) -> None:
-    """Insert ``rows`` in one statement without the columns that are NULL in all of them
-    (a proxied call has no job, event, signature or steps; a success no error): each column
-    costs a bind-parameter conversion per row, about a third of the insert (measured)."""
-    values = [attempt_values(row) for row in rows]
-    empty = [name for name in values[0] if all(v[name] is None for v in values)]
-    if empty:
-        values = [_without(v, empty) for v in values]
-    await conn.execute(insert(delivery_logs), values)
-
-
-def _without(values: dict[str, Any], names: list[str]) -> dict[str, Any]:
-    for name in names:
-        del values[name]
-    return values
