@@ -2,13 +2,18 @@
 
 A proxied call must not wait for a database commit (one commit per call would cap the
 proxy at the store's single-row insert rate). :meth:`InboundLogWriter.record` queues the
-row; one task per process inserts what has queued in one statement (up to ``batch`` rows,
-gathered for at most ``linger`` seconds).
+row; one task per process inserts what has queued in one transaction (up to ``batch``
+rows, gathered for at most ``linger`` seconds), at the driver level
+(``store.queries.log_batches``).
 The queue is bounded: when the store falls behind, callers wait for room (back-pressure),
 rows are never dropped. :meth:`flush` waits until everything queued so far is written;
-:meth:`close` flushes and stops. Rows still queued when a process is killed are lost with
-it (the calls themselves were answered); failures (502/504) are written synchronously with
-their DLQ entry instead, so they never depend on this queue.
+:meth:`close` flushes and stops (a graceful shutdown loses nothing).
+
+What a crash may lose: a process killed (or a transaction failing) loses the rows not yet
+committed: at most ``queue_size + batch`` rows (10,000 + 500 by default), in steady state
+about ``linger`` (50 ms) worth of calls; the calls themselves were answered. Failures
+(502/504) are written synchronously with their DLQ entry instead, so they never depend on
+this queue.
 """
 
 from __future__ import annotations
