@@ -286,6 +286,21 @@ async def test_network_errors_are_retried_then_502_with_dlq(
     assert row["errorCategory"] == "NETWORK_ERROR"
 
 
+async def test_a_failure_with_a_long_caller_request_id_is_recorded(
+    world: World, sink: RecordingSink
+) -> None:
+    sink.on("/book", Behaviour.reset())
+    await create(world, integration(sink, retryPolicy={"maxRetries": 0}))
+    long_id = "req_" + "F" * 100
+    headers = {**world.headers["key_a"], "x-request-id": long_id}
+    response = await world.client.post(CALL, json=PATIENT, headers=headers)
+    assert response.status_code == 502, response.text
+    (entry,) = await _dlq(world)
+    assert entry["deliveryId"] == long_id[:40]
+    (row,) = await _logs(world, status="FAILED")
+    assert row["deliveryId"] == long_id[:40]
+
+
 async def test_post_is_not_retried_unless_configured(world: World, sink: RecordingSink) -> None:
     sink.on("/book", Behaviour(500, b"boom"))
     created = await create(world, integration(sink))
