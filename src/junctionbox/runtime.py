@@ -29,6 +29,7 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 
 from junctionbox.api.app import create_app
+from junctionbox.api.http_protocol import CoalescingHttpToolsProtocol
 from junctionbox.connectors.http_client import GuardedHttpClient
 from junctionbox.connectors.job_sources import SqlQueryRunner
 from junctionbox.domain.event_envelope import EnvelopeLimits
@@ -422,7 +423,7 @@ def serve(settings: Settings) -> None:
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        http=CoalescingHttpToolsProtocol,
         log_config=None,
         access_log=False,
         proxy_headers=bool(settings.trusted_proxy_list),

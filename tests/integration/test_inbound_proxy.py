@@ -286,6 +286,21 @@ async def test_network_errors_are_retried_then_502_with_dlq(
     assert row["errorCategory"] == "NETWORK_ERROR"
 
 
+async def test_a_failure_with_a_long_caller_request_id_is_recorded(
+    world: World, sink: RecordingSink
+) -> None:
+    sink.on("/book", Behaviour.reset())
+    await create(world, integration(sink, retryPolicy={"maxRetries": 0}))
+    long_id = "req_" + "F" * 100
+    headers = {**world.headers["key_a"], "x-request-id": long_id}
+    response = await world.client.post(CALL, json=PATIENT, headers=headers)
+    assert response.status_code == 502, response.text
+    (entry,) = await _dlq(world)
+    assert entry["deliveryId"] == long_id[:40]
+    (row,) = await _logs(world, status="FAILED")
+    assert row["deliveryId"] == long_id[:40]
+
+
 async def test_post_is_not_retried_unless_configured(world: World, sink: RecordingSink) -> None:
     sink.on("/book", Behaviour(500, b"boom"))
     created = await create(world, integration(sink))
@@ -523,6 +538,23 @@ async def test_one_id_per_call_and_never_the_callers(world: World, sink: Recordi
     # ...but a caller's id is never made a row's key (it could collide).
     assert rows["req_CALLERS0WN0000000000000000"]["id"] != "dlg_CALLERS0WN0000000000000000"
     assert rows["req_CALLERS0WN0000000000000000"]["id"].startswith("dlg_")
+
+
+async def test_a_long_caller_request_id_does_not_lose_log_rows(
+    world: World, sink: RecordingSink
+) -> None:
+    """The edge accepts request ids of up to 128 characters; the log's ``delivery_id`` column
+    holds 40. Such a row once failed its whole batch on PostgreSQL (every call logged with
+    it was lost): it is cut to the column, and the other calls' rows are written."""
+    await create(world, integration(sink))
+    long_id = "req_" + "L" * 100
+    named = {**world.headers["key_a"], "x-request-id": long_id}
+    theirs = await world.client.post(CALL, json=PATIENT, headers=named)
+    ours = await world.client.post(CALL, json=PATIENT, headers=world.headers["key_a"])
+    assert theirs.status_code == ours.status_code == 200
+    assert theirs.headers["x-request-id"] == long_id
+    rows = {row["deliveryId"]: row for row in await _logs(world)}
+    assert set(rows) == {long_id[:40], ours.headers["x-request-id"]}
 
 
 async def test_streamed_body_over_the_limit_is_413(world: World, sink: RecordingSink) -> None:

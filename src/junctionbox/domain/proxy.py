@@ -120,6 +120,8 @@ class TrustedProxies:
             return False
         if self.everyone:
             return True
+        if not self.networks:  # the usual case: no proxy is trusted, nothing to parse
+            return False
         try:
             address = ipaddress.ip_address(peer)
         except ValueError:

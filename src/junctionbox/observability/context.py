@@ -20,6 +20,12 @@ class LogContext:
     principal_id: str | None = None
 
 
+class _Keep:
+    """``bind``'s marker for a value it leaves as it is."""
+
+
+_KEEP = _Keep()
+
 _current: ContextVar[LogContext] = ContextVar("junctionbox_log_context", default=LogContext())  # noqa: B039 (frozen, so sharing is safe)
 
 
@@ -55,6 +61,16 @@ def leave(token: Token[LogContext]) -> None:
     _current.reset(token)
 
 
-def bind(**values: object) -> None:
-    """Add values to the context of the current request (e.g. the tenant once resolved)."""
-    _current.set(replace(_current.get(), **values))  # type: ignore[arg-type]
+def bind(*, org_id: int | _Keep | None = _KEEP, principal_id: str | _Keep | None = _KEEP) -> None:
+    """Add values to the context of the current request (the caller, the tenant once
+    resolved). Built directly: ``dataclasses.replace`` costs a few microseconds, twice
+    per API request."""
+    now = _current.get()
+    _current.set(
+        LogContext(
+            now.request_id,
+            now.correlation_id,
+            now.org_id if isinstance(org_id, _Keep) else org_id,
+            now.principal_id if isinstance(principal_id, _Keep) else principal_id,
+        )
+    )

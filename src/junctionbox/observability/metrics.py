@@ -29,6 +29,7 @@ SEED_BUCKETS: Final = (0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 HTTP_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 OTHER: Final = "other"
 UNMATCHED_ROUTE: Final = "unmatched"
+_MAX_HTTP_CHILDREN: Final = 4096
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 
 
@@ -145,6 +146,7 @@ class Metrics:
         self._route_label = BoundedLabel(max_routes)
         self._adapters: dict[str, _Adapter] = {}
         self._runs: dict[tuple[str, bool], tuple[Counter, Histogram]] = {}
+        self._http: dict[tuple[str, str | None, int], tuple[Counter, Histogram]] = {}
         self.requests = Counter(
             "integration_requests_total",
             "Total number of integration requests",
@@ -271,9 +273,20 @@ class Metrics:
         self.slots_busy.set_function(lambda: float(busy()))
 
     def http_request(self, method: str, route: str | None, status: int, seconds: float) -> None:
-        template = self._route_label(route) if route else UNMATCHED_ROUTE
-        self.http_requests.labels(method, template, str(status)).inc()
-        self.http_duration.labels(method, template).observe(seconds)
+        # The label children are looked up once per (method, route, status), as ``run``
+        # does: two ``labels()`` calls (a lock, a tuple, a dict) on every API request.
+        key = (method, route, status)
+        children = self._http.get(key)
+        if children is None:
+            template = self._route_label(route) if route else UNMATCHED_ROUTE
+            if len(self._http) >= _MAX_HTTP_CHILDREN:
+                self._http.clear()  # bounded; the children themselves stay registered
+            children = self._http[key] = (
+                self.http_requests.labels(method, template, str(status)),
+                self.http_duration.labels(method, template),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     def run(self, kind: str, *, success: bool, seconds: float) -> None:
         """The hook for proxy calls and scheduled runs: ``kind`` is a fixed name. The label

@@ -2,28 +2,29 @@
 
 A proxied call must not wait for a database commit (one commit per call would cap the
 proxy at the store's single-row insert rate). :meth:`InboundLogWriter.record` queues the
-row; one task per process inserts what has queued in one statement (up to ``batch`` rows,
-gathered for at most ``linger`` seconds).
+row; one task per process inserts what has queued in one transaction (up to ``batch``
+rows, gathered for at most ``linger`` seconds), at the driver level
+(``store.queries.log_batches``).
 The queue is bounded: when the store falls behind, callers wait for room (back-pressure),
 rows are never dropped. :meth:`flush` waits until everything queued so far is written;
-:meth:`close` flushes and stops. Rows still queued when a process is killed are lost with
-it (the calls themselves were answered); failures (502/504) are written synchronously with
-their DLQ entry instead, so they never depend on this queue.
+:meth:`close` flushes and stops (a graceful shutdown loses nothing).
+
+What a crash may lose: a process killed (or a transaction failing) loses the rows not yet
+committed: at most ``queue_size + batch`` rows (10,000 + 500 by default), in steady state
+about ``linger`` (50 ms) worth of calls; the calls themselves were answered. Failures
+(502/504) are written synchronously with their DLQ entry instead, so they never depend on
+this queue.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
-from typing import Any, Final
-
-from sqlalchemy import insert
-from sqlalchemy.ext.asyncio import AsyncConnection
+from typing import Final
 
 from junctionbox.store.database import Database
-from junctionbox.store.queries.delivery_attempts import AttemptRow, attempt_values
-from junctionbox.store.tables import delivery_logs
+from junctionbox.store.queries.delivery_attempts import AttemptRow
+from junctionbox.store.queries.log_batches import insert_log_rows
 
 log = logging.getLogger(__name__)
 
@@ -87,27 +88,10 @@ class InboundLogWriter:
                 rows.append(queue.get_nowait())
             try:
                 async with self.db.write() as conn:
-                    await insert_rows(conn, rows)
+                    await insert_log_rows(conn, rows)
                 self.written += len(rows)
             except Exception:
                 log.exception("could not write %d inbound delivery-log rows", len(rows))
             finally:
                 for _ in rows:
                     queue.task_done()
-
-
-async def insert_rows(conn: AsyncConnection, rows: Sequence[AttemptRow]) -> None:
-    """Insert ``rows`` in one statement without the columns that are NULL in all of them
-    (a proxied call has no job, event, signature or steps; a success no error): each column
-    costs a bind-parameter conversion per row, about a third of the insert (measured)."""
-    values = [attempt_values(row) for row in rows]
-    empty = [name for name in values[0] if all(v[name] is None for v in values)]
-    if empty:
-        values = [_without(v, empty) for v in values]
-    await conn.execute(insert(delivery_logs), values)
-
-
-def _without(values: dict[str, Any], names: list[str]) -> dict[str, Any]:
-    for name in names:
-        del values[name]
-    return values

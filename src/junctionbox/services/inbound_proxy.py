@@ -110,6 +110,7 @@ DIRECTION: Final = "INBOUND"
 TRIGGER: Final = "API"
 JSON_TYPE: Final = "application/json"
 MASK: Final = "****"
+DELIVERY_ID_LENGTH: Final = 40  # delivery_logs.delivery_id, dlq_entries.delivery_id
 SMALL_BODY: Final = 64 * 1024  # bodies up to this long (declared) are not streamed
 _TRANSFORMED_DROP: Final = frozenset({"content-length", "content-encoding", "content-type"})
 _DECODED_DROP: Final = frozenset({"content-length", "content-encoding"})
@@ -644,7 +645,7 @@ class InboundProxy:
             org_id=x.tenant_org,
             integration_id=stored.id,
             integration_name=stored.integration.name,
-            delivery_id=x.call.request_id,
+            delivery_id=_delivery_id(x.call.request_id),
             job_id=None,
             event_id=None,
             event_type=stored.integration.type,
@@ -752,7 +753,7 @@ class InboundProxy:
             "integration_id": stored.id,
             "integration_name": stored.integration.name,
             "direction": DIRECTION,
-            "delivery_id": (x.call.request_id or new_id("req"))[:40],
+            "delivery_id": _delivery_id(x.call.request_id) or new_id("req"),
             "event_id": None,
             "event_type": stored.integration.type,
             "status": DlqStatus.ABANDONED.value,
@@ -798,6 +799,13 @@ def _annotate(span: Span, x: _Exchange) -> None:
         span.set_attribute("http.response.status_code", x.status)
         if x.status >= 500:
             mark_error(span, f"upstream answered HTTP {x.status}")
+
+
+def _delivery_id(request_id: str | None) -> str | None:
+    """The call's request id as the logs keep it: a caller's may have 128 characters, the
+    ``delivery_id`` columns hold 40 (a longer one fails the insert on PostgreSQL, and with
+    it a failure's log row and DLQ entry)."""
+    return request_id[:DELIVERY_ID_LENGTH] if request_id else None
 
 
 def _take_log_id(x: _Exchange) -> str:

@@ -28,3 +28,12 @@ def test_json_lines_carry_context_and_never_secrets() -> None:
     assert "dXNlcjpwYXNz" not in stream.getvalue()
     assert "p4ss" not in stream.getvalue()
     assert line["headers"]["Accept"] == "x"
+
+
+def test_bind_sets_only_what_it_is_given() -> None:
+    with context.bound(request_id="req_1", correlation_id="cor_1", org_id=7):
+        context.bind(principal_id="usr_1")
+        assert context.current() == context.LogContext("req_1", "cor_1", 7, "usr_1")
+        context.bind(org_id=None)
+        assert context.current() == context.LogContext("req_1", "cor_1", None, "usr_1")
+    assert context.current() == context.LogContext()

@@ -98,6 +98,8 @@ def test_forwarded_headers_trust_only_configured_proxies() -> None:
     assert not trusted.trusts("192.0.2.1")
     assert not trusted.trusts(None)
     assert TrustedProxies.parse(["*"]).trusts("192.0.2.1")
+    assert not TrustedProxies.parse([]).trusts("10.1.2.3")
+    assert not TrustedProxies.parse(["proxy.internal"]).trusts("10.1.2.3")
     kept = forwarded_headers(incoming, peer="10.1.2.3", scheme="http", host="gw", trusted=True)
     assert kept == [
         ("X-Forwarded-For", "203.0.113.7, 10.1.2.3"),

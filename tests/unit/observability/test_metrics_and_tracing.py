@@ -36,6 +36,26 @@ def test_each_app_has_its_own_registry() -> None:
     }
 
 
+def test_http_requests_are_counted_by_method_route_and_status() -> None:
+    metrics = Metrics(max_routes=1)
+    for status in (200, 200, 404):
+        metrics.http_request("POST", "/api/v1/things/{id}", status, 0.01)
+    metrics.http_request("GET", "/api/v1/others", 200, 0.01)  # past the route limit
+    metrics.http_request("GET", None, 404, 0.01)
+    families = {f.name: f for f in text_string_to_metric_families(metrics.exposition().decode())}
+    counts = {
+        (s.labels["method"], s.labels["route"], s.labels["status"]): s.value
+        for s in families["junctionbox_http_requests"].samples
+        if s.name.endswith("_total")
+    }
+    assert counts == {
+        ("POST", "/api/v1/things/{id}", "200"): 2,
+        ("POST", "/api/v1/things/{id}", "404"): 1,
+        ("GET", "other", "200"): 1,
+        ("GET", "unmatched", "404"): 1,
+    }
+
+
 def test_adapter_ids_beyond_the_limit_are_other() -> None:
     metrics = Metrics(max_adapters=1)
     metrics.integration_request("int_a", success=False, seconds=None, error_type="TIMEOUT")
