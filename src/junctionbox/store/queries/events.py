@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -30,10 +30,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import Insert
 
 from junctionbox.domain.events import StoredEvent
-from junctionbox.errors import ConflictError, JunctionboxError, ServiceUnavailableError
+from junctionbox.store.queries.driver_calls import copy_records, sqlite_call
 from junctionbox.store.tables import event_streams, events, stream_partitions
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -240,9 +238,9 @@ async def _sqlite(conn: AsyncConnection, how: str, sql: str, parameters: Any) ->
     raw = await conn.get_raw_connection()
     driver: Any = raw.driver_connection
     if how == "many":
-        await _driver_errors(driver.executemany(sql, parameters))
+        await sqlite_call(driver.executemany(sql, parameters))
         return []
-    return list(await _driver_errors(driver.execute_fetchall(sql, parameters)))
+    return list(await sqlite_call(driver.execute_fetchall(sql, parameters)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,20 +311,7 @@ async def _append_on_sqlite(
 
     # aiosqlite runs every call on its connection's thread through ``_execute`` (all its
     # public methods are built on it) and keeps the sqlite3 connection as ``_conn``.
-    return await _driver_errors(driver._execute(lambda: append(driver._conn)))
-
-
-async def _driver_errors(call: Awaitable[T]) -> T:
-    """``call``'s result, with sqlite3's errors turned into junctionbox's as the database
-    layer would."""
-    try:
-        return await call
-    except sqlite3.IntegrityError as exc:
-        raise ConflictError("conflicts with an existing resource") from exc
-    except sqlite3.OperationalError as exc:
-        raise ServiceUnavailableError("database unavailable") from exc
-    except sqlite3.Error as exc:
-        raise JunctionboxError() from exc
+    return await sqlite_call(driver._execute(lambda: append(driver._conn)))
 
 
 async def find_ids(
@@ -447,20 +432,10 @@ def _processed(rows: list[tuple[Any, ...]], processors: Processors) -> list[tupl
 
 
 async def _copy(conn: AsyncConnection, rows: list[tuple[Any, ...]]) -> None:
-    """``COPY events FROM STDIN`` (binary) on the transaction's own asyncpg connection."""
-    import asyncpg  # only ever imported on PostgreSQL
-
+    """``COPY events FROM STDIN`` on the transaction's own asyncpg connection."""
     raw = await conn.get_raw_connection()
-    driver = raw.driver_connection
-    assert driver is not None
-    try:
-        await driver.copy_records_to_table("events", records=rows, columns=INSERT_COLUMNS)
-    except asyncpg.IntegrityConstraintViolationError as exc:
-        # What SQLAlchemy would have turned into IntegrityError (the database layer into
-        # ConflictError): a concurrent writer logged one of these (source, id) first.
-        raise ConflictError("conflicts with an existing resource") from exc
-    except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError) as exc:
-        raise ServiceUnavailableError("database unavailable") from exc
+    assert raw.driver_connection is not None
+    await copy_records(raw.driver_connection, "events", rows, INSERT_COLUMNS)
 
 
 # --- reading ---

@@ -18,20 +18,20 @@ from __future__ import annotations
 import itertools
 import operator
 import sqlite3
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
 from sqlalchemy import JSON, Dialect, String, bindparam, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from junctionbox.errors import ConflictError, JunctionboxError, ServiceUnavailableError
 from junctionbox.store.database import dumps_json
 from junctionbox.store.queries.delivery_attempts import (
     AttemptRow,
     cap_headers,
     cap_text,
 )
+from junctionbox.store.queries.driver_calls import copy_records, sqlite_call
 from junctionbox.store.tables import delivery_logs
 from junctionbox.store.types import UTCDateTime
 
@@ -128,7 +128,7 @@ async def insert_log_rows(conn: AsyncConnection, rows: Sequence[AttemptRow]) -> 
     if conn.dialect.name == "sqlite":
         # aiosqlite runs each call on its connection's thread through ``_execute`` and
         # keeps the sqlite3 connection as ``_conn``: one hand-over for the whole batch.
-        await _sqlite_errors(driver._execute(lambda: _sqlite_insert(driver._conn, sql, values)))
+        await sqlite_call(driver._execute(lambda: _sqlite_insert(driver._conn, sql, values)))
     elif conn.dialect.name == "postgresql" and len(values) >= _COPY_FROM:
         await _copy(driver, values)
     else:
@@ -151,25 +151,6 @@ def _multi_row(sql: str, rows: int) -> str:
     return found
 
 
-async def _sqlite_errors(call: Awaitable[None]) -> None:
-    """sqlite3's errors as the database layer would turn them into junctionbox's."""
-    try:
-        await call
-    except sqlite3.IntegrityError as exc:
-        raise ConflictError("conflicts with an existing resource") from exc
-    except sqlite3.OperationalError as exc:
-        raise ServiceUnavailableError("database unavailable") from exc
-    except sqlite3.Error as exc:
-        raise JunctionboxError() from exc
-
-
 async def _copy(driver: Any, values: list[tuple[Any, ...]]) -> None:
-    """``COPY delivery_logs FROM STDIN`` (binary) on the transaction's asyncpg connection."""
-    import asyncpg  # only ever imported on PostgreSQL
-
-    try:
-        await driver.copy_records_to_table("delivery_logs", records=values, columns=COLUMNS)
-    except asyncpg.IntegrityConstraintViolationError as exc:
-        raise ConflictError("conflicts with an existing resource") from exc
-    except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError) as exc:
-        raise ServiceUnavailableError("database unavailable") from exc
+    """``COPY delivery_logs FROM STDIN`` on the transaction's asyncpg connection."""
+    await copy_records(driver, "delivery_logs", values, COLUMNS)
