@@ -1,7 +1,7 @@
 """The delivery worker's bulk queries, as the database keeps them.
 
 Delivery log rows written at the driver level store what SQLAlchemy's insert stores:
-``insert_attempts`` bypasses SQLAlchemy's per-row parameter handling (a large share of the
+``log_batches.insert_log_rows`` bypasses SQLAlchemy's per-row parameter handling (a large share of the
 worker's CPU per delivery); these tests compare the raw stored values, column by column,
 with rows inserted through ``insert(delivery_logs)`` and ``attempt_values``.
 """
@@ -21,8 +21,8 @@ from junctionbox.store.queries.delivery_attempts import (
     AttemptRow,
     attempt_values,
     events_at,
-    insert_attempts,
 )
+from junctionbox.store.queries.log_batches import insert_log_rows
 from junctionbox.store.tables import delivery_logs, events
 
 T0 = datetime(2030, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
@@ -130,7 +130,7 @@ async def test_driver_level_rows_equal_sqlalchemy_rows(db_url: str) -> None:
     try:
         for make in (_full_row, _bare_row, _elsewhere_row):
             async with db.write() as conn:
-                await insert_attempts(conn, [make("dlv_fast"), make("dlv_fast2")])
+                await insert_log_rows(conn, [make("dlv_fast"), make("dlv_fast2")])
                 await conn.execute(insert(delivery_logs), [attempt_values(make("dlv_slow"))])
             fast, slow = await _stored(db, "dlv_fast"), await _stored(db, "dlv_slow")
             assert fast == slow
@@ -145,7 +145,7 @@ async def test_driver_level_rows_read_back_capped(db_url: str) -> None:
     db = Database(db_url)
     try:
         async with db.write() as conn:
-            await insert_attempts(conn, [_full_row("dlv_1")])
+            await insert_log_rows(conn, [_full_row("dlv_1")])
         async with db.read() as conn:
             row = (
                 (await conn.execute(select(delivery_logs).where(delivery_logs.c.id == "dlv_1")))

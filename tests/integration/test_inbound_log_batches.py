@@ -1,6 +1,6 @@
 """Delivery-log rows written at the driver level (``store.queries.log_batches``, the inbound
 proxy's batches) read back exactly as rows written through SQLAlchemy
-(``insert_attempts``), on both databases and every path (PostgreSQL's executemany and COPY,
+(``insert(delivery_logs)`` with ``attempt_values``), on both databases and every path (PostgreSQL's executemany and COPY,
 SQLite's multi-row statements and their remainder)."""
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.dialects import sqlite
 
 from junctionbox.store.database import Database
-from junctionbox.store.queries.delivery_attempts import AttemptRow, insert_attempts
+from junctionbox.store.queries.delivery_attempts import AttemptRow, attempt_values
 from junctionbox.store.queries.log_batches import _sqlite_utc, insert_log_rows
 from junctionbox.store.tables import delivery_logs
 from junctionbox.store.types import UTCDateTime
@@ -81,7 +81,7 @@ async def test_rows_read_back_as_written_through_sqlalchemy(db: Database, count:
         await insert_log_rows(conn, rows)
     reference = [replace(row, id=row.id.replace("dlg_", "ref_")) for row in rows]
     async with db.write() as conn:
-        await insert_attempts(conn, reference)
+        await conn.execute(insert(delivery_logs), [attempt_values(row) for row in reference])
     stored = await _read(db)
     assert len(stored) == 2 * count
     for row in rows:

@@ -58,8 +58,9 @@ from junctionbox.services.breakers import Breakers
 from junctionbox.services.delivery_hooks import DeliveryListener
 from junctionbox.store.database import Database
 from junctionbox.store.queries.alerts import raise_alert
-from junctionbox.store.queries.delivery_attempts import cap_text, insert_attempts
+from junctionbox.store.queries.delivery_attempts import cap_text
 from junctionbox.store.queries.integrations import disable_integration, record_outcome
+from junctionbox.store.queries.log_batches import insert_log_rows
 from junctionbox.store.types import utcnow
 
 log = logging.getLogger(__name__)
@@ -134,7 +135,7 @@ class AttemptCommitter:
         async with self.db.write() as conn:
             kept = await self._move_jobs(conn, outcomes)
             mine = [o for o in outcomes if o.job_id in kept]
-            await insert_attempts(conn, [o.row for o in mine if o.row is not None])
+            await insert_log_rows(conn, [o.row for o in mine if o.row is not None])
             await add_to_rollups(conn, mine)
             finals = await self._integrations(conn, mine, now)
             await self._next_actions(conn, mine, now)

@@ -94,13 +94,9 @@ from junctionbox.services.read_cache import ReadCache
 from junctionbox.store.database import Database
 from junctionbox.store.queries import dlq as dlq_queries
 from junctionbox.store.queries import inbound as queries
-from junctionbox.store.queries.delivery_attempts import (
-    MAX_LOGGED_BYTES,
-    AttemptRow,
-    cap_text,
-    insert_attempts,
-)
+from junctionbox.store.queries.delivery_attempts import MAX_LOGGED_BYTES, AttemptRow, cap_text
 from junctionbox.store.queries.inbound import StoredInbound
+from junctionbox.store.queries.log_batches import insert_log_rows
 from junctionbox.store.types import utcnow
 
 log = logging.getLogger(__name__)
@@ -724,7 +720,7 @@ class InboundProxy:
         self._measure(x, upstream.status if upstream else None, category.value)
         try:
             async with self.db.write() as conn:
-                await insert_attempts(conn, [row])
+                await insert_log_rows(conn, [row])
                 await dlq_queries.insert_entry(conn, self._dlq_values(x, message, category))
         except Exception:  # the caller still gets its 502/504; the failure is in the log
             log.exception("could not record the failed inbound call")

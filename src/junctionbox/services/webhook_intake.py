@@ -65,7 +65,8 @@ from junctionbox.services.schema_registry import SchemaRegistry
 from junctionbox.services.webhook_sources import WebhookSourceService
 from junctionbox.store.database import Database
 from junctionbox.store.queries import webhook_sources as queries
-from junctionbox.store.queries.delivery_attempts import AttemptRow, insert_attempts
+from junctionbox.store.queries.delivery_attempts import AttemptRow
+from junctionbox.store.queries.log_batches import insert_log_rows
 from junctionbox.store.queries.webhook_sources import SourceRow
 from junctionbox.store.types import utcnow
 
@@ -281,7 +282,7 @@ class WebhookIntake:
         line.status, line.delivered_at = AttemptStatus.SUCCESS.value, line.created_at
         if accepted.duplicate:
             line.error_message = "duplicate: this message was already received; nothing stored"
-        await insert_attempts(conn, [line])
+        await insert_log_rows(conn, [line])
         return accepted, stored
 
     async def _claim(
@@ -381,7 +382,7 @@ class WebhookIntake:
         line.error_category = exc.code
         try:
             async with self.db.write() as conn:
-                await insert_attempts(conn, [line])
+                await insert_log_rows(conn, [line])
         except Exception:  # the refusal stands whether or not its log line could be written
             log.exception("could not log a refused webhook")
 

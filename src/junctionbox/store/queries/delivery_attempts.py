@@ -12,18 +12,17 @@ position, and the parents of tenants.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import Dialect, bindparam, insert, select, union_all
+from sqlalchemy import bindparam, select, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from junctionbox.domain.events import StoredEvent
 from junctionbox.store.queries.events import stored_event
-from junctionbox.store.tables import delivery_logs, entities, events, outbound_integrations
-from junctionbox.store.types import UTCDateTime
+from junctionbox.store.tables import entities, events, outbound_integrations
 
 MAX_LOGGED_BYTES: Final = 64 * 1024
 TRUNCATION_MARK: Final = "\n…[truncated]"
@@ -148,151 +147,6 @@ _STRING_SIZES: Final = (
     ("event_type", 200),
     ("trace_id", 64),
 )
-
-
-async def insert_attempts(conn: AsyncConnection, rows: Sequence[AttemptRow]) -> None:
-    """Insert attempt rows in one statement (executemany), at the driver level.
-
-    The same values as ``insert(delivery_logs)`` with :func:`attempt_values` (each
-    column's own bind processor applied, as SQLAlchemy would), without SQLAlchemy's
-    per-row, per-column parameter handling: on the delivery worker's path that was about
-    as much CPU as building the rows.
-    """
-    if rows:
-        writer = _writer(conn.dialect)
-        await conn.exec_driver_sql(writer.sql, [writer.values(row) for row in rows])
-
-
-class _RowWriter:
-    """The INSERT of every ``delivery_logs`` column for one dialect, and its processors."""
-
-    __slots__ = ("processors", "sql")
-
-    def __init__(self, dialect: Dialect) -> None:
-        columns = [delivery_logs.c[name] for name in _COLUMN_ORDER]
-        statement = insert(delivery_logs).values({c.name: bindparam(c.name) for c in columns})
-        compiled = statement.compile(dialect=dialect)
-        if not compiled.positional or tuple(compiled.positiontup or ()) != _COLUMN_ORDER:
-            raise RuntimeError(f"{dialect.name}: the log insert is not positional in order")
-        self.sql = compiled.string
-        self.processors = [
-            (index, _fast_processor(column, dialect) or processor)
-            for index, column in enumerate(columns)
-            if (processor := column.type._cached_bind_processor(dialect)) is not None
-        ]
-
-    def values(self, row: AttemptRow) -> tuple[Any, ...]:
-        values = _capped(row)
-        for index, processor in self.processors:
-            values[index] = processor(values[index])
-        return tuple(values)
-
-
-def _fast_processor(column: Any, dialect: Dialect) -> Callable[[Any], Any] | None:
-    """A cheaper equivalent of a column's bind processor, where one is known: on SQLite a
-    UTC timestamp is stored as SQLAlchemy's DATETIME text, ``YYYY-MM-DD HH:MM:SS.ffffff``
-    (``tests/integration/test_delivery_log_rows.py`` compares the stored values)."""
-    if dialect.name == "sqlite" and isinstance(column.type, UTCDateTime):
-        return _sqlite_utc_text
-    return None
-
-
-def _sqlite_utc_text(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        raise ValueError("naive datetime given to a UTC column")
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
-
-
-def _capped(row: AttemptRow) -> list[Any]:
-    """:func:`attempt_values` as a list in ``_COLUMN_ORDER`` (no dict per row)."""
-    original = cap_text(row.original_payload)
-    # Without a transformation the request body is the event's payload itself: decoded once.
-    same = row.request_body is row.original_payload
-    return [
-        row.id,
-        row.org_id,
-        row.integration_id,
-        _cut(row.integration_name, 200),
-        row.direction,
-        row.delivery_id,
-        row.job_id,
-        _cut(row.event_id, 200),
-        _cut(row.event_type, 200),
-        row.status,
-        cap_text(row.target_url, 8192),
-        row.http_method,
-        row.response_status,
-        row.response_time_ms,
-        row.attempt_count,
-        cap_text(row.error_message),
-        row.error_category,
-        original,
-        cap_headers(row.request_headers),
-        original if same else cap_text(row.request_body),
-        cap_headers(row.response_headers),
-        cap_text(row.response_body),
-        _cut(row.correlation_id, 100),
-        _cut(row.trace_id, 64),
-        row.signature,
-        row.trigger_type,
-        _cut(row.action_name, 200),
-        row.action_index,
-        row.should_retry,
-        row.steps,
-        row.created_at,
-        row.delivered_at,
-    ]
-
-
-def _cut(value: str | None, size: int) -> str | None:
-    return value[:size] if value else value
-
-
-_COLUMN_ORDER: Final = (
-    "id",
-    "org_id",
-    "integration_id",
-    "integration_name",
-    "direction",
-    "delivery_id",
-    "job_id",
-    "event_id",
-    "event_type",
-    "status",
-    "target_url",
-    "http_method",
-    "response_status",
-    "response_time_ms",
-    "attempt_count",
-    "error_message",
-    "error_category",
-    "original_payload",
-    "request_headers",
-    "request_body",
-    "response_headers",
-    "response_body",
-    "correlation_id",
-    "trace_id",
-    "signature",
-    "trigger_type",
-    "action_name",
-    "action_index",
-    "should_retry",
-    "steps",
-    "created_at",
-    "delivered_at",
-)
-_WRITERS: dict[str, tuple[Dialect, _RowWriter]] = {}
-
-
-def _writer(dialect: Dialect) -> _RowWriter:
-    # Per dialect object: the engine's own carries its JSON serialiser.
-    cached = _WRITERS.get(dialect.name)
-    if cached is None or cached[0] is not dialect:
-        cached = _WRITERS[dialect.name] = (dialect, _RowWriter(dialect))
-    return cached[1]
 
 
 # ---------------------------------------------------------------- the worker's reads
