@@ -30,8 +30,6 @@ import argparse
 import asyncio
 import multiprocessing
 import os
-import resource
-import socket
 import subprocess
 import sys
 import tempfile
@@ -44,6 +42,7 @@ import aiohttp
 import asyncpg
 import orjson
 from aiohttp import web
+from benchkit import free_port, own_cpu_seconds, process_cpu_seconds
 from sqlalchemy import func, select
 
 from junctionbox.store.database import Database
@@ -54,12 +53,6 @@ EMAIL, PASSWORD = "bench@example.com", "bench-password-1"
 SECRET = "bench-secret-key-that-is-long-enough-0123456789"  # noqa: S105 (a throwaway bench key)
 FILLER = "A" * 900
 IN_FLIGHT = 32  # concurrent single publishes when finding their maximum rate
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # --- the sink (its own process) ---
@@ -139,19 +132,6 @@ class Sink:
 
 
 # --- CPU time ---
-
-
-def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process so far (``/proc/<pid>/stat``, Linux)."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()  # the name may hold spaces
-    utime, stime = int(fields[11]), int(fields[12])
-    return (utime + stime) / os.sysconf("SC_CLK_TCK")
-
-
-def own_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 class Rate:

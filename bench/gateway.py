@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import multiprocessing
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,17 +26,12 @@ from pathlib import Path
 
 import aiohttp
 from aiohttp import web
+from benchkit import free_port, process_cpu_seconds
 
 EMAIL, PASSWORD = "bench@example.com", "bench-password-1"
 SECRET = "bench-secret-key-that-is-long-enough-0123456789"  # noqa: S105 (a throwaway bench key)
 BODY = b'{"filler": "' + b"A" * 1000 + b'"}'
 CONCURRENCY = 32
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def run_upstream(port: int) -> None:
@@ -117,23 +111,13 @@ async def set_up(http: aiohttp.ClientSession, base: str, upstream: str) -> dict[
     return key
 
 
-_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of process ``pid`` (all its threads), from ``/proc/<pid>/stat``: the
-    server's CPU per request is far less sensitive to a busy machine than its rate."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICKS
-
-
 async def measured(
     pid: int, http: aiohttp.ClientSession, url: str, total: int, headers: dict[str, str]
 ) -> tuple[float, float, float, float]:
     """``load`` and the CPU microseconds process ``pid`` spent per request meanwhile."""
-    before = cpu_seconds(pid)
+    before = process_cpu_seconds(pid)
     rate, p50, p99 = await load(http, url, total, headers)
-    return rate, p50, p99, (cpu_seconds(pid) - before) / total * 1e6
+    return rate, p50, p99, (process_cpu_seconds(pid) - before) / total * 1e6
 
 
 def start_server(env: dict[str, str]) -> subprocess.Popen[bytes]:

@@ -24,8 +24,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import resource
-import socket
 import statistics
 import subprocess
 import sys
@@ -39,6 +37,7 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 import orjson
+from benchkit import free_port, own_cpu_seconds, process_cpu_seconds
 
 from junctionbox.store import migrate
 from junctionbox.store.database import Database
@@ -53,27 +52,13 @@ def event(n: int) -> dict[str, object]:
     return {"type": "patient.updated", "data": {**DATA, "n": n}, "partitionKey": f"p{n % 64}"}
 
 
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def process_cpu(pid: int) -> float:
-    """CPU seconds (user + system, all threads) the process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime: fields 14 and 15
-
-
-def own_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 async def backends_cpu(admin: asyncpg.Connection, database: str) -> dict[int, float]:
     """CPU seconds so far of each PostgreSQL backend connected to ``database``."""
     rows = await admin.fetch("SELECT pid FROM pg_stat_activity WHERE datname = $1", database)
     found = {}
     for row in rows:
         with contextlib.suppress(FileNotFoundError):  # the backend ended meanwhile
-            found[row["pid"]] = process_cpu(row["pid"])
+            found[row["pid"]] = process_cpu_seconds(row["pid"])
     return found
 
 
@@ -105,7 +90,7 @@ class Meter:
         self.pid, self.admin, self.database = pid, admin, database
 
     def _process(self) -> float:
-        return own_cpu() if self.pid is None else process_cpu(self.pid)
+        return own_cpu_seconds() if self.pid is None else process_cpu_seconds(self.pid)
 
     async def start(self) -> None:
         self._started = self._process()
@@ -118,12 +103,6 @@ class Meter:
             after = await backends_cpu(self.admin, self.database)
             database = backends_used(self._backends, after) * 1000 / events
         return Cost(used * 1000 / events, database)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # --- raw baselines ---

@@ -33,40 +33,20 @@ import contextlib
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from benchkit import free_port, process_cpu_seconds, wait_port
 
 EMAIL, PASSWORD = "bench@example.com", "bench-password-1"
 SECRET = "bench-secret-key-that-is-long-enough-0123456789"  # noqa: S105 (a throwaway bench key)
 PARTNER_KEY = "bench-partner-key-0123456789"
 BODY = '{"patientId": "p-1", "slot": "09:00", "note": "benchmark"}'
 PYTHON = sys.executable
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_port(port: int, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"process exited early ({process.returncode})")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"nothing listening on {port}")
 
 
 UPSTREAM = """
@@ -148,9 +128,6 @@ class Result:
     cpu_us: float | None = None  # the server's CPU time per request, microseconds
 
 
-_TICKS = os.sysconf("SC_CLK_TCK")
-
-
 def _children(pid: int) -> list[int]:
     found: list[int] = []
     for task in Path(f"/proc/{pid}/task").glob("*/children"):
@@ -163,10 +140,9 @@ def cpu_seconds(pid: int) -> float:
     """utime + stime of ``pid`` (all its threads) and of its live child processes (nginx's
     workers), in seconds."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        own = process_cpu_seconds(pid)
     except OSError:
         return 0.0
-    own = (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime: fields 14, 15
     return own + sum(cpu_seconds(child) for child in _children(pid))
 
 
