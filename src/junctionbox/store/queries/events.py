@@ -18,7 +18,6 @@ from sqlalchemy import (
     cast,
     delete,
     func,
-    insert,
     literal_column,
     or_,
     select,
@@ -30,7 +29,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import Insert
 
 from junctionbox.domain.events import StoredEvent
-from junctionbox.store.queries.driver_calls import copy_records, sqlite_call
+from junctionbox.store.queries.driver_calls import (
+    Processor,
+    Processors,
+    bind_processor,
+    copy_records,
+    positional_insert,
+    sqlite_call,
+)
 from junctionbox.store.tables import event_streams, events, stream_partitions
 
 
@@ -388,30 +394,16 @@ INSERT_COLUMNS = (
     "payload",
     "size",
 )
-Processors = tuple[tuple[int, Callable[[Any], Any]], ...]
-_COMPILED: dict[tuple[str, str], tuple[str, Processors]] = {}
 
 
 def _compiled_insert(dialect: Dialect) -> tuple[str, Processors]:
-    """The driver-level INSERT of ``INSERT_COLUMNS`` (positional parameters) and the bind
-    processors of the columns that have one, by position."""
-    found = _COMPILED.get((dialect.name, dialect.driver))
-    if found is None:
-        statement = insert(events).values({name: bindparam(name) for name in INSERT_COLUMNS})
-        compiled = statement.compile(dialect=dialect)
-        order = compiled.positiontup or []
-        if list(order) != list(INSERT_COLUMNS):
-            raise AssertionError(f"unexpected parameter order {order}")
-        processors = []
-        for index, name in enumerate(INSERT_COLUMNS):
-            if isinstance(events.c[name].type, LargeBinary):
-                continue  # both drivers take bytes as they are
-            column_type = events.c[name].type.dialect_impl(dialect)
-            processor = column_type.bind_processor(dialect)
-            if processor is not None:
-                processors.append((index, processor))
-        found = _COMPILED[dialect.name, dialect.driver] = (compiled.string, tuple(processors))
-    return found
+    return positional_insert(events, INSERT_COLUMNS, dialect, _event_processor)
+
+
+def _event_processor(name: str, dialect: Dialect) -> Processor | None:
+    if isinstance(events.c[name].type, LargeBinary):
+        return None  # both drivers take bytes as they are
+    return bind_processor(events, name, dialect)
 
 
 def _processed(rows: list[tuple[Any, ...]], processors: Processors) -> list[tuple[Any, ...]]:

@@ -19,11 +19,11 @@ from __future__ import annotations
 import itertools
 import operator
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from sqlalchemy import JSON, Dialect, String, bindparam, insert
+from sqlalchemy import JSON, Dialect, String
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from junctionbox.store.database import dumps_json
@@ -32,7 +32,14 @@ from junctionbox.store.queries.delivery_attempts import (
     cap_headers,
     cap_text,
 )
-from junctionbox.store.queries.driver_calls import copy_records, sqlite_call
+from junctionbox.store.queries.driver_calls import (
+    Processor,
+    Processors,
+    bind_processor,
+    copy_records,
+    positional_insert,
+    sqlite_call,
+)
 from junctionbox.store.tables import delivery_logs
 from junctionbox.store.types import UTCDateTime
 
@@ -62,8 +69,6 @@ _COPY_FROM: Final = 16
 # ``executemany`` releases and takes it back for every row.
 _ROWS_PER_STATEMENT: Final = 100
 
-Processors = tuple[tuple[int, Callable[[Any], Any]], ...]
-_COMPILED: dict[tuple[str, str], tuple[str, Processors]] = {}
 _MULTI_ROW: dict[tuple[str, int], str] = {}
 
 
@@ -73,35 +78,18 @@ def _sqlite_utc(value: datetime) -> str:
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
-def _processor(name: str, dialect: Dialect) -> Callable[[Any], Any] | None:
+def _processor(name: str, dialect: Dialect) -> Processor | None:
     column_type = delivery_logs.c[name].type
     if isinstance(column_type, JSON):
         return dumps_json  # the engine's own serialiser, without SQLAlchemy's wrapping
     if isinstance(column_type, UTCDateTime) and dialect.name == "sqlite":
         return _sqlite_utc
-    processor: Callable[[Any], Any] | None = column_type.dialect_impl(dialect).bind_processor(
-        dialect
-    )
-    return processor
+    return bind_processor(delivery_logs, name, dialect)
 
 
 def _compiled(dialect: Dialect) -> tuple[str, Processors]:
-    """The driver-level INSERT of every column (positional parameters, ``COLUMNS``
-    order) and the converters of the columns that need one, by position."""
-    found = _COMPILED.get((dialect.name, dialect.driver))
-    if found is None:
-        statement = insert(delivery_logs).values({name: bindparam(name) for name in COLUMNS})
-        compiled = statement.compile(dialect=dialect)
-        if tuple(compiled.positiontup or ()) != COLUMNS:
-            raise AssertionError(f"unexpected parameter order {compiled.positiontup}")
-        processors = []
-        for index, name in enumerate(COLUMNS):
-            processor = _processor(name, dialect)
-            if processor is not None:
-                processors.append((index, processor))
-        found = (compiled.string, tuple(processors))
-        _COMPILED[dialect.name, dialect.driver] = found
-    return found
+    """The driver-level INSERT of every column (``COLUMNS`` order) and its converters."""
+    return positional_insert(delivery_logs, COLUMNS, dialect, _processor)
 
 
 def row_values(row: AttemptRow, processors: Processors) -> tuple[Any, ...]:
