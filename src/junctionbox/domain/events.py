@@ -8,6 +8,7 @@ are separate fields. ``StoredEvent.to_cloudevent`` gives it back in CloudEvents'
 from __future__ import annotations
 
 import base64
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -31,12 +32,34 @@ def is_json_content_type(content_type: str | None) -> bool:
     return media in {"application/json", "text/json"} or media.endswith("+json")
 
 
+class _Undecoded:
+    def __repr__(self) -> str:
+        return "UNDECODED"
+
+
+# A draft's ``value`` when the reader checked the JSON text of ``data`` without building
+# the value: only schema validation needs it, and most event types have no schema.
+UNDECODED: Any = _Undecoded()
+
+
+def decode_json_text(text: bytes) -> Any:
+    """The value of a JSON text that the envelope reader accepted: what its walk (the
+    standard library's scanner) makes of it. orjson gives the same value faster for every
+    text it accepts; it refuses a few the scanner takes (integers beyond 64 bits, numbers
+    too large for a float), which the standard library then decodes."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
 @dataclass(slots=True)
 class EventDraft:
     """An event accepted at the door and not yet in the log.
 
-    ``value`` is the decoded JSON data (for schema validation), or ``None`` when the data is
-    not JSON; ``has_value`` tells a JSON ``null`` from no JSON at all.
+    ``value`` is the decoded JSON data (for schema validation), ``UNDECODED`` when the
+    reader left it for :meth:`json_value` to decode, or ``None`` when the data is not JSON;
+    ``has_value`` tells a JSON ``null`` from no JSON at all.
     """
 
     type: str
@@ -52,6 +75,10 @@ class EventDraft:
     data_content_type: str | None = None
     data_schema: str | None = None
     extensions: dict[str, Any] = field(default_factory=dict)
+
+    def json_value(self) -> Any:
+        """The decoded JSON data (decoded from ``payload`` now when the reader left it)."""
+        return decode_json_text(self.payload) if self.value is UNDECODED else self.value
 
 
 @dataclass(slots=True)

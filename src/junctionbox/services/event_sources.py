@@ -586,7 +586,7 @@ class EventSourceService:
             validators = await self.schemas.validators(conn, chain, {i.draft.type for i in group})
             for item in group:
                 validator = validators.get(item.draft.type)
-                if validator is not None and validator.errors(item.draft.value):
+                if validator is not None and validator.errors(item.draft.json_value()):
                     refused[item.row_id] = "schema_invalid"
         return refused
 
@@ -817,5 +817,5 @@ def _preview_row(
         time=draft.time,
         subject=draft.subject,
         partition_key=draft.partition_key,
-        data=draft.value,
+        data=draft.json_value(),
     )

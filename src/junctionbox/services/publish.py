@@ -200,7 +200,7 @@ def _schema_problems(draft: EventDraft, validator: Any, where: str) -> list[Item
         return [ItemProblem(where, f"{draft.type} has a registered schema: data must be JSON")]
     return [
         ItemProblem(f"{where}{pointer}", message)
-        for pointer, message in validator.errors(draft.value)
+        for pointer, message in validator.errors(draft.json_value())
     ]
 
 
