@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import asyncio
 
+import asyncpg
+import orjson
+import pytest
 from tests.support import World
 
 from junctionbox.domain.events import EventDraft
 from junctionbox.domain.partitioning import partition_for
 from junctionbox.services.container import Services
+from junctionbox.services.event_log import EVENTS_CHANNEL
+from junctionbox.store.pg_listener import asyncpg_dsn
 from junctionbox.store.queries import events as queries
 
 
@@ -114,3 +119,50 @@ async def test_an_append_to_a_stream_deleted_meanwhile_creates_it_again(world: W
         [event] = await queries.read(conn, queries.EventFilter(100, "gone"), limit=10)
     assert sum(p.event_count for p in parts) == 1
     assert event.payload == b'{"n": 2}'
+
+
+async def test_each_partition_of_an_append_is_announced_with_its_range(world: World) -> None:
+    if world.services.db.dialect != "postgresql":
+        pytest.skip("NOTIFY is PostgreSQL's; SQLite has one process to tell")
+    listener = await asyncpg.connect(asyncpg_dsn(world.services.db.url))
+    heard: list[dict[str, object]] = []
+    try:
+        await listener.add_listener(
+            EVENTS_CHANNEL, lambda *args: heard.append(orjson.loads(args[3]))
+        )
+        results = await world.services.event_log.append(
+            100, [draft(n, partition_key=f"key-{n % 8}") for n in range(24)]
+        )
+        ranges: dict[int, list[int]] = {}
+        for result in results:
+            ranges.setdefault(result.partition, []).append(result.offset)
+        for _ in range(100):
+            if len(heard) >= len(ranges):
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        await listener.close()
+    assert len(ranges) > 1  # the batch spans partitions: one statement reserves them all
+    assert sorted(heard, key=lambda m: int(m["p"])) == [  # type: ignore[call-overload]
+        {"o": 100, "s": "default", "p": p, "f": min(o), "l": max(o)}
+        for p, o in sorted(ranges.items())
+    ]
+
+
+async def test_an_append_to_a_missing_partition_finds_none(world: World) -> None:
+    await world.services.event_log.append(100, [draft(1)])  # makes the stream's partitions
+    reservations = [
+        queries.Reservation("default", 0, 1, 5),
+        queries.Reservation("default", 99, 1, 5),
+    ]
+
+    async def append_and_roll_back() -> None:
+        async with world.services.db.write() as conn:
+            assert await queries.append_events(conn, 100, reservations, lambda _: []) is None
+            raise LookupError("the caller rolls back")  # as the event log does
+
+    with pytest.raises(LookupError):
+        await append_and_roll_back()
+    async with world.services.db.read() as conn:
+        parts = await queries.partitions(conn, 100, "default")
+    assert sum(p.event_count for p in parts) == 1

@@ -280,17 +280,70 @@ async def append_events(
     the statements themselves."""
     if conn.dialect.name == "sqlite":
         return await _append_on_sqlite(conn, org_id, reservations, events_at)
-    firsts = []
-    for r in reservations:
+    if len(reservations) == 1:
+        (r,) = reservations
         first = await allocate_offsets(
             conn, org_id, r.stream, r.partition, r.count, r.size, announce_on=announce_on
         )
-        if first is None:
-            return None
-        firsts.append(first)
-    stored = events_at(firsts)
+        found = None if first is None else [first]
+    else:
+        found = await _allocate_all_on_postgres(conn, org_id, reservations, announce_on)
+    if found is None:
+        return None
+    stored = events_at(found)
     await insert_events(conn, stored)
     return stored
+
+
+# PostgreSQL, several partitions in one round trip: the rows are locked in one order (the
+# sorted, materialised CTE) whoever appends, so that two writers cannot deadlock, then
+# updated. $1 org, $2-$5 the reservations as arrays, $6 the channel to NOTIFY (or NULL).
+_ALLOCATE_ALL = """
+WITH wanted AS (
+    SELECT * FROM unnest($2::text[], $3::int[], $4::bigint[], $5::bigint[])
+        AS w(stream, partition, count, size)
+), locked AS MATERIALIZED (
+    SELECT p.stream, p.partition
+    FROM stream_partitions AS p
+    JOIN wanted AS w ON p.stream = w.stream AND p.partition = w.partition
+    WHERE p.org_id = $1
+    ORDER BY p.stream, p.partition
+    FOR UPDATE OF p
+)
+UPDATE stream_partitions AS p
+SET next_offset = p.next_offset + w.count,
+    event_count = p.event_count + w.count,
+    byte_count = p.byte_count + w.size
+FROM wanted AS w, locked AS l
+WHERE p.org_id = $1 AND p.stream = w.stream AND p.partition = w.partition
+    AND l.stream = w.stream AND l.partition = w.partition
+RETURNING p.stream, p.partition, p.next_offset - w.count,
+    CASE WHEN $6::text IS NOT NULL THEN pg_notify($6::text, json_build_object(
+        'o', p.org_id, 's', p.stream, 'p', p.partition,
+        'f', p.next_offset - w.count, 'l', p.next_offset - 1)::text) END
+"""
+
+
+async def _allocate_all_on_postgres(
+    conn: AsyncConnection,
+    org_id: int,
+    reservations: Sequence[Reservation],
+    announce_on: str | None,
+) -> list[int] | None:
+    """The first offset of each reservation, in order (None: a partition does not exist)."""
+    arguments = (
+        org_id,
+        [r.stream for r in reservations],
+        [r.partition for r in reservations],
+        [r.count for r in reservations],
+        [r.size for r in reservations],
+        announce_on,
+    )
+    rows = (await conn.exec_driver_sql(_ALLOCATE_ALL, arguments)).all()
+    firsts = {(row[0], row[1]): int(row[2]) for row in rows}
+    if len(firsts) != len(reservations):
+        return None
+    return [firsts[(r.stream, r.partition)] for r in reservations]
 
 
 async def _append_on_sqlite(
