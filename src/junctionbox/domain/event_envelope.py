@@ -293,7 +293,8 @@ def _plain_batch(body: bytes, media: str, limits: EnvelopeLimits) -> ParsedPubli
         decoder, base = _PLAIN_OBJECT, "/events"
     else:
         return None
-    if b"\\u0000" in body or not _utf8(body):
+    # A backslash is found by memchr, an escape sequence by a slower substring search.
+    if (b"\\" in body and b"\\u0000" in body) or not _utf8(body):
         return None
     try:
         decoded = decoder.decode(body)
