@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy import Dialect, Table, bindparam, insert
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from junctionbox.errors import ConflictError, JunctionboxError, ServiceUnavailableError
 
@@ -74,3 +75,50 @@ async def copy_records(
         raise ConflictError("conflicts with an existing resource") from exc
     except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError) as exc:
         raise ServiceUnavailableError("database unavailable") from exc
+
+
+async def sqlite_run(conn: AsyncConnection, work: Callable[[sqlite3.Connection], T]) -> T:
+    """``work(sqlite3 connection)`` on the transaction's aiosqlite thread, in one hand-over
+    (SQLAlchemy's adapter takes three or four per statement), sqlite3's errors translated.
+    aiosqlite runs every call on its thread through ``_execute`` and keeps the sqlite3
+    connection as ``_conn``."""
+    raw = await conn.get_raw_connection()
+    driver: Any = raw.driver_connection
+    return await sqlite_call(driver._execute(lambda: work(driver._conn)))
+
+
+async def pg_driver(conn: AsyncConnection) -> Any:
+    """The transaction's asyncpg connection, its transaction begun: SQLAlchemy's adapter
+    sends BEGIN lazily, with its first statement, so a statement sent straight to the
+    driver before that would run outside the transaction."""
+    raw = await conn.get_raw_connection()
+    adapter: Any = raw.dbapi_connection
+    if adapter._transaction is None and adapter.isolation_level != "autocommit":
+        await pg_call(adapter._start_transaction())
+    return raw.driver_connection
+
+
+async def pg_call(call: Awaitable[T]) -> T:
+    """``call``'s result (a call on an asyncpg connection), asyncpg's errors translated as
+    the database layer translates SQLAlchemy's."""
+    import asyncpg  # only ever imported on PostgreSQL
+
+    try:
+        return await call
+    except asyncpg.IntegrityConstraintViolationError as exc:
+        raise ConflictError("conflicts with an existing resource") from exc
+    except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError) as exc:
+        raise ServiceUnavailableError("database unavailable") from exc
+    except asyncpg.PostgresError as exc:
+        raise JunctionboxError() from exc
+
+
+def result_processors(columns: Sequence[Any], dialect: Dialect) -> Processors:
+    """By position, the converters SQLAlchemy would apply to these columns' values as the
+    driver returns them (timestamps, JSON, ...)."""
+    return tuple(
+        (index, processor)
+        for index, column in enumerate(columns)
+        if (processor := column.type.dialect_impl(dialect).result_processor(dialect, None))
+        is not None
+    )

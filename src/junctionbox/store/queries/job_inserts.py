@@ -1,0 +1,163 @@
+"""Jobs inserted at the driver's pace (``JobQueue.enqueue``: the dispatcher's batches, the
+DLQ's redrives, scheduled occurrences).
+
+Through SQLAlchemy an enqueue was two statements (the INSERT ... ON CONFLICT DO NOTHING
+and the look-up of the ids holding the batch's dedupe keys), each with SQLAlchemy's
+per-statement and per-row work and, on SQLite, three or four hand-overs to aiosqlite's
+thread. Here the INSERT is compiled once per dialect, rows go to the driver as tuples in
+column order (converted by the columns' own bind processors), and the look-up only runs
+when a row was in fact not inserted (a repeated dedupe key):
+
+* SQLite: one hand-over for the whole of it: multi-row INSERTs, their change count, and
+  the look-up if one is needed.
+* PostgreSQL: one statement, ``INSERT ... SELECT FROM unnest(arrays) ... RETURNING id``
+  (one text whatever the batch size, so asyncpg prepares it once), and the look-up by
+  ``dedupe_key = ANY(...)`` if fewer ids came back than rows went in.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sqlite3
+from collections.abc import Sequence
+from typing import Any, Final
+
+from sqlalchemy import JSON, Dialect
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from junctionbox.store.database import dumps_json
+from junctionbox.store.queries.driver_calls import (
+    Processor,
+    Processors,
+    bind_processor,
+    pg_call,
+    pg_driver,
+    positional_insert,
+    sqlite_run,
+)
+from junctionbox.store.tables import jobs
+
+COLUMNS: Final = tuple(column.name for column in jobs.columns)
+_KIND: Final = COLUMNS.index("kind")
+_DEDUPE_KEY: Final = COLUMNS.index("dedupe_key")
+_CONFLICT: Final = " ON CONFLICT (kind, dedupe_key) DO NOTHING"
+# SQLite: rows per INSERT (19 parameters each, far below its limit of 32766); keys per
+# look-up statement.
+_ROWS_PER_STATEMENT: Final = 100
+_KEYS_PER_LOOKUP: Final = 500
+_LOOKUP_SQLITE: Final = "SELECT kind, dedupe_key, id FROM jobs WHERE kind = ? AND dedupe_key IN "
+_LOOKUP_PG: Final = (
+    "SELECT kind, dedupe_key, id FROM jobs WHERE kind = $1 AND dedupe_key = ANY($2::varchar[])"
+)
+_MULTI_ROW: dict[tuple[str, int], str] = {}
+_UNNEST: dict[str, str] = {}
+
+Row = tuple[Any, ...]
+Holders = dict[tuple[str, str], str]
+
+
+def _processor(name: str, dialect: Dialect) -> Processor | None:
+    if isinstance(jobs.c[name].type, JSON):
+        return dumps_json  # the engine's own serialiser, as SQLAlchemy's JSON type calls it
+    return bind_processor(jobs, name, dialect)
+
+
+def _compiled(dialect: Dialect) -> tuple[str, Processors]:
+    return positional_insert(jobs, COLUMNS, dialect, _processor)
+
+
+def converted(rows: Sequence[Row], processors: Processors) -> list[Row]:
+    """The rows (in ``COLUMNS`` order) with each column's bind processor applied, as
+    SQLAlchemy would send them (None stays None)."""
+    found = []
+    for row in rows:
+        values = list(row)
+        for index, processor in processors:
+            if values[index] is not None:
+                values[index] = processor(values[index])
+        found.append(tuple(values))
+    return found
+
+
+async def insert_jobs(conn: AsyncConnection, rows: Sequence[Row]) -> Holders | None:
+    """Insert ``rows`` (``COLUMNS`` order) unless their (kind, dedupe_key) exists; None when
+    every row was inserted, else the id now holding each (kind, dedupe_key) of the rows
+    (a row's own, or an older job's)."""
+    if not rows:
+        return None
+    sql, processors = _compiled(conn.dialect)
+    values = converted(rows, processors)
+    if conn.dialect.name == "sqlite":
+        return await sqlite_run(conn, lambda sqlite: _sqlite_insert(sqlite, sql, values))
+    return await _pg_insert(conn, values)
+
+
+def _sqlite_insert(sqlite: sqlite3.Connection, sql: str, values: list[Row]) -> Holders | None:
+    inserted = 0
+    for start in range(0, len(values), _ROWS_PER_STATEMENT):
+        chunk = values[start : start + _ROWS_PER_STATEMENT]
+        cursor = sqlite.execute(_multi_row(sql, len(chunk)), list(itertools.chain(*chunk)))
+        inserted += cursor.rowcount
+    if inserted == len(values):
+        return None
+    found: Holders = {}
+    for kind, keys in _keys_by_kind(values).items():
+        for start in range(0, len(keys), _KEYS_PER_LOOKUP):
+            chunk = keys[start : start + _KEYS_PER_LOOKUP]
+            marks = "(" + ", ".join("?" * len(chunk)) + ")"
+            rows = sqlite.execute(_LOOKUP_SQLITE + marks, [kind, *chunk]).fetchall()
+            found.update({(k, key): job_id for k, key, job_id in rows})
+    return found
+
+
+def _multi_row(sql: str, rows: int) -> str:
+    """The one-row INSERT extended to ``rows`` rows, ignoring conflicting dedupe keys."""
+    found = _MULTI_ROW.get((sql, rows))
+    if found is None:
+        head, _, group = sql.partition(" VALUES ")
+        found = _MULTI_ROW[sql, rows] = head + " VALUES " + ", ".join([group] * rows) + _CONFLICT
+    return found
+
+
+async def _pg_insert(conn: AsyncConnection, values: list[Row]) -> Holders | None:
+    driver = await pg_driver(conn)
+    columns = [list(column) for column in zip(*values, strict=True)]
+    inserted = await pg_call(driver.fetch(_unnest_insert(conn.dialect), *columns))
+    if len(inserted) == len(values):
+        return None
+    found: Holders = {}
+    for kind, keys in _keys_by_kind(values).items():
+        rows = await pg_call(driver.fetch(_LOOKUP_PG, kind, keys))
+        found.update({(k, key): job_id for k, key, job_id in rows})
+    return found
+
+
+def _unnest_insert(dialect: Dialect) -> str:
+    """``INSERT INTO jobs (...) SELECT * FROM unnest($1::type[], ...)``: one array per
+    column (JSON as text, cast back), so one prepared statement serves any batch size."""
+    found = _UNNEST.get(dialect.name)
+    if found is None:
+        arrays, selected = [], []
+        for number, column in enumerate(jobs.columns, start=1):
+            if isinstance(column.type, JSON):
+                arrays.append(f"${number}::text[]")
+                selected.append(f"CAST(c{number} AS {column.type.compile(dialect)})")
+            else:
+                arrays.append(f"${number}::{column.type.compile(dialect)}[]")
+                selected.append(f"c{number}")
+        names = ", ".join(f"c{number}" for number in range(1, len(arrays) + 1))
+        # Only the table's own column names and types go into the text, never a value.
+        found = _UNNEST[dialect.name] = (
+            f"INSERT INTO jobs ({', '.join(COLUMNS)}) "  # noqa: S608
+            f"SELECT {', '.join(selected)} FROM unnest({', '.join(arrays)}) AS t({names})"
+            f"{_CONFLICT} RETURNING id"
+        )
+    return found
+
+
+def _keys_by_kind(values: Sequence[Row]) -> dict[str, list[str]]:
+    keys: dict[str, set[str]] = {}
+    for row in values:
+        if row[_DEDUPE_KEY] is not None:
+            keys.setdefault(row[_KIND], set()).add(row[_DEDUPE_KEY])
+    return {kind: sorted(found) for kind, found in keys.items()}
