@@ -103,9 +103,9 @@ def _sqlite_insert(sqlite: sqlite3.Connection, sql: str, values: list[Row]) -> H
     found: Holders = {}
     for kind, keys in _keys_by_kind(values).items():
         for start in range(0, len(keys), _KEYS_PER_LOOKUP):
-            chunk = keys[start : start + _KEYS_PER_LOOKUP]
-            marks = "(" + ", ".join("?" * len(chunk)) + ")"
-            rows = sqlite.execute(_LOOKUP_SQLITE + marks, [kind, *chunk]).fetchall()
+            some = keys[start : start + _KEYS_PER_LOOKUP]
+            marks = "(" + ", ".join("?" * len(some)) + ")"
+            rows = sqlite.execute(_LOOKUP_SQLITE + marks, [kind, *some]).fetchall()
             found.update({(k, key): job_id for k, key, job_id in rows})
     return found
 
