@@ -13,10 +13,25 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, case, func, select, text, update
+import orjson
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Select,
+    and_,
+    bindparam,
+    case,
+    func,
+    literal_column,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from junctionbox.store.queries.driver_calls import execute_counting, fetch_rows
 from junctionbox.store.queries.events import insert_ignoring_conflicts
 from junctionbox.store.tables import (
     consumer_offsets,
@@ -165,7 +180,7 @@ async def advance(
         "b_new_offset": new_offset,
         "b_now": now,
     }
-    return (await conn.execute(_ADVANCE, parameters)).rowcount == 1
+    return await execute_counting(conn, _ADVANCE, parameters) == 1
 
 
 def lock_key(*parts: object) -> int:
@@ -180,8 +195,11 @@ async def try_transaction_lock(conn: AsyncConnection, key: int) -> bool:
     SQLite has one writer at a time, so a write transaction is already exclusive: True."""
     if conn.dialect.name != "postgresql":
         return True
-    locked = await conn.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": key})
-    return bool(locked.scalar_one())
+    ((locked,),) = await fetch_rows(conn, _TRY_LOCK, {"key": key})
+    return bool(locked)
+
+
+_TRY_LOCK = text("SELECT pg_try_advisory_xact_lock(:key)")
 
 
 # --- integrations and tenants ---
@@ -190,16 +208,29 @@ async def try_transaction_lock(conn: AsyncConnection, key: int) -> bool:
 Stamp = tuple[int, int, int, datetime | None]
 
 
-_STAMPS = (
-    select(
-        outbound_integrations.c.org_id,
-        func.count(),
-        func.coalesce(func.sum(outbound_integrations.c.version), 0),
-        func.coalesce(func.sum(case((outbound_integrations.c.is_active, 1), else_=0)), 0),
-        func.max(outbound_integrations.c.updated_at),
+def _stamps(owners: ColumnElement[bool]) -> Select[Any]:
+    return (
+        select(
+            outbound_integrations.c.org_id,
+            func.count(),
+            func.coalesce(func.sum(outbound_integrations.c.version), 0),
+            func.coalesce(func.sum(case((outbound_integrations.c.is_active, 1), else_=0)), 0),
+            func.max(outbound_integrations.c.updated_at),
+        )
+        .where(owners)
+        .group_by(outbound_integrations.c.org_id)
     )
-    .where(outbound_integrations.c.org_id.in_(bindparam("org_ids", expanding=True)))
-    .group_by(outbound_integrations.c.org_id)
+
+
+# One text for any number of owners (the dispatcher checks every batch's owners, at the
+# driver's level): an array on PostgreSQL, a JSON array read by json_each on SQLite.
+_STAMPS_PG = _stamps(
+    outbound_integrations.c.org_id == func.any(bindparam("org_ids", type_=ARRAY(BigInteger)))
+)
+_STAMPS_SQLITE = _stamps(
+    outbound_integrations.c.org_id.in_(
+        select(literal_column("value")).select_from(func.json_each(bindparam("org_ids")))
+    )
 )
 
 
@@ -207,9 +238,13 @@ async def integration_stamps(conn: AsyncConnection, org_ids: Collection[int]) ->
     """Per owner: how many integrations, the sum of their versions, how many are active, and
     the latest change. Any create, update, restore, enable/disable (by a user or the engine)
     or delete changes it, even when the nodes' clocks disagree (versions only grow)."""
+    owners = [int(org_id) for org_id in org_ids]
+    if conn.dialect.name == "sqlite":
+        rows = await fetch_rows(conn, _STAMPS_SQLITE, {"org_ids": orjson.dumps(owners).decode()})
+    else:
+        rows = await fetch_rows(conn, _STAMPS_PG, {"org_ids": owners})
     found: dict[int, Stamp] = {}
-    rows = await conn.execute(_STAMPS, {"org_ids": list(org_ids)})
-    for org_id, count, versions, active, changed in rows.all():
+    for org_id, count, versions, active, changed in rows:
         found[int(org_id)] = (int(count), int(versions), int(active), _aware(changed))
     return found
 

@@ -5,7 +5,8 @@ rows) skip SQLAlchemy's per-row work but must fail the same way."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy import Dialect, Table, bindparam, insert
@@ -122,3 +123,97 @@ def result_processors(columns: Sequence[Any], dialect: Dialect) -> Processors:
         if (processor := column.type.dialect_impl(dialect).result_processor(dialect, None))
         is not None
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A SQLAlchemy statement compiled for one dialect, to run straight on the driver: its
+    text, its positional parameters' names (with the values of those the compiler added
+    itself, such as SQLite's ``OFFSET``) and converters, and its result columns'."""
+
+    sql: str
+    names: tuple[str, ...]
+    fixed: Mapping[str, Any]
+    binds: Processors
+    results: Processors
+
+    def parameters(self, given: Mapping[str, Any]) -> tuple[Any, ...]:
+        values = [given[name] if name in given else self.fixed[name] for name in self.names]
+        for index, processor in self.binds:
+            if values[index] is not None:
+                values[index] = processor(values[index])
+        return tuple(values)
+
+    def row(self, row: Sequence[Any]) -> tuple[Any, ...]:
+        if not self.results:
+            return tuple(row)
+        values = list(row)
+        for index, processor in self.results:
+            values[index] = processor(values[index])
+        return tuple(values)
+
+
+_PREPARED: dict[tuple[int, str, str], tuple[Any, Prepared]] = {}
+
+
+def prepare(statement: Any, dialect: Dialect) -> Prepared:
+    """``statement`` (a module-level constant: it is cached by identity) compiled for
+    ``dialect``, once."""
+    key = (id(statement), dialect.name, dialect.driver)
+    found = _PREPARED.get(key)
+    if found is None or found[0] is not statement:
+        compiled = statement.compile(dialect=dialect)
+        names = tuple(compiled.positiontup or ())
+        binds = tuple(
+            (index, processor)
+            for index, name in enumerate(names)
+            if (
+                processor := compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
+            )
+            is not None
+        )
+        selected = getattr(statement, "selected_columns", ())
+        prepared = Prepared(
+            compiled.string,
+            names,
+            {name: compiled.params[name] for name in names},
+            binds,
+            result_processors(list(selected), dialect),
+        )
+        found = _PREPARED[key] = (statement, prepared)
+    return found[1]
+
+
+async def fetch_rows(
+    conn: AsyncConnection, statement: Any, given: Mapping[str, Any]
+) -> list[tuple[Any, ...]]:
+    """The rows of ``statement`` (a SELECT, or DML with RETURNING) run straight on the
+    transaction's driver connection, converted as SQLAlchemy would convert them."""
+    prepared = prepare(statement, conn.dialect)
+    parameters = prepared.parameters(given)
+    if conn.dialect.name == "sqlite":
+        rows: Sequence[Any] = await sqlite_run(
+            conn, lambda sqlite: sqlite.execute(prepared.sql, parameters).fetchall()
+        )
+    elif conn.dialect.name == "postgresql":
+        driver = await pg_driver(conn)
+        rows = await pg_call(driver.fetch(prepared.sql, *parameters))
+    else:
+        rows = (await conn.exec_driver_sql(prepared.sql, parameters)).all()
+    return [prepared.row(row) for row in rows]
+
+
+async def execute_counting(conn: AsyncConnection, statement: Any, given: Mapping[str, Any]) -> int:
+    """Run ``statement`` (DML) straight on the transaction's driver connection; the number
+    of rows it changed."""
+    prepared = prepare(statement, conn.dialect)
+    parameters = prepared.parameters(given)
+    if conn.dialect.name == "sqlite":
+        return await sqlite_run(
+            conn, lambda sqlite: sqlite.execute(prepared.sql, parameters).rowcount
+        )
+    if conn.dialect.name == "postgresql":
+        driver = await pg_driver(conn)
+        status: str = await pg_call(driver.execute(prepared.sql, *parameters))
+        return int(status.rsplit(" ", 1)[-1])  # "UPDATE 1"
+    return int((await conn.exec_driver_sql(prepared.sql, parameters)).rowcount)

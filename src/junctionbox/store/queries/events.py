@@ -34,12 +34,9 @@ from junctionbox.store.queries.driver_calls import (
     Processors,
     bind_processor,
     copy_records,
-    pg_call,
-    pg_driver,
+    fetch_rows,
     positional_insert,
-    result_processors,
     sqlite_call,
-    sqlite_run,
 )
 from junctionbox.store.tables import event_streams, events, stream_partitions
 
@@ -591,49 +588,13 @@ async def read_after(
     compiled once per dialect and its rows get the columns' own result processors, so the
     events are what SQLAlchemy would have made, without its per-statement work and, on
     SQLite, in one hand-over to aiosqlite's thread instead of three or four."""
-    sql, order, processors = _compiled_read_after(conn.dialect)
     given = {"org_id": org_id, "stream": stream, "partition": partition, "after": after}
-    given["limit"] = limit
-    parameters = tuple(given.get(name, fixed) for name, fixed in order)
-    if conn.dialect.name == "sqlite":
-        rows: Sequence[Any] = await sqlite_run(
-            conn, lambda sqlite: sqlite.execute(sql, parameters).fetchall()
-        )
-    elif conn.dialect.name == "postgresql":
-        driver = await pg_driver(conn)
-        rows = await pg_call(driver.fetch(sql, *parameters))
-    else:
-        rows = (await conn.exec_driver_sql(sql, parameters)).all()
-    return [_event_of(row, processors) for row in rows]
+    rows = await fetch_rows(conn, _READ_AFTER, given | {"limit": limit})
+    return [_event_of(row) for row in rows]
 
 
-# (name, value when not given) of each positional parameter, in order: SQLite's compiler
-# adds an ``OFFSET`` parameter of its own to the ``LIMIT``.
-ParameterOrder = tuple[tuple[str, Any], ...]
-_COMPILED_READS: dict[tuple[str, str], tuple[str, ParameterOrder, Processors]] = {}
-
-
-def _compiled_read_after(dialect: Dialect) -> tuple[str, ParameterOrder, Processors]:
-    """``_READ_AFTER``'s text, its positional parameters, and its columns' result
-    processors by position."""
-    key = (dialect.name, dialect.driver)
-    found = _COMPILED_READS.get(key)
-    if found is None:
-        compiled = _READ_AFTER.compile(dialect=dialect)
-        order = tuple((name, compiled.params[name]) for name in compiled.positiontup or ())
-        found = _COMPILED_READS[key] = (
-            compiled.string,
-            order,
-            result_processors(_EVENT_COLUMNS, dialect),
-        )
-    return found
-
-
-def _event_of(row: Sequence[Any], processors: Processors) -> StoredEvent:
-    """A row of ``_EVENT_COLUMNS`` as the driver returns it, as a StoredEvent."""
-    values = list(row)
-    for index, processor in processors:
-        values[index] = processor(values[index])
+def _event_of(row: Sequence[Any]) -> StoredEvent:
+    """A row of ``_EVENT_COLUMNS`` (converted as SQLAlchemy converts it) as a StoredEvent."""
     (
         org_id,
         stream,
@@ -650,7 +611,7 @@ def _event_of(row: Sequence[Any], processors: Processors) -> StoredEvent:
         data_schema,
         extensions,
         payload,
-    ) = values
+    ) = row
     return StoredEvent(
         org_id=org_id,
         stream=stream,
