@@ -47,7 +47,6 @@ from junctionbox.services.fanout import Fanout, FanoutPlan, IntegrationCatalog
 from junctionbox.services.streams import DISPATCHER_GROUP
 from junctionbox.store.pg_listener import PgListener, asyncpg_dsn
 from junctionbox.store.queries import dispatch as queries
-from junctionbox.store.queries import events as event_queries
 from junctionbox.store.queries.dispatch import PartitionPosition
 from junctionbox.store.types import utcnow
 
@@ -268,12 +267,16 @@ class Dispatcher:
         """Read, match, enqueue and commit one batch from ``start``; ``end`` is the
         partition's next offset when known (None: starting from our own cursor)."""
         started = time.time_ns()
-        events = await event_queries.read_after(conn, *key, start - 1, self.batch_size)
+        # The owners whose integrations the batch may match are known before its events
+        # (a partition is one tenant's): their freshness check rides on the read.
+        chain = await self.fanout.tenants.chain(conn, key[0])
+        owners = self.fanout.catalog.unchecked(chain.ids)
+        events, stamps = await queries.read_batch(conn, *key, start - 1, self.batch_size, owners)
         if not events and end is None:
             # Nothing after our own cursor: nothing new, or the stream was deleted and made
             # again (offsets restart). Forget the cursor; the next look reads the group's.
             return _Batch(BatchResult(0, False))
-        plan = await self.fanout.plan(conn, events) if events else FanoutPlan()
+        plan = await self.fanout.plan(conn, events, stamps=stamps) if events else FanoutPlan()
         await self.fanout.store(conn, plan)
         # No events before the end: they were trimmed, or their stream deleted.
         following = events[-1].offset + 1 if events else end or start

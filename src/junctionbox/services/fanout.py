@@ -79,7 +79,7 @@ from junctionbox.services.schedules import (
     new_occurrence,
 )
 from junctionbox.store.queries import dispatch as queries
-from junctionbox.store.queries.dispatch import EntityLink, Stamp
+from junctionbox.store.queries.dispatch import NO_INTEGRATIONS, EntityLink, Stamp
 from junctionbox.store.types import utcnow
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,6 @@ MAX_CACHED_OWNERS: Final = 10_000
 MAX_CACHED_ENTITIES: Final = 100_000
 FILTER_LOG_INTERVAL: Final = 60.0  # seconds between two logs of one integration's filter
 _CORRELATION_MAX: Final = 100
-_NO_INTEGRATIONS: Final[Stamp] = (0, 0, 0, None)
 
 
 # --- integrations ---
@@ -114,12 +113,19 @@ class IntegrationCatalog:
         self._owners: OrderedDict[int, _Owned] = OrderedDict()
         self.loads = 0  # owners (re)loaded, for tests and metrics
 
-    async def of(self, conn: AsyncConnection, owners: Collection[int]) -> list[StoredIntegration]:
-        """The active integrations of ``owners`` (nearest owner first, then oldest)."""
+    async def of(
+        self,
+        conn: AsyncConnection,
+        owners: Collection[int],
+        stamps: Mapping[int, Stamp] | None = None,
+    ) -> list[StoredIntegration]:
+        """The active integrations of ``owners`` (nearest owner first, then oldest).
+        ``stamps``: owners' stamps read in this transaction already (every owner that
+        :meth:`unchecked` named), which saves the query."""
         now = self.monotonic()
         stale = [o for o in owners if self._needs_check(o, now)]
         if stale:
-            await self._refresh(conn, stale, now)
+            await self._refresh(conn, stale, now, stamps)
         found: list[StoredIntegration] = []
         for owner in owners:
             self._owners.move_to_end(owner)
@@ -132,15 +138,29 @@ class IntegrationCatalog:
         else:
             self._owners.pop(owner, None)
 
+    def unchecked(self, owners: Collection[int]) -> list[int]:
+        """The owners whose stamp a batch using them now must read."""
+        now = self.monotonic()
+        return [o for o in owners if self._needs_check(o, now)]
+
     def _needs_check(self, owner: int, now: float) -> bool:
         cached = self._owners.get(owner)
         return cached is None or now - cached.checked >= self.refresh_seconds
 
-    async def _refresh(self, conn: AsyncConnection, owners: list[int], now: float) -> None:
-        stamps = await queries.integration_stamps(conn, owners)
+    async def _refresh(
+        self,
+        conn: AsyncConnection,
+        owners: list[int],
+        now: float,
+        known: Mapping[int, Stamp] | None,
+    ) -> None:
+        if known is not None and all(owner in known for owner in owners):
+            stamps: Mapping[int, Stamp] = known
+        else:
+            stamps = await queries.integration_stamps(conn, owners)
         changed = []
         for owner in owners:
-            stamp = stamps.get(owner, _NO_INTEGRATIONS)
+            stamp = stamps.get(owner, NO_INTEGRATIONS)
             cached = self._owners.get(owner)
             if cached is not None and cached.stamp == stamp:
                 cached.checked = now
@@ -155,7 +175,7 @@ class IntegrationCatalog:
                 loaded[stored.org_id].append(stored)
         for owner in changed:
             self._owners[owner] = _Owned(
-                stamps.get(owner, _NO_INTEGRATIONS), tuple(loaded[owner]), now
+                stamps.get(owner, NO_INTEGRATIONS), tuple(loaded[owner]), now
             )
             self._owners.move_to_end(owner)
             self.loads += 1
@@ -325,8 +345,11 @@ class Fanout:
         conn: AsyncConnection,
         events: Sequence[StoredEvent],
         options: FanoutOptions = FanoutOptions(),
+        *,
+        stamps: Mapping[int, Stamp] | None = None,
     ) -> FanoutPlan:
-        """Match ``events`` and build their jobs (reads only; ``store`` writes them)."""
+        """Match ``events`` and build their jobs (reads only; ``store`` writes them).
+        ``stamps``: integration owners' stamps already read in this transaction."""
         plan = FanoutPlan()
         chains: dict[int, tuple[TenantChain, list[StoredIntegration]]] = {}
         zones: dict[int, tuple[str | None, ...]] = {}
@@ -334,7 +357,7 @@ class Fanout:
             plan.events += 1
             if event.org_id not in chains:
                 chain = await self.tenants.chain(conn, event.org_id)
-                chains[event.org_id] = (chain, await self.catalog.of(conn, chain.ids))
+                chains[event.org_id] = (chain, await self.catalog.of(conn, chain.ids, stamps))
             chain, owned = chains[event.org_id]
             matched = self._matching(event, chain, owned, options)
             if matched:

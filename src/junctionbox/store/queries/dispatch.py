@@ -8,10 +8,10 @@ group), so :func:`lagging_partitions` spans tenants; every other function takes 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 import orjson
 from sqlalchemy import (
@@ -31,8 +31,9 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from junctionbox.store.queries.driver_calls import execute_counting, fetch_rows
-from junctionbox.store.queries.events import insert_ignoring_conflicts
+from junctionbox.domain.events import StoredEvent
+from junctionbox.store.queries.driver_calls import execute_counting, fetch_rows, fetch_together
+from junctionbox.store.queries.events import event_of, insert_ignoring_conflicts, read_after_query
 from junctionbox.store.tables import (
     consumer_offsets,
     entities,
@@ -206,6 +207,7 @@ _TRY_LOCK = text("SELECT pg_try_advisory_xact_lock(:key)")
 
 
 Stamp = tuple[int, int, int, datetime | None]
+NO_INTEGRATIONS: Final[Stamp] = (0, 0, 0, None)
 
 
 def _stamps(owners: ColumnElement[bool]) -> Select[Any]:
@@ -238,15 +240,42 @@ async def integration_stamps(conn: AsyncConnection, org_ids: Collection[int]) ->
     """Per owner: how many integrations, the sum of their versions, how many are active, and
     the latest change. Any create, update, restore, enable/disable (by a user or the engine)
     or delete changes it, even when the nodes' clocks disagree (versions only grow)."""
+    return _stamps_of(await fetch_rows(conn, *_stamps_query(conn, org_ids)))
+
+
+def _stamps_query(conn: AsyncConnection, org_ids: Collection[int]) -> tuple[Any, dict[str, Any]]:
     owners = [int(org_id) for org_id in org_ids]
     if conn.dialect.name == "sqlite":
-        rows = await fetch_rows(conn, _STAMPS_SQLITE, {"org_ids": orjson.dumps(owners).decode()})
-    else:
-        rows = await fetch_rows(conn, _STAMPS_PG, {"org_ids": owners})
+        return _STAMPS_SQLITE, {"org_ids": orjson.dumps(owners).decode()}
+    return _STAMPS_PG, {"org_ids": owners}
+
+
+def _stamps_of(rows: Iterable[Sequence[Any]]) -> dict[int, Stamp]:
     found: dict[int, Stamp] = {}
     for org_id, count, versions, active, changed in rows:
         found[int(org_id)] = (int(count), int(versions), int(active), _aware(changed))
     return found
+
+
+async def read_batch(
+    conn: AsyncConnection,
+    org_id: int,
+    stream: str,
+    partition: int,
+    after: int,
+    limit: int,
+    owners: Collection[int],
+) -> tuple[list[StoredEvent], dict[int, Stamp] | None]:
+    """The dispatcher's read: ``events.read_after``, and on SQLite the stamps of ``owners``
+    (every one of them: an owner without integrations has ``NO_INTEGRATIONS``) in the same
+    hand-over to aiosqlite's thread. Elsewhere the stamps are None: the catalog reads them
+    when it needs them, only for a batch with events (a query of its own either way)."""
+    read = read_after_query(org_id, stream, partition, after, limit)
+    if conn.dialect.name != "sqlite" or not owners:
+        return [event_of(row) for row in await fetch_rows(conn, *read)], None
+    rows, stamp_rows = await fetch_together(conn, [read, _stamps_query(conn, owners)])
+    stamps = dict.fromkeys(owners, NO_INTEGRATIONS) | _stamps_of(stamp_rows)
+    return [event_of(row) for row in rows], stamps
 
 
 async def active_integration_rows(

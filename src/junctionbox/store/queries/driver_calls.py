@@ -217,3 +217,20 @@ async def execute_counting(conn: AsyncConnection, statement: Any, given: Mapping
         status: str = await pg_call(driver.execute(prepared.sql, *parameters))
         return int(status.rsplit(" ", 1)[-1])  # "UPDATE 1"
     return int((await conn.exec_driver_sql(prepared.sql, parameters)).rowcount)
+
+
+async def fetch_together(
+    conn: AsyncConnection, queries: Sequence[tuple[Any, Mapping[str, Any]]]
+) -> list[list[tuple[Any, ...]]]:
+    """The rows of each (statement, parameters), in order, as :func:`fetch_rows` gives
+    them; on SQLite all in one hand-over to aiosqlite's thread."""
+    if conn.dialect.name != "sqlite":
+        return [await fetch_rows(conn, statement, given) for statement, given in queries]
+    prepared = [(prepare(statement, conn.dialect), given) for statement, given in queries]
+    work = [(p.sql, p.parameters(given)) for p, given in prepared]
+
+    def run(sqlite: sqlite3.Connection) -> list[list[Any]]:
+        return [sqlite.execute(sql, parameters).fetchall() for sql, parameters in work]
+
+    found = await sqlite_run(conn, run)
+    return [[p.row(row) for row in rows] for (p, _), rows in zip(prepared, found, strict=True)]

@@ -588,12 +588,20 @@ async def read_after(
     compiled once per dialect and its rows get the columns' own result processors, so the
     events are what SQLAlchemy would have made, without its per-statement work and, on
     SQLite, in one hand-over to aiosqlite's thread instead of three or four."""
+    parameters = (org_id, stream, partition, after, limit)
+    return [event_of(row) for row in await fetch_rows(conn, *read_after_query(*parameters))]
+
+
+def read_after_query(
+    org_id: int, stream: str, partition: int, after: int, limit: int
+) -> tuple[Any, dict[str, Any]]:
+    """:func:`read_after`'s statement and parameters (for ``driver_calls.fetch_together``);
+    ``event_of`` makes its rows events."""
     given = {"org_id": org_id, "stream": stream, "partition": partition, "after": after}
-    rows = await fetch_rows(conn, _READ_AFTER, given | {"limit": limit})
-    return [_event_of(row) for row in rows]
+    return _READ_AFTER, given | {"limit": limit}
 
 
-def _event_of(row: Sequence[Any]) -> StoredEvent:
+def event_of(row: Sequence[Any]) -> StoredEvent:
     """A row of ``_EVENT_COLUMNS`` (converted as SQLAlchemy converts it) as a StoredEvent."""
     (
         org_id,
