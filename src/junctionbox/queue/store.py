@@ -99,10 +99,13 @@ class JobQueue:
         rows = [
             _values_of(job, job_id, now, created) for job, job_id in zip(new_jobs, ids, strict=True)
         ]
+        queues = {job.queue for job in new_jobs}
         # Driver-level (job_inserts): SQLAlchemy's per-statement and per-row work cost more
-        # than the database's; the dedupe look-up only runs if a key was already taken.
-        holders = await insert_jobs(conn, rows)
-        await self._mark_ready(conn, {job.queue for job in new_jobs})
+        # than the database's; the dedupe look-up only runs if a key was already taken. On
+        # PostgreSQL the INSERT also sends _mark_ready's NOTIFY (delivered at commit).
+        notify = None if self.db.is_sqlite else (CHANNEL, sorted(queues))
+        holders = await insert_jobs(conn, rows, notify=notify)
+        conn.info.setdefault(self._pending_key, set()).update(queues)  # as _mark_ready does
         if holders is None:  # every row inserted: each job's id is its own
             return ids
         return [

@@ -50,7 +50,7 @@ _LOOKUP_PG: Final = (
     "SELECT kind, dedupe_key, id FROM jobs WHERE kind = $1 AND dedupe_key = ANY($2::varchar[])"
 )
 _MULTI_ROW: dict[tuple[str, int], str] = {}
-_UNNEST: dict[str, str] = {}
+_UNNEST: dict[tuple[str, bool], str] = {}
 
 Row = tuple[Any, ...]
 Holders = dict[tuple[str, str], str]
@@ -79,17 +79,20 @@ def converted(rows: Sequence[Row], processors: Processors) -> list[Row]:
     return found
 
 
-async def insert_jobs(conn: AsyncConnection, rows: Sequence[Row]) -> Holders | None:
+async def insert_jobs(
+    conn: AsyncConnection, rows: Sequence[Row], *, notify: tuple[str, list[str]] | None = None
+) -> Holders | None:
     """Insert ``rows`` (``COLUMNS`` order) unless their (kind, dedupe_key) exists; None when
     every row was inserted, else the id now holding each (kind, dedupe_key) of the rows
-    (a row's own, or an older job's)."""
+    (a row's own, or an older job's). PostgreSQL: ``notify`` (channel, payloads) sends
+    ``pg_notify(channel, payload)`` for each payload from the same statement."""
     if not rows:
         return None
     sql, processors = _compiled(conn.dialect)
     values = converted(rows, processors)
     if conn.dialect.name == "sqlite":
         return await sqlite_run(conn, lambda sqlite: _sqlite_insert(sqlite, sql, values))
-    return await _pg_insert(conn, values)
+    return await _pg_insert(conn, values, notify)
 
 
 def _sqlite_insert(sqlite: sqlite3.Connection, sql: str, values: list[Row]) -> Holders | None:
@@ -119,10 +122,13 @@ def _multi_row(sql: str, rows: int) -> str:
     return found
 
 
-async def _pg_insert(conn: AsyncConnection, values: list[Row]) -> Holders | None:
+async def _pg_insert(
+    conn: AsyncConnection, values: list[Row], notify: tuple[str, list[str]] | None
+) -> Holders | None:
     driver = await pg_driver(conn)
     columns = [list(column) for column in zip(*values, strict=True)]
-    inserted = await pg_call(driver.fetch(_unnest_insert(conn.dialect), *columns))
+    sql = _unnest_insert(conn.dialect, notifying=notify is not None)
+    inserted = await pg_call(driver.fetch(sql, *columns, *(notify or ())))
     if len(inserted) == len(values):
         return None
     found: Holders = {}
@@ -132,10 +138,21 @@ async def _pg_insert(conn: AsyncConnection, values: list[Row]) -> Holders | None
     return found
 
 
-def _unnest_insert(dialect: Dialect) -> str:
+# The NOTIFYs ride on the INSERT: the uncorrelated sub-select in its WHERE is run once,
+# before the first row (PostgreSQL runs a plain SELECT in WITH only when it is read).
+_CHANNEL_AT: Final = len(COLUMNS) + 1  # the channel's parameter, then the payloads'
+_NOTIFYING: Final = (
+    f"WITH woken AS (SELECT pg_notify(${_CHANNEL_AT}, payload) "  # noqa: S608
+    f"FROM unnest(${_CHANNEL_AT + 1}::text[]) AS q(payload)) "
+)
+_AFTER_NOTIFYING: Final = " WHERE (SELECT count(*) FROM woken) >= 0"
+
+
+def _unnest_insert(dialect: Dialect, *, notifying: bool) -> str:
     """``INSERT INTO jobs (...) SELECT * FROM unnest($1::type[], ...)``: one array per
-    column (JSON as text, cast back), so one prepared statement serves any batch size."""
-    found = _UNNEST.get(dialect.name)
+    column (JSON as text, cast back), so one prepared statement serves any batch size;
+    ``notifying``, with ``_NOTIFYING`` (two more parameters: channel, payloads)."""
+    found = _UNNEST.get((dialect.name, notifying))
     if found is None:
         arrays, selected = [], []
         for number, column in enumerate(jobs.columns, start=1):
@@ -147,10 +164,15 @@ def _unnest_insert(dialect: Dialect) -> str:
                 selected.append(f"c{number}")
         names = ", ".join(f"c{number}" for number in range(1, len(arrays) + 1))
         # Only the table's own column names and types go into the text, never a value.
-        found = _UNNEST[dialect.name] = (
-            f"INSERT INTO jobs ({', '.join(COLUMNS)}) "  # noqa: S608
-            f"SELECT {', '.join(selected)} FROM unnest({', '.join(arrays)}) AS t({names})"
-            f"{_CONFLICT} RETURNING id"
+        columns = ", ".join(COLUMNS)
+        source = f"unnest({', '.join(arrays)}) AS t({names})"
+        found = _UNNEST[dialect.name, notifying] = "".join(
+            [
+                _NOTIFYING if notifying else "",
+                f"INSERT INTO jobs ({columns}) SELECT {', '.join(selected)} FROM {source}",  # noqa: S608
+                _AFTER_NOTIFYING if notifying else "",
+                f"{_CONFLICT} RETURNING id",
+            ]
         )
     return found
 
