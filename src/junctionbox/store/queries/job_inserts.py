@@ -68,15 +68,20 @@ def _compiled(dialect: Dialect) -> tuple[str, Processors]:
 
 def converted(rows: Sequence[Row], processors: Processors) -> list[Row]:
     """The rows (in ``COLUMNS`` order) with each column's bind processor applied, as
-    SQLAlchemy would send them (None stays None)."""
-    found = []
-    for row in rows:
-        values = list(row)
-        for index, processor in processors:
-            if values[index] is not None:
-                values[index] = processor(values[index])
-        found.append(tuple(values))
-    return found
+    SQLAlchemy would send them (None stays None). A column holding one object throughout
+    (the instants an enqueue shares) is converted once: identity, not equality, as equal
+    values may convert differently (``{"a": 1, "b": 2}`` and ``{"b": 2, "a": 1}``)."""
+    if not rows:
+        return []
+    columns = list(zip(*rows, strict=True))
+    for index, processor in processors:
+        values = columns[index]
+        first = values[0]
+        if all(value is first for value in values):
+            columns[index] = (None if first is None else processor(first),) * len(values)
+        else:
+            columns[index] = tuple(None if v is None else processor(v) for v in values)
+    return list(zip(*columns, strict=True))
 
 
 async def insert_jobs(
