@@ -17,6 +17,13 @@ dispatcher role and they share the partitions. On SQLite a write transaction is 
 exclusive. Independently of the lock, the offset moves by compare-and-set, so a batch whose
 starting offset was moved by someone else rolls back instead of committing twice.
 
+Cost: a batch is a handful of statements, each run straight on the driver (compiled once,
+converted as SQLAlchemy would: ``store.queries.driver_calls``), since under load every
+statement, and every wait for the event loop between two, lengthens the transaction and
+so, on SQLite, everyone's wait for the write lock. On SQLite a batch makes five calls to
+aiosqlite's thread: BEGIN, the read (with the integrations' freshness check), the jobs
+(with their dedupe look-up when needed), the offset, COMMIT.
+
 Wake-ups: the dispatcher hears this process's appends at once (an ``EventLog`` listener,
 called after their commit) and, on PostgreSQL, every node's (``NOTIFY jb_events``, carrying
 the partition and offsets). Both only say which partitions to look at; the log itself is
