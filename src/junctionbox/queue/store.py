@@ -66,8 +66,6 @@ READY, RUNNING, DEAD = JobState.READY, JobState.RUNNING, JobState.DEAD
 LEASE_EXPIRED = "lease expired (the worker stopped or crashed)"
 EXPIRED_ON_LAST_ATTEMPT = "lease expired on the last attempt (the worker stopped or crashed)"
 _TICK = timedelta(microseconds=1)
-# Bound parameters per look-up statement: far below SQLite's and asyncpg's limits.
-_LOOKUP_CHUNK = 500
 
 
 class JobQueue:
