@@ -205,3 +205,18 @@ async def test_advance_is_a_compare_and_set(svc: Services) -> None:
         position = await dispatch.position(conn, *key, GROUP)
     assert position is not None
     assert position.committed == 5
+
+
+async def test_lock_partition_brings_the_stamps_on_postgresql(svc: Services) -> None:
+    await add_integration(svc, 100, "one")
+    async with svc.db.write() as conn:
+        locked, stamps = await dispatch.lock_partition(conn, 42, [100, 200])
+        direct = await dispatch.integration_stamps(conn, [100, 200])
+        assert locked
+        if svc.db.is_sqlite:  # one writer at a time: no lock to take; the read brings them
+            assert stamps is None
+            return
+        assert stamps == {100: direct[100], 200: dispatch.NO_INTEGRATIONS}
+        async with svc.db.write() as other:  # another node's batch of the same partition
+            assert await dispatch.lock_partition(other, 42, [100]) == (False, None)
+            assert await dispatch.lock_partition(other, 43, []) == (True, None)

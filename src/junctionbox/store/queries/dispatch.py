@@ -16,6 +16,7 @@ from typing import Any, Final
 import orjson
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     ColumnElement,
     Select,
     and_,
@@ -203,6 +204,21 @@ async def try_transaction_lock(conn: AsyncConnection, key: int) -> bool:
 _TRY_LOCK = text("SELECT pg_try_advisory_xact_lock(:key)")
 
 
+async def lock_partition(
+    conn: AsyncConnection, key: int, owners: Collection[int]
+) -> tuple[bool, dict[int, Stamp] | None]:
+    """The dispatcher's :func:`try_transaction_lock`. On PostgreSQL the same statement
+    reads the stamps of ``owners`` (every one of them, as :func:`read_batch` gives them),
+    a round trip saved; elsewhere (and without owners) the stamps are None."""
+    if conn.dialect.name != "postgresql" or not owners:
+        return await try_transaction_lock(conn, key), None
+    rows = await fetch_rows(conn, _LOCK_WITH_STAMPS, {"key": key, "org_ids": list(owners)})
+    if not rows[0][0]:
+        return False, None
+    found = _stamps_of(row[1:] for row in rows if row[1] is not None)
+    return True, dict.fromkeys(owners, NO_INTEGRATIONS) | found
+
+
 # --- integrations and tenants ---
 
 
@@ -233,6 +249,24 @@ _STAMPS_SQLITE = _stamps(
     outbound_integrations.c.org_id.in_(
         select(literal_column("value")).select_from(func.json_each(bindparam("org_ids")))
     )
+)
+
+
+# At least one row: (held, stamp columns), the stamps joined only when the lock was taken.
+# MATERIALIZED: the lock is tried exactly once (inlined, the planner would call it in the
+# join's filter, once per stamp row).
+_HELD = (
+    select(
+        func.pg_try_advisory_xact_lock(bindparam("key", type_=BigInteger), type_=Boolean).label(
+            "held"
+        )
+    )
+    .cte("held")
+    .prefix_with("MATERIALIZED")
+)
+_STAMPED = _STAMPS_PG.subquery("stamped")
+_LOCK_WITH_STAMPS = select(_HELD.c.held, *_STAMPED.c).select_from(
+    _HELD.outerjoin(_STAMPED, _HELD.c.held)
 )
 
 
