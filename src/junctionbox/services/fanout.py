@@ -12,8 +12,9 @@ Caches (per process, per ``Fanout``):
 * Integrations per owner entity, parsed once. Before a batch uses them, one query reads each
   owner's stamp (count, sum of versions, number active, latest ``updated_at``) and reloads
   the owners whose stamp changed, so any change committed before the batch began is seen by
-  it (no staleness window) at the cost of one indexed aggregate per batch (on SQLite the
-  dispatcher reads it with the batch's events, in the same call to the driver).
+  it (no staleness window) at the cost of one indexed aggregate per batch (the dispatcher
+  reads it with its partition's advisory lock on PostgreSQL, with the batch's events on
+  SQLite: no statement of its own).
   ``refresh_seconds`` > 0 skips that check for owners verified more recently (trading
   freshness for a query). The dispatcher never opens credentials: matching needs none, so
   integrations are parsed without their sealed secrets.
