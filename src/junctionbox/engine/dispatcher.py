@@ -17,6 +17,13 @@ dispatcher role and they share the partitions. On SQLite a write transaction is 
 exclusive. Independently of the lock, the offset moves by compare-and-set, so a batch whose
 starting offset was moved by someone else rolls back instead of committing twice.
 
+Cost: a batch is a handful of statements, each run straight on the driver (compiled once,
+converted as SQLAlchemy would: ``store.queries.driver_calls``), since under load every
+statement, and every wait for the event loop between two, lengthens the transaction and
+so, on SQLite, everyone's wait for the write lock. On SQLite a batch makes five calls to
+aiosqlite's thread: BEGIN, the read (with the integrations' freshness check), the jobs
+(with their dedupe look-up when needed), the offset, COMMIT.
+
 Wake-ups: the dispatcher hears this process's appends at once (an ``EventLog`` listener,
 called after their commit) and, on PostgreSQL, every node's (``NOTIFY jb_events``, carrying
 the partition and offsets). Both only say which partitions to look at; the log itself is
@@ -31,7 +38,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
@@ -47,8 +54,7 @@ from junctionbox.services.fanout import Fanout, FanoutPlan, IntegrationCatalog
 from junctionbox.services.streams import DISPATCHER_GROUP
 from junctionbox.store.pg_listener import PgListener, asyncpg_dsn
 from junctionbox.store.queries import dispatch as queries
-from junctionbox.store.queries import events as event_queries
-from junctionbox.store.queries.dispatch import PartitionPosition
+from junctionbox.store.queries.dispatch import PartitionPosition, Stamp
 from junctionbox.store.types import utcnow
 
 log = logging.getLogger(__name__)
@@ -248,19 +254,28 @@ class Dispatcher:
         return batch.result
 
     async def _batch(self, conn: AsyncConnection, key: PartitionKey, cursor: int | None) -> _Batch:
-        if not await queries.try_transaction_lock(conn, queries.lock_key(GROUP, *key)):
+        # The owners whose integrations the batch may match are known before its events
+        # (a partition is one tenant's): their freshness check rides on the lock
+        # (PostgreSQL) or on the read (SQLite).
+        chain = await self.fanout.tenants.chain(conn, key[0])
+        owners = self.fanout.catalog.unchecked(chain.ids)
+        lock_key = queries.lock_key(GROUP, *key)
+        locked, stamps = await queries.lock_partition(conn, lock_key, owners)
+        if not locked:
             return _Batch(BatchResult(0, False))  # another node holds it; it will finish it
+        read = _Read(owners if stamps is None else (), stamps)
         if cursor is not None:
-            return await self._batch_from(conn, key, cursor, cursor, None)
+            return await self._batch_from(conn, key, read, cursor, cursor, None)
         at = await queries.position(conn, *key, GROUP)
         if at is None or at.lag == 0:
             return _Batch(BatchResult(0, False), None if at is None else at.start)
-        return await self._batch_from(conn, key, at.start, at.committed, at.next_offset)
+        return await self._batch_from(conn, key, read, at.start, at.committed, at.next_offset)
 
     async def _batch_from(
         self,
         conn: AsyncConnection,
         key: PartitionKey,
+        read: _Read,
         start: int,
         committed: int | None,
         end: int | None,
@@ -268,12 +283,15 @@ class Dispatcher:
         """Read, match, enqueue and commit one batch from ``start``; ``end`` is the
         partition's next offset when known (None: starting from our own cursor)."""
         started = time.time_ns()
-        events = await event_queries.read_after(conn, *key, start - 1, self.batch_size)
+        size = self.batch_size
+        events, stamps = await queries.read_batch(conn, *key, start - 1, size, read.owners)
+        if read.stamps is not None:
+            stamps = read.stamps
         if not events and end is None:
             # Nothing after our own cursor: nothing new, or the stream was deleted and made
             # again (offsets restart). Forget the cursor; the next look reads the group's.
             return _Batch(BatchResult(0, False))
-        plan = await self.fanout.plan(conn, events) if events else FanoutPlan()
+        plan = await self.fanout.plan(conn, events, stamps=stamps) if events else FanoutPlan()
         await self.fanout.store(conn, plan)
         # No events before the end: they were trimmed, or their stream deleted.
         following = events[-1].offset + 1 if events else end or start
@@ -361,6 +379,12 @@ class _Batch:
     result: BatchResult
     following: int | None = None  # the committed offset after it; None: forget the cursor
     plan: FanoutPlan | None = None
+
+
+@dataclass(frozen=True)
+class _Read:
+    owners: Collection[int]  # whose stamps the read is to bring
+    stamps: dict[int, Stamp] | None  # the stamps the lock brought
 
 
 class _Raced(Exception):

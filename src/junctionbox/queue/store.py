@@ -39,7 +39,6 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from junctionbox.domain.paging import Page, PageRequest
@@ -59,6 +58,7 @@ from junctionbox.queue.notify import CHANNEL, Wakeups
 from junctionbox.store.database import Database
 from junctionbox.store.pg_listener import PgListener, asyncpg_dsn
 from junctionbox.store.queries.common import fetch_page
+from junctionbox.store.queries.job_inserts import insert_jobs
 from junctionbox.store.tables import jobs
 from junctionbox.store.types import utcnow
 
@@ -66,8 +66,6 @@ READY, RUNNING, DEAD = JobState.READY, JobState.RUNNING, JobState.DEAD
 LEASE_EXPIRED = "lease expired (the worker stopped or crashed)"
 EXPIRED_ON_LAST_ATTEMPT = "lease expired on the last attempt (the worker stopped or crashed)"
 _TICK = timedelta(microseconds=1)
-# Bound parameters per look-up statement: far below SQLite's and asyncpg's limits.
-_LOOKUP_CHUNK = 500
 
 
 class JobQueue:
@@ -97,23 +95,25 @@ class JobQueue:
         created = self._created_at(now)
         ids = new_job_ids(len(new_jobs))
         rows = [
-            _row_of(job, job_id, now, created) for job, job_id in zip(new_jobs, ids, strict=True)
+            _values_of(job, job_id, now, created) for job, job_id in zip(new_jobs, ids, strict=True)
         ]
-        await conn.execute(self._insert_ignoring_duplicates(), rows)
-        existing = await _ids_by_dedupe_key(conn, new_jobs)
-        await self._mark_ready(conn, {job.queue for job in new_jobs})
+        queues = {job.queue for job in new_jobs}
+        # Driver-level (job_inserts): SQLAlchemy's per-statement and per-row work cost more
+        # than the database's; the dedupe look-up only runs if a key was already taken. On
+        # PostgreSQL the INSERT also sends _mark_ready's NOTIFY (delivered at commit).
+        notify = None if self.db.is_sqlite else (CHANNEL, sorted(queues))
+        holders = await insert_jobs(conn, rows, notify=notify)
+        conn.info.setdefault(self._pending_key, set()).update(queues)  # as _mark_ready does
+        if holders is None:  # every row inserted: each job's id is its own
+            return ids
         return [
-            existing[(job.kind, job.dedupe_key)] if job.dedupe_key is not None else job_id
+            holders[(job.kind, job.dedupe_key)] if job.dedupe_key is not None else job_id
             for job, job_id in zip(new_jobs, ids, strict=True)
         ]
 
     async def enqueue_now(self, new_jobs: Sequence[NewJob]) -> list[str]:
         async with self.db.write() as conn:
             return await self.enqueue(conn, new_jobs)
-
-    def _insert_ignoring_duplicates(self) -> Any:
-        dialect_insert = sqlite.insert if self.db.is_sqlite else postgresql.insert
-        return dialect_insert(jobs).on_conflict_do_nothing(index_elements=["kind", "dedupe_key"])
 
     def _created_at(self, now: datetime) -> datetime:
         # Strictly increasing per process, so two enqueues under one clock reading (a coarse
@@ -487,48 +487,29 @@ class JobQueue:
 _NO_LEASE: dict[str, Any] = {"lease_token": None, "leased_until": None}
 
 
-def _row_of(job: NewJob, job_id: str, now: datetime, created: datetime) -> dict[str, Any]:
-    return {
-        "id": job_id,
-        "org_id": job.org_id,
-        "kind": job.kind,
-        "queue": job.queue,
-        "state": READY,
-        "priority": job.priority,
-        "payload": dict(job.payload),
-        "attempts": 0,
-        "max_attempts": job.max_attempts,
-        "run_at": job.run_at or now,
-        "ordering_key": job.ordering_key,
-        "dedupe_key": job.dedupe_key,
-        "lease_token": None,
-        "lease_owner": None,
-        "leased_until": None,
-        "last_error": None,
-        "finished_at": None,
-        "created_at": created,
-        "updated_at": created,
-    }
-
-
-async def _ids_by_dedupe_key(
-    conn: AsyncConnection, new_jobs: Iterable[NewJob]
-) -> dict[tuple[str, str | None], str]:
-    """The id now holding each (kind, dedupe_key) of the batch: ours or an older job's."""
-    keys_by_kind: dict[str, set[str]] = {}
-    for job in new_jobs:
-        if job.dedupe_key is not None:
-            keys_by_kind.setdefault(job.kind, set()).add(job.dedupe_key)
-    found: dict[tuple[str, str | None], str] = {}
-    for kind, keys in keys_by_kind.items():
-        ordered = sorted(keys)
-        for start in range(0, len(ordered), _LOOKUP_CHUNK):
-            chunk = ordered[start : start + _LOOKUP_CHUNK]
-            query = select(jobs.c.id, jobs.c.dedupe_key).where(
-                jobs.c.kind == kind, jobs.c.dedupe_key.in_(chunk)
-            )
-            found.update({(kind, row.dedupe_key): row.id for row in await conn.execute(query)})
-    return found
+def _values_of(job: NewJob, job_id: str, now: datetime, created: datetime) -> tuple[Any, ...]:
+    """The job's row in ``job_inserts.COLUMNS`` order."""
+    return (
+        job_id,
+        job.org_id,
+        job.kind,
+        job.queue,
+        READY,
+        job.priority,
+        dict(job.payload),
+        0,
+        job.max_attempts,
+        job.run_at or now,
+        job.ordering_key,
+        job.dedupe_key,
+        None,
+        None,
+        None,
+        None,
+        None,
+        created,
+        created,
+    )
 
 
 # The claim's statements are built once per queue (and kinds), with the instant and the

@@ -12,7 +12,9 @@ Caches (per process, per ``Fanout``):
 * Integrations per owner entity, parsed once. Before a batch uses them, one query reads each
   owner's stamp (count, sum of versions, number active, latest ``updated_at``) and reloads
   the owners whose stamp changed, so any change committed before the batch began is seen by
-  it (no staleness window) at the cost of one indexed aggregate per batch.
+  it (no staleness window) at the cost of one indexed aggregate per batch (the dispatcher
+  reads it with its partition's advisory lock on PostgreSQL, with the batch's events on
+  SQLite: no statement of its own).
   ``refresh_seconds`` > 0 skips that check for owners verified more recently (trading
   freshness for a query). The dispatcher never opens credentials: matching needs none, so
   integrations are parsed without their sealed secrets.
@@ -79,7 +81,7 @@ from junctionbox.services.schedules import (
     new_occurrence,
 )
 from junctionbox.store.queries import dispatch as queries
-from junctionbox.store.queries.dispatch import EntityLink, Stamp
+from junctionbox.store.queries.dispatch import NO_INTEGRATIONS, EntityLink, Stamp
 from junctionbox.store.types import utcnow
 
 log = logging.getLogger(__name__)
@@ -87,7 +89,6 @@ MAX_CACHED_OWNERS: Final = 10_000
 MAX_CACHED_ENTITIES: Final = 100_000
 FILTER_LOG_INTERVAL: Final = 60.0  # seconds between two logs of one integration's filter
 _CORRELATION_MAX: Final = 100
-_NO_INTEGRATIONS: Final[Stamp] = (0, 0, 0, None)
 
 
 # --- integrations ---
@@ -114,12 +115,19 @@ class IntegrationCatalog:
         self._owners: OrderedDict[int, _Owned] = OrderedDict()
         self.loads = 0  # owners (re)loaded, for tests and metrics
 
-    async def of(self, conn: AsyncConnection, owners: Collection[int]) -> list[StoredIntegration]:
-        """The active integrations of ``owners`` (nearest owner first, then oldest)."""
+    async def of(
+        self,
+        conn: AsyncConnection,
+        owners: Collection[int],
+        stamps: Mapping[int, Stamp] | None = None,
+    ) -> list[StoredIntegration]:
+        """The active integrations of ``owners`` (nearest owner first, then oldest).
+        ``stamps``: owners' stamps read in this transaction already (every owner that
+        :meth:`unchecked` named), which saves the query."""
         now = self.monotonic()
         stale = [o for o in owners if self._needs_check(o, now)]
         if stale:
-            await self._refresh(conn, stale, now)
+            await self._refresh(conn, stale, now, stamps)
         found: list[StoredIntegration] = []
         for owner in owners:
             self._owners.move_to_end(owner)
@@ -132,15 +140,29 @@ class IntegrationCatalog:
         else:
             self._owners.pop(owner, None)
 
+    def unchecked(self, owners: Collection[int]) -> list[int]:
+        """The owners whose stamp a batch using them now must read."""
+        now = self.monotonic()
+        return [o for o in owners if self._needs_check(o, now)]
+
     def _needs_check(self, owner: int, now: float) -> bool:
         cached = self._owners.get(owner)
         return cached is None or now - cached.checked >= self.refresh_seconds
 
-    async def _refresh(self, conn: AsyncConnection, owners: list[int], now: float) -> None:
-        stamps = await queries.integration_stamps(conn, owners)
+    async def _refresh(
+        self,
+        conn: AsyncConnection,
+        owners: list[int],
+        now: float,
+        known: Mapping[int, Stamp] | None,
+    ) -> None:
+        if known is not None and all(owner in known for owner in owners):
+            stamps: Mapping[int, Stamp] = known
+        else:
+            stamps = await queries.integration_stamps(conn, owners)
         changed = []
         for owner in owners:
-            stamp = stamps.get(owner, _NO_INTEGRATIONS)
+            stamp = stamps.get(owner, NO_INTEGRATIONS)
             cached = self._owners.get(owner)
             if cached is not None and cached.stamp == stamp:
                 cached.checked = now
@@ -155,7 +177,7 @@ class IntegrationCatalog:
                 loaded[stored.org_id].append(stored)
         for owner in changed:
             self._owners[owner] = _Owned(
-                stamps.get(owner, _NO_INTEGRATIONS), tuple(loaded[owner]), now
+                stamps.get(owner, NO_INTEGRATIONS), tuple(loaded[owner]), now
             )
             self._owners.move_to_end(owner)
             self.loads += 1
@@ -325,8 +347,11 @@ class Fanout:
         conn: AsyncConnection,
         events: Sequence[StoredEvent],
         options: FanoutOptions = FanoutOptions(),
+        *,
+        stamps: Mapping[int, Stamp] | None = None,
     ) -> FanoutPlan:
-        """Match ``events`` and build their jobs (reads only; ``store`` writes them)."""
+        """Match ``events`` and build their jobs (reads only; ``store`` writes them).
+        ``stamps``: integration owners' stamps already read in this transaction."""
         plan = FanoutPlan()
         chains: dict[int, tuple[TenantChain, list[StoredIntegration]]] = {}
         zones: dict[int, tuple[str | None, ...]] = {}
@@ -334,7 +359,7 @@ class Fanout:
             plan.events += 1
             if event.org_id not in chains:
                 chain = await self.tenants.chain(conn, event.org_id)
-                chains[event.org_id] = (chain, await self.catalog.of(conn, chain.ids))
+                chains[event.org_id] = (chain, await self.catalog.of(conn, chain.ids, stamps))
             chain, owned = chains[event.org_id]
             matched = self._matching(event, chain, owned, options)
             if matched:

@@ -8,16 +8,33 @@ group), so :func:`lagging_partitions` spans tenants; every other function takes 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
-from sqlalchemy import Select, and_, bindparam, case, func, select, text, update
+import orjson
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ColumnElement,
+    Select,
+    and_,
+    bindparam,
+    case,
+    func,
+    literal_column,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from junctionbox.store.queries.events import insert_ignoring_conflicts
+from junctionbox.domain.events import StoredEvent
+from junctionbox.store.queries.driver_calls import execute_counting, fetch_rows, fetch_together
+from junctionbox.store.queries.events import event_of, insert_ignoring_conflicts, read_after_query
 from junctionbox.store.tables import (
     consumer_offsets,
     entities,
@@ -165,7 +182,7 @@ async def advance(
         "b_new_offset": new_offset,
         "b_now": now,
     }
-    return (await conn.execute(_ADVANCE, parameters)).rowcount == 1
+    return await execute_counting(conn, _ADVANCE, parameters) == 1
 
 
 def lock_key(*parts: object) -> int:
@@ -180,26 +197,76 @@ async def try_transaction_lock(conn: AsyncConnection, key: int) -> bool:
     SQLite has one writer at a time, so a write transaction is already exclusive: True."""
     if conn.dialect.name != "postgresql":
         return True
-    locked = await conn.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": key})
-    return bool(locked.scalar_one())
+    ((locked,),) = await fetch_rows(conn, _TRY_LOCK, {"key": key})
+    return bool(locked)
+
+
+_TRY_LOCK = text("SELECT pg_try_advisory_xact_lock(:key)")
+
+
+async def lock_partition(
+    conn: AsyncConnection, key: int, owners: Collection[int]
+) -> tuple[bool, dict[int, Stamp] | None]:
+    """The dispatcher's :func:`try_transaction_lock`. On PostgreSQL the same statement
+    reads the stamps of ``owners`` (every one of them, as :func:`read_batch` gives them),
+    a round trip saved; elsewhere (and without owners) the stamps are None."""
+    if conn.dialect.name != "postgresql" or not owners:
+        return await try_transaction_lock(conn, key), None
+    rows = await fetch_rows(conn, _LOCK_WITH_STAMPS, {"key": key, "org_ids": list(owners)})
+    if not rows[0][0]:
+        return False, None
+    found = _stamps_of(row[1:] for row in rows if row[1] is not None)
+    return True, dict.fromkeys(owners, NO_INTEGRATIONS) | found
 
 
 # --- integrations and tenants ---
 
 
 Stamp = tuple[int, int, int, datetime | None]
+NO_INTEGRATIONS: Final[Stamp] = (0, 0, 0, None)
 
 
-_STAMPS = (
-    select(
-        outbound_integrations.c.org_id,
-        func.count(),
-        func.coalesce(func.sum(outbound_integrations.c.version), 0),
-        func.coalesce(func.sum(case((outbound_integrations.c.is_active, 1), else_=0)), 0),
-        func.max(outbound_integrations.c.updated_at),
+def _stamps(owners: ColumnElement[bool]) -> Select[Any]:
+    return (
+        select(
+            outbound_integrations.c.org_id,
+            func.count(),
+            func.coalesce(func.sum(outbound_integrations.c.version), 0),
+            func.coalesce(func.sum(case((outbound_integrations.c.is_active, 1), else_=0)), 0),
+            func.max(outbound_integrations.c.updated_at),
+        )
+        .where(owners)
+        .group_by(outbound_integrations.c.org_id)
     )
-    .where(outbound_integrations.c.org_id.in_(bindparam("org_ids", expanding=True)))
-    .group_by(outbound_integrations.c.org_id)
+
+
+# One text for any number of owners (the dispatcher checks every batch's owners, at the
+# driver's level): an array on PostgreSQL, a JSON array read by json_each on SQLite.
+_STAMPS_PG = _stamps(
+    outbound_integrations.c.org_id == func.any(bindparam("org_ids", type_=ARRAY(BigInteger)))
+)
+_STAMPS_SQLITE = _stamps(
+    outbound_integrations.c.org_id.in_(
+        select(literal_column("value")).select_from(func.json_each(bindparam("org_ids")))
+    )
+)
+
+
+# At least one row: (held, stamp columns), the stamps joined only when the lock was taken.
+# MATERIALIZED: the lock is tried exactly once (inlined, the planner would call it in the
+# join's filter, once per stamp row).
+_HELD = (
+    select(
+        func.pg_try_advisory_xact_lock(bindparam("key", type_=BigInteger), type_=Boolean).label(
+            "held"
+        )
+    )
+    .cte("held")
+    .prefix_with("MATERIALIZED")
+)
+_STAMPED = _STAMPS_PG.subquery("stamped")
+_LOCK_WITH_STAMPS = select(_HELD.c.held, *_STAMPED.c).select_from(
+    _HELD.outerjoin(_STAMPED, _HELD.c.held)
 )
 
 
@@ -207,11 +274,42 @@ async def integration_stamps(conn: AsyncConnection, org_ids: Collection[int]) ->
     """Per owner: how many integrations, the sum of their versions, how many are active, and
     the latest change. Any create, update, restore, enable/disable (by a user or the engine)
     or delete changes it, even when the nodes' clocks disagree (versions only grow)."""
+    return _stamps_of(await fetch_rows(conn, *_stamps_query(conn, org_ids)))
+
+
+def _stamps_query(conn: AsyncConnection, org_ids: Collection[int]) -> tuple[Any, dict[str, Any]]:
+    owners = [int(org_id) for org_id in org_ids]
+    if conn.dialect.name == "sqlite":
+        return _STAMPS_SQLITE, {"org_ids": orjson.dumps(owners).decode()}
+    return _STAMPS_PG, {"org_ids": owners}
+
+
+def _stamps_of(rows: Iterable[Sequence[Any]]) -> dict[int, Stamp]:
     found: dict[int, Stamp] = {}
-    rows = await conn.execute(_STAMPS, {"org_ids": list(org_ids)})
-    for org_id, count, versions, active, changed in rows.all():
+    for org_id, count, versions, active, changed in rows:
         found[int(org_id)] = (int(count), int(versions), int(active), _aware(changed))
     return found
+
+
+async def read_batch(
+    conn: AsyncConnection,
+    org_id: int,
+    stream: str,
+    partition: int,
+    after: int,
+    limit: int,
+    owners: Collection[int],
+) -> tuple[list[StoredEvent], dict[int, Stamp] | None]:
+    """The dispatcher's read: ``events.read_after``, and on SQLite the stamps of ``owners``
+    (every one of them: an owner without integrations has ``NO_INTEGRATIONS``) in the same
+    hand-over to aiosqlite's thread. Elsewhere the stamps are None: the catalog reads them
+    when it needs them, only for a batch with events (a query of its own either way)."""
+    read = read_after_query(org_id, stream, partition, after, limit)
+    if conn.dialect.name != "sqlite" or not owners:
+        return [event_of(row) for row in await fetch_rows(conn, *read)], None
+    rows, stamp_rows = await fetch_together(conn, [read, _stamps_query(conn, owners)])
+    stamps = dict.fromkeys(owners, NO_INTEGRATIONS) | _stamps_of(stamp_rows)
+    return [event_of(row) for row in rows], stamps
 
 
 async def active_integration_rows(

@@ -5,10 +5,12 @@ rows) skip SQLAlchemy's per-row work but must fail the same way."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy import Dialect, Table, bindparam, insert
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from junctionbox.errors import ConflictError, JunctionboxError, ServiceUnavailableError
 
@@ -74,3 +76,161 @@ async def copy_records(
         raise ConflictError("conflicts with an existing resource") from exc
     except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError) as exc:
         raise ServiceUnavailableError("database unavailable") from exc
+
+
+async def sqlite_run(conn: AsyncConnection, work: Callable[[sqlite3.Connection], T]) -> T:
+    """``work(sqlite3 connection)`` on the transaction's aiosqlite thread, in one hand-over
+    (SQLAlchemy's adapter takes three or four per statement), sqlite3's errors translated.
+    aiosqlite runs every call on its thread through ``_execute`` and keeps the sqlite3
+    connection as ``_conn``."""
+    raw = await conn.get_raw_connection()
+    driver: Any = raw.driver_connection
+    return await sqlite_call(driver._execute(lambda: work(driver._conn)))
+
+
+async def pg_driver(conn: AsyncConnection) -> Any:
+    """The transaction's asyncpg connection, its transaction begun: SQLAlchemy's adapter
+    sends BEGIN lazily, with its first statement, so a statement sent straight to the
+    driver before that would run outside the transaction."""
+    raw = await conn.get_raw_connection()
+    adapter: Any = raw.dbapi_connection
+    if adapter._transaction is None and adapter.isolation_level != "autocommit":
+        await pg_call(adapter._start_transaction())
+    return raw.driver_connection
+
+
+async def pg_call(call: Awaitable[T]) -> T:
+    """``call``'s result (a call on an asyncpg connection), asyncpg's errors translated as
+    the database layer translates SQLAlchemy's."""
+    import asyncpg  # only ever imported on PostgreSQL
+
+    try:
+        return await call
+    except asyncpg.IntegrityConstraintViolationError as exc:
+        raise ConflictError("conflicts with an existing resource") from exc
+    except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError) as exc:
+        raise ServiceUnavailableError("database unavailable") from exc
+    except asyncpg.PostgresError as exc:
+        raise JunctionboxError() from exc
+
+
+def result_processors(columns: Sequence[Any], dialect: Dialect) -> Processors:
+    """By position, the converters SQLAlchemy would apply to these columns' values as the
+    driver returns them (timestamps, JSON, ...)."""
+    return tuple(
+        (index, processor)
+        for index, column in enumerate(columns)
+        if (processor := column.type.dialect_impl(dialect).result_processor(dialect, None))
+        is not None
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A SQLAlchemy statement compiled for one dialect, to run straight on the driver: its
+    text, its positional parameters' names (with the values of those the compiler added
+    itself, such as SQLite's ``OFFSET``) and converters, and its result columns'."""
+
+    sql: str
+    names: tuple[str, ...]
+    fixed: Mapping[str, Any]
+    binds: Processors
+    results: Processors
+
+    def parameters(self, given: Mapping[str, Any]) -> tuple[Any, ...]:
+        values = [given[name] if name in given else self.fixed[name] for name in self.names]
+        for index, processor in self.binds:
+            if values[index] is not None:
+                values[index] = processor(values[index])
+        return tuple(values)
+
+    def row(self, row: Sequence[Any]) -> tuple[Any, ...]:
+        if not self.results:
+            return tuple(row)
+        values = list(row)
+        for index, processor in self.results:
+            values[index] = processor(values[index])
+        return tuple(values)
+
+
+_PREPARED: dict[tuple[int, str, str], tuple[Any, Prepared]] = {}
+
+
+def prepare(statement: Any, dialect: Dialect) -> Prepared:
+    """``statement`` (a module-level constant: it is cached by identity) compiled for
+    ``dialect``, once."""
+    key = (id(statement), dialect.name, dialect.driver)
+    found = _PREPARED.get(key)
+    if found is None or found[0] is not statement:
+        compiled = statement.compile(dialect=dialect)
+        names = tuple(compiled.positiontup or ())
+        binds = tuple(
+            (index, processor)
+            for index, name in enumerate(names)
+            if (
+                processor := compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
+            )
+            is not None
+        )
+        selected = getattr(statement, "selected_columns", ())
+        prepared = Prepared(
+            compiled.string,
+            names,
+            {name: compiled.params[name] for name in names},
+            binds,
+            result_processors(list(selected), dialect),
+        )
+        found = _PREPARED[key] = (statement, prepared)
+    return found[1]
+
+
+async def fetch_rows(
+    conn: AsyncConnection, statement: Any, given: Mapping[str, Any]
+) -> list[tuple[Any, ...]]:
+    """The rows of ``statement`` (a SELECT, or DML with RETURNING) run straight on the
+    transaction's driver connection, converted as SQLAlchemy would convert them."""
+    prepared = prepare(statement, conn.dialect)
+    parameters = prepared.parameters(given)
+    if conn.dialect.name == "sqlite":
+        rows: Sequence[Any] = await sqlite_run(
+            conn, lambda sqlite: sqlite.execute(prepared.sql, parameters).fetchall()
+        )
+    elif conn.dialect.name == "postgresql":
+        driver = await pg_driver(conn)
+        rows = await pg_call(driver.fetch(prepared.sql, *parameters))
+    else:
+        rows = (await conn.exec_driver_sql(prepared.sql, parameters)).all()
+    return [prepared.row(row) for row in rows]
+
+
+async def execute_counting(conn: AsyncConnection, statement: Any, given: Mapping[str, Any]) -> int:
+    """Run ``statement`` (DML) straight on the transaction's driver connection; the number
+    of rows it changed."""
+    prepared = prepare(statement, conn.dialect)
+    parameters = prepared.parameters(given)
+    if conn.dialect.name == "sqlite":
+        return await sqlite_run(
+            conn, lambda sqlite: sqlite.execute(prepared.sql, parameters).rowcount
+        )
+    if conn.dialect.name == "postgresql":
+        driver = await pg_driver(conn)
+        status: str = await pg_call(driver.execute(prepared.sql, *parameters))
+        return int(status.rsplit(" ", 1)[-1])  # "UPDATE 1"
+    return int((await conn.exec_driver_sql(prepared.sql, parameters)).rowcount)
+
+
+async def fetch_together(
+    conn: AsyncConnection, queries: Sequence[tuple[Any, Mapping[str, Any]]]
+) -> list[list[tuple[Any, ...]]]:
+    """The rows of each (statement, parameters), in order, as :func:`fetch_rows` gives
+    them; on SQLite all in one hand-over to aiosqlite's thread."""
+    if conn.dialect.name != "sqlite":
+        return [await fetch_rows(conn, statement, given) for statement, given in queries]
+    prepared = [(prepare(statement, conn.dialect), given) for statement, given in queries]
+    work = [(p.sql, p.parameters(given)) for p, given in prepared]
+
+    def run(sqlite: sqlite3.Connection) -> list[list[Any]]:
+        return [sqlite.execute(sql, parameters).fetchall() for sql, parameters in work]
+
+    found = await sqlite_run(conn, run)
+    return [[p.row(row) for row in rows] for (p, _), rows in zip(prepared, found, strict=True)]
