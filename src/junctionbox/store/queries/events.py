@@ -35,6 +35,8 @@ from junctionbox.store.queries.driver_calls import (
     bind_processor,
     copy_records,
     fetch_rows,
+    pg_call,
+    pg_driver,
     positional_insert,
     sqlite_call,
 )
@@ -340,7 +342,8 @@ async def _allocate_all_on_postgres(
         [r.size for r in reservations],
         announce_on,
     )
-    rows = (await conn.exec_driver_sql(_ALLOCATE_ALL, arguments)).all()
+    driver = await pg_driver(conn)
+    rows = await pg_call(driver.fetch(_ALLOCATE_ALL, *arguments))
     firsts = {(row[0], row[1]): int(row[2]) for row in rows}
     if len(firsts) != len(reservations):
         return None
