@@ -155,25 +155,24 @@ class AttemptCommitter:
     async def _move_jobs(
         self, conn: AsyncConnection, outcomes: Sequence[AttemptOutcome]
     ) -> set[str]:
+        """Every job's transition, fenced by its lease, in one call to the queue (one
+        statement per kind of move)."""
         by: dict[Disposition, list[AttemptOutcome]] = {}
         for outcome in outcomes:
             by.setdefault(outcome.disposition, []).append(outcome)
         done = [*by.get(Disposition.DELIVERED, []), *by.get(Disposition.SKIP, [])]
-        kept = await self.queue.complete_many([_lease(o) for o in done], conn=conn)
-        retries = [
-            (_lease(o), _when(o), o.error or "failed") for o in by.get(Disposition.RETRY, [])
-        ]
-        kept |= await self.queue.retry_many(retries, conn=conn)
-        for outcome in [*by.get(Disposition.DEAD_LETTER, []), *by.get(Disposition.DISABLE, [])]:
-            error = outcome.error or "failed"
-            if await self.queue.dead_letter(outcome.job_id, _token(outcome), error, conn=conn):
-                kept.add(outcome.job_id)
+        dead = [*by.get(Disposition.DEAD_LETTER, []), *by.get(Disposition.DISABLE, [])]
         waiting = [*by.get(Disposition.DEFER, []), *by.get(Disposition.RELEASE, [])]
-        notes = {o.job_id: o.note for o in waiting if o.note is not None}
-        kept |= await self.queue.defer_many(
-            [(_lease(o), _when(o)) for o in waiting], conn=conn, notes=notes
+        return await self.queue.settle(
+            conn,
+            done=[_lease(o) for o in done],
+            retries=[
+                (_lease(o), _when(o), o.error or "failed") for o in by.get(Disposition.RETRY, [])
+            ],
+            dead=[(_lease(o), o.error or "failed") for o in dead],
+            deferrals=[(_lease(o), _when(o)) for o in waiting],
+            notes={o.job_id: o.note for o in waiting if o.note is not None},
         )
-        return kept
 
     async def _integrations(
         self, conn: AsyncConnection, outcomes: Sequence[AttemptOutcome], now: datetime

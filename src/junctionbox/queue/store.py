@@ -43,6 +43,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from junctionbox.domain.paging import Page, PageRequest
+from junctionbox.queue import driver_sql
 from junctionbox.queue.jobs import (
     PURGEABLE_STATES,
     ClaimRequest,
@@ -66,6 +67,9 @@ READY, RUNNING, DEAD = JobState.READY, JobState.RUNNING, JobState.DEAD
 LEASE_EXPIRED = "lease expired (the worker stopped or crashed)"
 EXPIRED_ON_LAST_ATTEMPT = "lease expired on the last attempt (the worker stopped or crashed)"
 _TICK = timedelta(microseconds=1)
+# A claim reaps expired leases of its queue if none of this queue object's claims did for
+# this long: an expired job is claimable again at most this late after its lease ran out.
+REAP_EVERY = timedelta(seconds=1)
 # Bound parameters per look-up statement: far below SQLite's and asyncpg's limits.
 _LOOKUP_CHUNK = 500
 
@@ -78,6 +82,7 @@ class JobQueue:
         self.clock = clock
         self._wakeups = Wakeups()
         self._last_created: datetime | None = None
+        self._reaped: dict[str, datetime] = {}  # queue -> when a claim last reaped it
         # Per instance, so two queues on one Database each see their own marks.
         self._pending_key = f"jb.jobs.pending.{id(self)}"
         event.listen(db.engine.sync_engine, "checkin", self._on_checkin)
@@ -157,25 +162,30 @@ class JobQueue:
         drop the jobs returned, which are then still ready for anyone.
         """
         now = self.clock()
-        await conn.execute(_reap_expired(request.queue), {"now": now})
-        # Two statements, not UPDATE ... WHERE id IN (SELECT ... LIMIT n SKIP LOCKED):
-        # PostgreSQL may run that subquery once per row of a semi join, each run skipping
-        # the rows the statement itself has locked, and so claim more than ``limit``.
-        due = _due_ids(request.queue, request.kinds)
-        ids = list((await conn.execute(due, {"now": now, "limit": request.limit})).scalars())
-        if not ids:
-            return []
-        values = {
-            "b_ids": ids,
-            "b_token": secrets.token_urlsafe(18),
-            "b_owner": request.owner,
-            "b_until": lease_deadline(now, request.lease_seconds),
-            "now": now,
-        }
-        # Plain tuples in the Job's field order: a mapping per row and a dict per job cost
-        # more than the rest of building the job.
-        claimed = [_claimed_job(row) for row in await conn.execute(_lease_update(), values)]
+        claim = driver_sql.Claim(
+            queue=request.queue,
+            kinds=request.kinds,
+            limit=request.limit,
+            now=now,
+            token=secrets.token_urlsafe(18),
+            owner=request.owner,
+            until=lease_deadline(now, request.lease_seconds),
+            reap=self._reap_due(request.queue, now),
+            expired_errors=(EXPIRED_ON_LAST_ATTEMPT, LEASE_EXPIRED),
+        )
+        claimed = await driver_sql.claim(conn, claim)
         return sorted(claimed, key=lambda j: (-j.priority, j.run_at, j.created_at, j.id))
+
+    def _reap_due(self, queue: str, now: datetime) -> bool:
+        """Whether this claim should turn expired leases back first: at most once per
+        ``REAP_EVERY`` per queue (by this queue object), so an expired lease is reaped within
+        that long of its expiry (a claim's reap is a statement of its own, in the write
+        lock). A clock that went back reaps at once."""
+        last = self._reaped.get(queue)
+        if last is not None and last <= now < last + REAP_EVERY:
+            return False
+        self._reaped[queue] = now
+        return True
 
     # ------------------------------------------------------------------ lease holders
 
@@ -199,8 +209,7 @@ class JobQueue:
         self, leases: Sequence[Lease], *, conn: AsyncConnection | None = None
     ) -> set[str]:
         """Mark several jobs done in one statement; the ids whose leases were still ours."""
-        values = {"state": JobState.DONE, "finished_at": self.clock(), **_NO_LEASE}
-        return set(await self._fenced(conn, leases, values))
+        return await self.settle(conn, done=leases)
 
     async def retry(
         self,
@@ -212,25 +221,18 @@ class JobQueue:
         conn: AsyncConnection | None = None,
     ) -> bool:
         """Back to ready at ``run_at`` (not claimable before), keeping the attempt count."""
-        if run_at.tzinfo is None:
-            raise ValueError("run_at must be timezone-aware")
-        values = {"state": READY, "run_at": run_at, "last_error": clip_error(error), **_NO_LEASE}
-        wake = run_at <= self.clock()
-        return bool(await self._fenced(conn, [Lease(job_id, lease_token)], values, wake=wake))
+        return bool(await self.retry_many([(Lease(job_id, lease_token), run_at, error)], conn=conn))
 
     async def dead_letter(
         self, job_id: str, lease_token: str, error: str, *, conn: AsyncConnection | None = None
     ) -> bool:
-        now = self.clock()
-        values = {"state": DEAD, "finished_at": now, "last_error": clip_error(error), **_NO_LEASE}
-        return bool(await self._fenced(conn, [Lease(job_id, lease_token)], values))
+        return bool(await self.settle(conn, dead=[(Lease(job_id, lease_token), error)]))
 
     async def release(
         self, job_id: str, lease_token: str, *, conn: AsyncConnection | None = None
     ) -> bool:
         """Give a claimed job back unrun (graceful shutdown): the attempt does not count."""
-        values = {"state": READY, "attempts": jobs.c.attempts - 1, **_NO_LEASE}
-        return bool(await self._fenced(conn, [Lease(job_id, lease_token)], values, wake=True))
+        return bool(await self.settle(conn, released=[Lease(job_id, lease_token)]))
 
     async def defer(
         self,
@@ -256,17 +258,7 @@ class JobQueue:
         ``notes`` (by job id) replace those jobs' ``last_error`` (why they wait); the
         others keep theirs.
         """
-        if not items:
-            return set()
-        _require_aware(when for _, when in items)
-        run_at = _per_job({lease.job_id: when for lease, when in items}, jobs.c.run_at)
-        values = {"state": READY, "run_at": run_at, "attempts": jobs.c.attempts - 1, **_NO_LEASE}
-        if notes:
-            whens = {job_id: literal(clip_error(note)) for job_id, note in notes.items()}
-            values["last_error"] = case(whens, value=jobs.c.id, else_=jobs.c.last_error)
-        now = self.clock()
-        wake = any(when <= now for _, when in items)
-        return set(await self._fenced(conn, [lease for lease, _ in items], values, wake=wake))
+        return await self.settle(conn, deferrals=items, notes=notes)
 
     async def retry_many(
         self,
@@ -275,20 +267,80 @@ class JobQueue:
         conn: AsyncConnection | None = None,
     ) -> set[str]:
         """:meth:`retry` for several jobs (lease, run_at, error) in one statement."""
-        if not items:
-            return set()
-        _require_aware(when for _, when, _ in items)
-        run_at = _per_job({lease.job_id: when for lease, when, _ in items}, jobs.c.run_at)
-        errors = {lease.job_id: clip_error(error) for lease, _, error in items}
-        values = {
-            "state": READY,
-            "run_at": run_at,
-            "last_error": _per_job(errors, jobs.c.last_error),
-            **_NO_LEASE,
-        }
+        return await self.settle(conn, retries=items)
+
+    async def settle(
+        self,
+        conn: AsyncConnection | None,
+        *,
+        done: Sequence[Lease] = (),
+        retries: Sequence[tuple[Lease, datetime, str]] = (),
+        dead: Sequence[tuple[Lease, str]] = (),
+        deferrals: Sequence[tuple[Lease, datetime]] = (),
+        notes: Mapping[str, str] | None = None,
+        released: Sequence[Lease] = (),
+    ) -> set[str]:
+        """Finish or put back many jobs at once, each fenced by its lease token (one
+        statement per kind of move, and on SQLite one hand-over to the driver's thread for
+        them all): done, retried at their time with their error, dead-lettered with their
+        error, deferred to their time without spending the attempt (``notes`` by job id
+        replace those jobs' ``last_error``), released. The ids whose leases were ours.
+
+        With ``conn`` it joins the caller's transaction (e.g. with the delivery log); a
+        caller that finds a job missing from the result should drop what it wrote for it.
+        """
+        _require_aware(when for _, when, _ in retries)
+        _require_aware(when for _, when in deferrals)
         now = self.clock()
-        wake = any(when <= now for _, when, _ in items)
-        return set(await self._fenced(conn, [lease for lease, _, _ in items], values, wake=wake))
+        notes = notes or {}
+        planned: builtins.list[tuple[driver_sql.Move, builtins.list[tuple[Any, ...]], bool]] = [
+            (driver_sql.DONE, [(lease.job_id, lease.token) for lease in done], False),
+            (
+                driver_sql.RETRY,
+                [(le.job_id, le.token, when, clip_error(err)) for le, when, err in retries],
+                any(when <= now for _, when, _ in retries),
+            ),
+            (
+                driver_sql.DEAD,
+                [(lease.job_id, lease.token, clip_error(error)) for lease, error in dead],
+                False,
+            ),
+            (
+                driver_sql.DEFER,
+                [
+                    (le.job_id, le.token, when, _clipped(notes.get(le.job_id)))
+                    for le, when in deferrals
+                ],
+                any(when <= now for _, when in deferrals),
+            ),
+            (driver_sql.RELEASE, [(lease.job_id, lease.token) for lease in released], True),
+        ]
+        planned = [(move, jobs_, wake) for move, jobs_, wake in planned if jobs_]
+        if not planned:
+            return set()
+        transitions = [driver_sql.Transition(move, jobs_) for move, jobs_, _ in planned]
+        if conn is None:
+            async with self.db.write() as own:
+                return await self._settle_in(own, transitions, [w for _, _, w in planned], now)
+        return await self._settle_in(conn, transitions, [w for _, _, w in planned], now)
+
+    async def _settle_in(
+        self,
+        conn: AsyncConnection,
+        transitions: Sequence[driver_sql.Transition],
+        wakes: Sequence[bool],
+        now: datetime,
+    ) -> set[str]:
+        moved = await driver_sql.apply(conn, transitions, now)
+        ready = {
+            queue
+            for changed, wake in zip(moved, wakes, strict=True)
+            if wake
+            for queue in changed.values()
+        }
+        if ready:
+            await self._mark_ready(conn, ready)
+        return {job_id for changed in moved for job_id in changed}
 
     async def _fenced(
         self,
@@ -623,6 +675,10 @@ def _reap_expired(queue: str) -> Update:
             **_NO_LEASE,
         )
     )
+
+
+def _clipped(note: str | None) -> str | None:
+    return None if note is None else clip_error(note)
 
 
 def _require_aware(moments: Iterable[datetime]) -> None:
