@@ -11,8 +11,8 @@ transaction lengthens the hold of the write lock. Here:
 * on PostgreSQL each statement goes straight to asyncpg (its prepared statement cache), and
   a transition of many jobs is one ``UPDATE … FROM unnest(…)`` whatever the number of jobs.
 
-The statements are those of :mod:`junctionbox.queue.store` (same conditions, same order,
-same values), written once with ``?`` placeholders: ``?::type`` is a cast PostgreSQL needs
+The statements were SQLAlchemy Core's in :mod:`junctionbox.queue.store` (same conditions,
+same order, same values); they are written once with ``?`` placeholders: ``?::type`` is a cast PostgreSQL needs
 to type a parameter, dropped on SQLite. Values are converted as the columns' types would
 (timestamps: naive UTC text on SQLite, aware datetimes on PostgreSQL), and the drivers'
 errors are turned into junctionbox's as the database layer turns SQLAlchemy's.
@@ -123,7 +123,10 @@ async def pg_call(call: Awaitable[T]) -> T:
 _EXPIRED_IDS = """SELECT id FROM jobs
  WHERE queue = ? AND state = 'running' AND leased_until < ?::timestamptz"""
 
-# ``_reap_expired``: parameters last error x2, now (finished_at), now (updated_at), queue, now.
+# Running jobs whose lease ran out: back to ready (their token is void, the next claim
+# counts a new attempt), or dead when that was their last attempt. A statement of its own,
+# so that the claim's select only reads ready rows in index order. Parameters: last error
+# (last attempt, not last), now (finished_at), now (updated_at), queue, now.
 _REAP = """UPDATE jobs SET
  state = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'ready' END,
  last_error = CASE WHEN attempts >= max_attempts THEN ?::text ELSE ?::text END,
@@ -131,7 +134,12 @@ _REAP = """UPDATE jobs SET
  updated_at = ?::timestamptz, lease_token = NULL, leased_until = NULL
  WHERE id IN ({expired}{lock})"""
 
-# ``_due_ids`` and ``_first_of_its_key``: parameters queue, now, kinds..., limit.
+# Due jobs' ids in claim order, FIFO per ordering key: no job of the key is running, and
+# none created earlier is still waiting (dead, done and cancelled jobs hold nothing up).
+# Two statements (ids, then the lease), not UPDATE ... WHERE id IN (SELECT ... LIMIT n SKIP
+# LOCKED): PostgreSQL may run that subquery once per row of a semi join, each run skipping
+# the rows the statement itself has locked, and so claim more than ``limit``.
+# Parameters: queue, now, kinds..., limit.
 _DUE = """SELECT candidate.id FROM jobs AS candidate
  WHERE candidate.queue = ? AND candidate.state = 'ready'
  AND candidate.run_at <= ?::timestamptz{kinds}
@@ -142,7 +150,7 @@ _DUE = """SELECT candidate.id FROM jobs AS candidate
  ORDER BY candidate.priority DESC, candidate.run_at, candidate.created_at, candidate.id
  LIMIT ?::integer{lock}"""
 
-# ``_lease_update``: parameters token, owner, until, now, then the ids.
+# Lease the chosen ready jobs. Parameters: token, owner, until, now, then the ids.
 _LEASE = """UPDATE jobs SET state = 'running', attempts = attempts + 1,
  lease_token = ?::text, lease_owner = ?::text, leased_until = ?::timestamptz,
  updated_at = ?::timestamptz
@@ -175,7 +183,8 @@ def _due_sql(dialect: str, kinds: int) -> str:
 @functools.lru_cache(maxsize=4)
 def _reap_sql(dialect: str) -> str:
     # SKIP LOCKED (PostgreSQL): concurrent claimers reaping the same rows in different
-    # orders would otherwise deadlock; see ``store._reap_expired``.
+    # orders would otherwise deadlock, and a row locked by a heartbeat is likely not
+    # expired any more.
     lock = " FOR UPDATE SKIP LOCKED" if dialect == "postgresql" else ""
     return sql_for(dialect, _REAP.format(expired=_EXPIRED_IDS, lock=lock))
 
@@ -200,11 +209,12 @@ async def claim(conn: AsyncConnection, request: Claim) -> list[Job]:
     """Lease the due jobs ``request`` asks for in the transaction of ``conn``; the jobs
     (state ``running``), in no particular order."""
     if conn.dialect.name == "sqlite":
-        return await on_sqlite(conn, lambda sqlite: _claim_on_sqlite(sqlite, request))
+        return await on_sqlite(conn, lambda sqlite: claim_on_sqlite(sqlite, request))
     return await _claim_on_pg(await pg_driver(conn), request)
 
 
-def _claim_on_sqlite(sqlite: sqlite3.Connection, request: Claim) -> list[Job]:
+def claim_on_sqlite(sqlite: sqlite3.Connection, request: Claim) -> list[Job]:
+    """:func:`claim` on aiosqlite's thread (for a caller that runs more there)."""
     now = sqlite_time(request.now)
     if request.reap:
         sqlite.execute(_reap_sql("sqlite"), _reap_values(request, now))
@@ -298,10 +308,20 @@ RELEASE: Final = Move(JobState.READY, ("attempts = jobs.attempts - 1",))
 
 @dataclass(frozen=True, slots=True)
 class Transition:
-    """Jobs to move one way: per job (id, lease token, *values of the move's fields)."""
+    """Jobs to move one way: per job (id, lease token, *values of the move's fields);
+    ``wake`` when the jobs moved are claimable at once (their queues' waiters are woken)."""
 
     move: Move
     jobs: Sequence[tuple[Any, ...]]
+    wake: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """Transitions made together at one instant (see ``JobQueue.settle``)."""
+
+    transitions: Sequence[Transition]
+    now: datetime
 
 
 @functools.lru_cache(maxsize=16)
@@ -328,23 +348,21 @@ def _move_sql(dialect: str, move: Move) -> str:
     return text + " RETURNING jobs.id, jobs.queue"
 
 
-async def apply(
-    conn: AsyncConnection, transitions: Sequence[Transition], now: datetime
-) -> list[dict[str, str]]:
+async def apply(conn: AsyncConnection, settlement: Settlement) -> list[dict[str, str]]:
     """Move the jobs whose lease is still current, in the transaction of ``conn``: for each
     transition, {job id: queue} of the jobs it moved."""
     if conn.dialect.name == "sqlite":
-        stamp = sqlite_time(now)
-        return await on_sqlite(conn, lambda sqlite: _apply_on_sqlite(sqlite, transitions, stamp))
+        return await on_sqlite(conn, lambda sqlite: apply_on_sqlite(sqlite, settlement))
     driver = await pg_driver(conn)
-    return [await _apply_on_pg(driver, transition, pg_moment(now)) for transition in transitions]
+    now = pg_moment(settlement.now)
+    return [await _apply_on_pg(driver, transition, now) for transition in settlement.transitions]
 
 
-def _apply_on_sqlite(
-    sqlite: sqlite3.Connection, transitions: Sequence[Transition], now: str
-) -> list[dict[str, str]]:
+def apply_on_sqlite(sqlite: sqlite3.Connection, settlement: Settlement) -> list[dict[str, str]]:
+    """:func:`apply` on aiosqlite's thread (for a caller that runs more there)."""
+    now = sqlite_time(settlement.now)
     moved: list[dict[str, str]] = []
-    for transition in transitions:
+    for transition in settlement.transitions:
         sql = _move_sql("sqlite", transition.move)
         timed = [i for i, (_, kind) in enumerate(transition.move.fields) if kind == "timestamptz"]
         changed: dict[str, str] = {}

@@ -1,11 +1,14 @@
 """The durable job queue on the store (SQLite or PostgreSQL).
 
-A claim is one write transaction of two statements: expired leases are turned back to ready
-(or dead), then ``UPDATE jobs … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED LIMIT n)
-RETURNING *``. On PostgreSQL concurrent claimers skip each other's rows; on SQLite the write
-transaction (``BEGIN IMMEDIATE``) already makes claimers take turns, and the locking clause
-is not rendered. Every change after a claim is fenced by the lease token: a worker whose
-lease expired gets ``False`` and must stop.
+A claim is one write transaction: expired leases are turned back to ready (or dead: on
+their last attempt), at most once a second per queue (``REAP_EVERY``); then the due jobs'
+ids are selected (highest priority first, one per ordering key, ``FOR UPDATE SKIP LOCKED``
+on PostgreSQL, where concurrent claimers skip each other's rows; on SQLite the write
+transaction, ``BEGIN IMMEDIATE``, already makes claimers take turns), and leased by
+``UPDATE … RETURNING``. Every change after a claim is fenced by the lease token: a worker
+whose lease expired gets ``False`` and must stop. The claim and the jobs' transitions run
+at the driver's level (see :mod:`junctionbox.queue.driver_sql`): on SQLite one call on the
+driver's thread each, on PostgreSQL one statement per step or kind of transition.
 
 Wake-ups: ``enqueue`` marks its connection; when that connection goes back to the pool (its
 transaction is over, so the jobs are visible) the local waiters are woken. On PostgreSQL it
@@ -15,28 +18,20 @@ also sends ``NOTIFY``, which the server delivers at commit to every node's liste
 from __future__ import annotations
 
 import builtins
-import functools
 import secrets
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
-    Integer,
     Update,
     and_,
-    bindparam,
-    case,
     delete,
     event,
-    exists,
     func,
-    literal,
-    null,
     or_,
     select,
-    tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -161,8 +156,14 @@ class JobQueue:
         The leases exist only if that transaction commits: on a rollback the caller must
         drop the jobs returned, which are then still ready for anyone.
         """
+        claimed = await driver_sql.claim(conn, self.plan_claim(request))
+        return self.claimed(claimed)
+
+    def plan_claim(self, request: ClaimRequest) -> driver_sql.Claim:
+        """The statements' values of a claim (for :func:`driver_sql.claim_on_sqlite` in a
+        caller's own call on the driver's thread; then :meth:`claimed`)."""
         now = self.clock()
-        claim = driver_sql.Claim(
+        return driver_sql.Claim(
             queue=request.queue,
             kinds=request.kinds,
             limit=request.limit,
@@ -173,8 +174,11 @@ class JobQueue:
             reap=self._reap_due(request.queue, now),
             expired_errors=(EXPIRED_ON_LAST_ATTEMPT, LEASE_EXPIRED),
         )
-        claimed = await driver_sql.claim(conn, claim)
-        return sorted(claimed, key=lambda j: (-j.priority, j.run_at, j.created_at, j.id))
+
+    @staticmethod
+    def claimed(jobs: Iterable[Job]) -> builtins.list[Job]:
+        """Claimed jobs in claim order: highest priority first, then due time, FIFO."""
+        return sorted(jobs, key=lambda j: (-j.priority, j.run_at, j.created_at, j.id))
 
     def _reap_due(self, queue: str, now: datetime) -> bool:
         """Whether this claim should turn expired leases back first: at most once per
@@ -289,53 +293,75 @@ class JobQueue:
         With ``conn`` it joins the caller's transaction (e.g. with the delivery log); a
         caller that finds a job missing from the result should drop what it wrote for it.
         """
+        plan = self.plan_settle(
+            done=done,
+            retries=retries,
+            dead=dead,
+            deferrals=deferrals,
+            notes=notes,
+            released=released,
+        )
+        if plan is None:
+            return set()
+        if conn is None:
+            async with self.db.write() as own:
+                return await self.settled(own, plan, await driver_sql.apply(own, plan))
+        return await self.settled(conn, plan, await driver_sql.apply(conn, plan))
+
+    def plan_settle(
+        self,
+        *,
+        done: Sequence[Lease] = (),
+        retries: Sequence[tuple[Lease, datetime, str]] = (),
+        dead: Sequence[tuple[Lease, str]] = (),
+        deferrals: Sequence[tuple[Lease, datetime]] = (),
+        notes: Mapping[str, str] | None = None,
+        released: Sequence[Lease] = (),
+    ) -> driver_sql.Settlement | None:
+        """:meth:`settle`'s statements' values (None: nothing to do), for a caller that
+        runs them in its own call on the driver's thread; then :meth:`settled`."""
         _require_aware(when for _, when, _ in retries)
         _require_aware(when for _, when in deferrals)
         now = self.clock()
         notes = notes or {}
-        planned: builtins.list[tuple[driver_sql.Move, builtins.list[tuple[Any, ...]], bool]] = [
-            (driver_sql.DONE, [(lease.job_id, lease.token) for lease in done], False),
-            (
+        planned = [
+            driver_sql.Transition(driver_sql.DONE, [(le.job_id, le.token) for le in done]),
+            driver_sql.Transition(
                 driver_sql.RETRY,
                 [(le.job_id, le.token, when, clip_error(err)) for le, when, err in retries],
-                any(when <= now for _, when, _ in retries),
+                wake=any(when <= now for _, when, _ in retries),
             ),
-            (
-                driver_sql.DEAD,
-                [(lease.job_id, lease.token, clip_error(error)) for lease, error in dead],
-                False,
+            driver_sql.Transition(
+                driver_sql.DEAD, [(le.job_id, le.token, clip_error(err)) for le, err in dead]
             ),
-            (
+            driver_sql.Transition(
                 driver_sql.DEFER,
                 [
                     (le.job_id, le.token, when, _clipped(notes.get(le.job_id)))
                     for le, when in deferrals
                 ],
-                any(when <= now for _, when in deferrals),
+                wake=any(when <= now for _, when in deferrals),
             ),
-            (driver_sql.RELEASE, [(lease.job_id, lease.token) for lease in released], True),
+            driver_sql.Transition(
+                driver_sql.RELEASE, [(le.job_id, le.token) for le in released], wake=True
+            ),
         ]
-        planned = [(move, jobs_, wake) for move, jobs_, wake in planned if jobs_]
-        if not planned:
-            return set()
-        transitions = [driver_sql.Transition(move, jobs_) for move, jobs_, _ in planned]
-        if conn is None:
-            async with self.db.write() as own:
-                return await self._settle_in(own, transitions, [w for _, _, w in planned], now)
-        return await self._settle_in(conn, transitions, [w for _, _, w in planned], now)
+        transitions = [transition for transition in planned if transition.jobs]
+        return driver_sql.Settlement(transitions, now) if transitions else None
 
-    async def _settle_in(
+    async def settled(
         self,
         conn: AsyncConnection,
-        transitions: Sequence[driver_sql.Transition],
-        wakes: Sequence[bool],
-        now: datetime,
+        plan: driver_sql.Settlement,
+        moved: Sequence[Mapping[str, str]],
     ) -> set[str]:
-        moved = await driver_sql.apply(conn, transitions, now)
+        """After ``plan`` ran in ``conn``'s transaction (``moved``: per transition, the
+        jobs moved and their queues): wake the queues of jobs claimable now; the ids
+        whose leases were ours."""
         ready = {
             queue
-            for changed, wake in zip(moved, wakes, strict=True)
-            if wake
+            for changed, transition in zip(moved, plan.transitions, strict=True)
+            if transition.wake
             for queue in changed.values()
         }
         if ready:
@@ -583,100 +609,6 @@ async def _ids_by_dedupe_key(
     return found
 
 
-# The claim's statements are built once per queue (and kinds), with the instant and the
-# limit bound at execution: building them is a good part of a claim's cost otherwise.
-_CACHED_STATEMENTS = 64
-
-
-def _now_param() -> Any:
-    return bindparam("now", type_=jobs.c.run_at.type)
-
-
-@functools.lru_cache(maxsize=_CACHED_STATEMENTS)
-def _due_ids(queue: str, kinds: tuple[str, ...] | None) -> Any:
-    """Due jobs' ids in claim order; parameters ``now`` and ``limit``."""
-    candidate = jobs.alias("candidate")
-    chosen = (
-        select(candidate.c.id)
-        .where(
-            candidate.c.queue == queue,
-            candidate.c.state == READY,
-            candidate.c.run_at <= _now_param(),
-            _first_of_its_key(candidate),
-        )
-        .order_by(
-            candidate.c.priority.desc(), candidate.c.run_at, candidate.c.created_at, candidate.c.id
-        )
-        .limit(bindparam("limit", type_=Integer))
-        .with_for_update(skip_locked=True, of=candidate)
-    )
-    if kinds is not None:
-        chosen = chosen.where(candidate.c.kind.in_(kinds))
-    return chosen
-
-
-@functools.lru_cache(maxsize=1)
-def _lease_update() -> Any:
-    """Lease the chosen ready jobs (parameters ``b_ids``, ``b_token``, ``b_owner``,
-    ``b_until``, ``now``); built once, as building it cost as much as running it."""
-    return (
-        update(jobs)
-        .where(jobs.c.id.in_(bindparam("b_ids", expanding=True)), jobs.c.state == READY)
-        .values(
-            state=RUNNING,
-            attempts=jobs.c.attempts + 1,
-            lease_token=bindparam("b_token", type_=jobs.c.lease_token.type),
-            lease_owner=bindparam("b_owner", type_=jobs.c.lease_owner.type),
-            leased_until=bindparam("b_until", type_=jobs.c.leased_until.type),
-            updated_at=_now_param(),
-        )
-        .returning(*_JOB_COLUMNS)
-    )
-
-
-def _first_of_its_key(candidate: Any) -> ColumnElement[bool]:
-    """FIFO per ordering key: no job of the key is running, and none created earlier is
-    still waiting (dead, done and cancelled jobs hold nothing up)."""
-    other = jobs.alias("other")
-    earlier = tuple_(other.c.created_at, other.c.id) < tuple_(
-        candidate.c.created_at, candidate.c.id
-    )
-    blocker = exists().where(
-        other.c.ordering_key == candidate.c.ordering_key,
-        other.c.id != candidate.c.id,
-        or_(other.c.state == RUNNING, and_(other.c.state == READY, earlier)),
-    )
-    return or_(candidate.c.ordering_key.is_(None), ~blocker)
-
-
-@functools.lru_cache(maxsize=_CACHED_STATEMENTS)
-def _reap_expired(queue: str) -> Update:
-    """Running jobs whose lease ran out (parameter ``now``): back to ready (their token is
-    void, the next claim counts a new attempt), or dead when that was their last attempt.
-
-    Kept out of the claim query so that it only reads ready rows in index order. SKIP
-    LOCKED: concurrent claimers reaping the same rows in different orders would otherwise
-    deadlock, and a row locked by a heartbeat is likely not expired any more.
-    """
-    expired = (
-        select(jobs.c.id)
-        .where(jobs.c.queue == queue, jobs.c.state == RUNNING, jobs.c.leased_until < _now_param())
-        .with_for_update(skip_locked=True)
-    )
-    last = jobs.c.attempts >= jobs.c.max_attempts
-    return (
-        update(jobs)
-        .where(jobs.c.id.in_(expired))
-        .values(
-            state=case((last, DEAD.value), else_=READY.value),
-            last_error=case((last, EXPIRED_ON_LAST_ATTEMPT), else_=LEASE_EXPIRED),
-            finished_at=case((last, _now_param()), else_=null()),
-            updated_at=_now_param(),
-            **_NO_LEASE,
-        )
-    )
-
-
 def _clipped(note: str | None) -> str | None:
     return None if note is None else clip_error(note)
 
@@ -684,14 +616,6 @@ def _clipped(note: str | None) -> str | None:
 def _require_aware(moments: Iterable[datetime]) -> None:
     if any(moment.tzinfo is None for moment in moments):
         raise ValueError("run_at must be timezone-aware")
-
-
-def _per_job(values: dict[str, Any], column: Any) -> Any:
-    """A value per job id for one column of a multi-job update (``CASE id WHEN ...``)."""
-    if len(set(values.values())) == 1:
-        return literal(next(iter(values.values())), column.type)
-    whens = {job_id: literal(value, column.type) for job_id, value in values.items()}
-    return case(whens, value=jobs.c.id)
 
 
 def _holding(leases: Sequence[Lease]) -> ColumnElement[bool]:
@@ -728,17 +652,6 @@ def _filters(state: JobState | None, kind: str | None, queue: str | None) -> lis
     if queue is not None:
         conditions.append(jobs.c.queue == queue)
     return conditions
-
-
-_JOB_COLUMNS: Final = tuple(jobs.c[name] for name in Job.__dataclass_fields__)
-_RUNNING: Final = JobState.RUNNING
-
-
-def _claimed_job(row: Any) -> Job:
-    """A row of ``_JOB_COLUMNS`` just leased (so its state is ``running``) as a Job."""
-    job = Job(*row)
-    job.state = _RUNNING
-    return job
 
 
 def _job_of(row: Any) -> Job:
