@@ -32,15 +32,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from junctionbox.errors import ConflictError, JunctionboxError, ServiceUnavailableError
 from junctionbox.queue.jobs import Job, JobState
-from junctionbox.store.database import loads_json
+from junctionbox.store.database import dumps_json, loads_json
 from junctionbox.store.queries.driver_calls import sqlite_call
 
 T = TypeVar("T")
 
 READY, RUNNING = JobState.READY.value, JobState.RUNNING.value
 JOB_COLUMNS: Final = tuple(Job.__dataclass_fields__)
-# Bound ids per statement on SQLite: below the 999 variables of older SQLite builds.
-_IDS_PER_STATEMENT: Final = 500
+# SQLite: ids bound as one JSON array (a search of the primary key per id).
+_SQLITE_IDS: Final = "id IN (SELECT value FROM json_each(?))"
 _PLACEHOLDER = re.compile(r"\?(::[a-z]+(?:\[\])?)?")
 
 
@@ -189,10 +189,11 @@ def _reap_sql(dialect: str) -> str:
     return sql_for(dialect, _REAP.format(expired=_EXPIRED_IDS, lock=lock))
 
 
-@functools.lru_cache(maxsize=_IDS_PER_STATEMENT + 2)
-def _lease_sql(dialect: str, ids: int) -> str:
-    """On SQLite an ``IN`` of ``ids`` placeholders; on PostgreSQL one array parameter."""
-    where = "id = ANY(?::text[])" if dialect == "postgresql" else f"id IN ({', '.join('?' * ids)})"
+@functools.lru_cache(maxsize=4)
+def _lease_sql(dialect: str) -> str:
+    """The ids in one parameter: a JSON array on SQLite (``json_each``: one statement text
+    whatever their number, so SQLite prepares it once), an array on PostgreSQL."""
+    where = "id = ANY(?::text[])" if dialect == "postgresql" else _SQLITE_IDS
     return sql_for(dialect, _LEASE.format(ids=where, columns=", ".join(JOB_COLUMNS)))
 
 
@@ -220,12 +221,10 @@ def claim_on_sqlite(sqlite: sqlite3.Connection, request: Claim) -> list[Job]:
         sqlite.execute(_reap_sql("sqlite"), _reap_values(request, now))
     due = _due_sql("sqlite", len(request.kinds or ()))
     ids = [row[0] for row in sqlite.execute(due, _due_values(request, now))]
-    lease = (request.token, request.owner, sqlite_time(request.until), now)
-    rows: list[Any] = []
-    for start in range(0, len(ids), _IDS_PER_STATEMENT):
-        chunk = ids[start : start + _IDS_PER_STATEMENT]
-        rows.extend(sqlite.execute(_lease_sql("sqlite", len(chunk)), (*lease, *chunk)))
-    return [_sqlite_job(row) for row in rows]
+    if not ids:
+        return []
+    lease = (request.token, request.owner, sqlite_time(request.until), now, dumps_json(ids))
+    return [_sqlite_job(row) for row in sqlite.execute(_lease_sql("sqlite"), lease)]
 
 
 async def _claim_on_pg(driver: Any, request: Claim) -> list[Job]:
@@ -237,7 +236,7 @@ async def _claim_on_pg(driver: Any, request: Claim) -> list[Job]:
     if not ids:
         return []
     lease = (request.token, request.owner, pg_moment(request.until), now)
-    rows = await pg_call(driver.fetch(_lease_sql("postgresql", 0), *lease, ids))
+    rows = await pg_call(driver.fetch(_lease_sql("postgresql"), *lease, ids))
     # asyncpg gives aware UTC datetimes and, through SQLAlchemy's codec, parsed JSON.
     return [_pg_job(row) for row in rows]
 
@@ -326,19 +325,24 @@ class Settlement:
 
 @functools.lru_cache(maxsize=16)
 def _move_sql(dialect: str, move: Move) -> str:
-    """SQLite: one job per execution (``v.x`` are its parameters, after ``?now``).
-    PostgreSQL: every job at once, ``v`` the rows of ``unnest`` of one array per field."""
+    """SQLite: the jobs of one lease token at once when the move has no per-job values
+    (``?2`` their ids as a JSON array, ``?3`` the token), else one job per execution (``v.x``
+    are its parameters after ``?now``, then id and token). PostgreSQL: every job at once,
+    ``v`` the rows of ``unnest`` of one array per field."""
     sets = [f"state = '{move.state.value}'", *move.sets, "updated_at = ?now"]
     sets += ["lease_token = NULL", "leased_until = NULL"]
     text = "UPDATE jobs SET " + ", ".join(sets)  # noqa: S608 (the module's constants only)
     if dialect == "sqlite":
-        # In order: ?now (once, numbered), the fields, then id and token.
         text = text.replace("?now", "?1")
+        if not move.fields:
+            where = _SQLITE_IDS.replace("?", "?2")
+            text += f" WHERE {where} AND lease_token = ?3 AND state = 'running'"
+            return text.replace("jobs.", "") + " RETURNING id, queue"
         for position, (name, _) in enumerate(move.fields, start=2):
             text = text.replace(f"v.{name}", f"?{position}")
         after = len(move.fields) + 2
         text += f" WHERE id = ?{after} AND lease_token = ?{after + 1} AND state = 'running'"
-        return text.replace("jobs.", "") + " RETURNING queue"
+        return text.replace("jobs.", "") + " RETURNING id, queue"
     text = text.replace("?now", "$1::timestamptz")
     names = ["id", "token", *(name for name, _ in move.fields)]
     types = ["text", "text", *(kind for _, kind in move.fields)]
@@ -364,15 +368,30 @@ def apply_on_sqlite(sqlite: sqlite3.Connection, settlement: Settlement) -> list[
     moved: list[dict[str, str]] = []
     for transition in settlement.transitions:
         sql = _move_sql("sqlite", transition.move)
-        timed = [i for i, (_, kind) in enumerate(transition.move.fields) if kind == "timestamptz"]
+        if transition.move.fields:
+            moved.append(_one_by_one(sqlite, sql, transition, now))
+            continue
+        # A claim gives all its jobs one token: a batch holds few.
+        by_token: dict[str, list[str]] = {}
+        for job_id, token in transition.jobs:
+            by_token.setdefault(token, []).append(job_id)
         changed: dict[str, str] = {}
-        for job_id, token, *values in transition.jobs:
-            for i in timed:
-                values[i] = sqlite_time(values[i])
-            for (queue,) in sqlite.execute(sql, (now, *values, job_id, token)):
-                changed[job_id] = queue
+        for token, ids in by_token.items():
+            changed.update(sqlite.execute(sql, (now, dumps_json(ids), token)))
         moved.append(changed)
     return moved
+
+
+def _one_by_one(
+    sqlite: sqlite3.Connection, sql: str, transition: Transition, now: str
+) -> dict[str, str]:
+    timed = [i for i, (_, kind) in enumerate(transition.move.fields) if kind == "timestamptz"]
+    changed: dict[str, str] = {}
+    for job_id, token, *values in transition.jobs:
+        for i in timed:
+            values[i] = sqlite_time(values[i])
+        changed.update(sqlite.execute(sql, (now, *values, job_id, token)))
+    return changed
 
 
 async def _apply_on_pg(driver: Any, transition: Transition, now: datetime) -> dict[str, str]:

@@ -13,7 +13,7 @@ each statement costs through the async driver.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from sqlalchemy import Dialect, bindparam, update
@@ -27,12 +27,15 @@ _KEY = ("org_id", "integration_id", "bucket_start", "metric", "key")
 _COMPILED: dict[tuple[str, str], tuple[str, tuple[str, ...]]] = {}
 
 
-def _compiled(name: str, statement: Any, dialect: Dialect) -> tuple[str, tuple[str, ...]]:
-    """``statement``'s SQL for ``dialect`` and its positional parameters' names."""
+def _compiled(
+    name: str, statement: Callable[[], Any], dialect: Dialect
+) -> tuple[str, tuple[str, ...]]:
+    """``statement()``'s SQL for ``dialect`` and its positional parameters' names, made
+    once (building the statement costs as much as running it)."""
     key = (name, dialect.driver)
     found = _COMPILED.get(key)
     if found is None:
-        compiled = statement.compile(dialect=dialect)
+        compiled = statement().compile(dialect=dialect)
         found = _COMPILED[key] = (compiled.string, tuple(compiled.positiontup or ()))
     return found
 
@@ -55,7 +58,7 @@ def add_rollups_on_sqlite(
     """``rollups.add_rollups`` on aiosqlite's thread: keys in a fixed order, one upsert."""
     if not counts:
         return
-    sql, names = _compiled("rollups", _rollups_upsert(), dialect)
+    sql, names = _compiled("rollups", _rollups_upsert, dialect)
     if names != (*_KEY, "count", "total_ms"):
         raise AssertionError(f"unexpected parameter order {names}")
     moment = bind_processor(delivery_rollups, "bucket_start", dialect)
@@ -82,7 +85,7 @@ def reset_streaks_on_sqlite(
     """``record_outcome(failed=False)`` for each integration (in id order)."""
     if not integration_ids:
         return
-    sql, names = _compiled("streaks", _streak_reset(), dialect)
+    sql, names = _compiled("streaks", _streak_reset, dialect)
     values: dict[str, Any] = {"consecutive_failures": 0, "consecutive_failures_1": 0}
     for integration_id in sorted(integration_ids):
         values["b_id"] = integration_id
