@@ -137,28 +137,38 @@ async def test_driver_written_times_compare_as_sqlalchemys(
     assert [j.id for j in await queue.claim(Q, "w1", 1, 30)] == [one]
 
 
-async def test_expired_leases_are_reaped_within_reap_every(queue: JobQueue, clock: Clock) -> None:
-    await queue.enqueue_now([job(1)])
+async def test_a_full_claim_leaves_expired_leases_for_up_to_reap_every(
+    queue: JobQueue, clock: Clock
+) -> None:
+    await queue.enqueue_now([job(1, priority=1), job(2), job(3), job(4)])
     [first] = await queue.claim(Q, "w1", 1, 0.5)  # reaps (nothing) at T0
-    clock.advance(0.6)  # the lease ran out, but the last reap was 0.6 s ago
-    assert await queue.claim(Q, "w2", 1, 30) == []
-    clock.now = T0 + REAP_EVERY
+    clock.advance(0.6)  # its lease ran out, but the last reap was 0.6 s ago
+    assert [j.payload["n"] for j in await queue.claim(Q, "w2", 1, 30)] == [2]
+    assert (await stored(queue, first.id)).state is JobState.RUNNING  # not reaped yet
+    clock.now = T0 + REAP_EVERY  # reaps first again: the expired job's priority counts
     [again] = await queue.claim(Q, "w2", 1, 30)
     assert (again.id, again.attempts, again.last_error) == (first.id, 2, LEASE_EXPIRED)
     assert not await queue.complete(first.id, first.lease.token)
 
 
-async def test_a_clock_that_went_back_reaps_at_once(queue: JobQueue, clock: Clock) -> None:
-    await queue.enqueue_now([job(1)])
-    clock.advance(10)
-    [first] = await queue.claim(Q, "w1", 1, 0.5)  # reaps at T0 + 10
-    clock.now = T0 + timedelta(seconds=10.6)
+async def test_a_claim_short_of_due_jobs_reaps_at_once(queue: JobQueue, clock: Clock) -> None:
+    await queue.enqueue_now([job(1, priority=1), job(2)])
+    [first] = await queue.claim(Q, "w1", 1, 0.5)  # reaps (nothing) at T0
+    clock.advance(0.6)
+    claimed = await queue.claim(Q, "w2", 5, 30)  # one due job for five places
+    assert [j.payload["n"] for j in claimed] == [1, 2]
+    assert (claimed[0].id, claimed[0].attempts) == (first.id, 2)
+
+
+async def test_a_claim_short_of_due_jobs_dead_letters_an_expired_last_attempt(
+    queue: JobQueue, clock: Clock
+) -> None:
+    await queue.enqueue_now([job(1, max_attempts=1)])
+    [first] = await queue.claim(Q, "w1", 1, 0.5)
+    clock.advance(0.6)
     assert await queue.claim(Q, "w2", 1, 30) == []
-    clock.now = T0  # earlier than the last reap: reaps, but nothing expired at T0
-    assert await queue.claim(Q, "w2", 1, 30) == []
-    clock.now = T0 + timedelta(seconds=10.7)  # 10.7 s after T0's reap
-    [again] = await queue.claim(Q, "w2", 1, 30)
-    assert again.id == first.id
+    dead = await stored(queue, first.id)
+    assert (dead.state, dead.finished_at) == (JobState.DEAD, clock.now)
 
 
 def test_placeholders_per_dialect() -> None:

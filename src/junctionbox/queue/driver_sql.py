@@ -169,7 +169,9 @@ class Claim:
     token: str
     owner: str
     until: datetime
-    reap: bool  # turn expired leases back to ready (or dead) first
+    # Turn expired leases back to ready (or dead) first; else only when the claim comes
+    # back short (a full claim leaves them for later: see ``JobQueue`` and REAP_EVERY).
+    reap: bool
     expired_errors: tuple[str, str]  # last_error of an expired job: last attempt, not last
 
 
@@ -217,10 +219,14 @@ async def claim(conn: AsyncConnection, request: Claim) -> list[Job]:
 def claim_on_sqlite(sqlite: sqlite3.Connection, request: Claim) -> list[Job]:
     """:func:`claim` on aiosqlite's thread (for a caller that runs more there)."""
     now = sqlite_time(request.now)
+    reap, due = _reap_sql("sqlite"), _due_sql("sqlite", len(request.kinds or ()))
     if request.reap:
-        sqlite.execute(_reap_sql("sqlite"), _reap_values(request, now))
-    due = _due_sql("sqlite", len(request.kinds or ()))
+        sqlite.execute(reap, _reap_values(request, now))
     ids = [row[0] for row in sqlite.execute(due, _due_values(request, now))]
+    # Short of due jobs: expired leases may be all there is to claim.
+    short = len(ids) < request.limit and not request.reap
+    if short and sqlite.execute(reap, _reap_values(request, now)).rowcount > 0:
+        ids = [row[0] for row in sqlite.execute(due, _due_values(request, now))]
     if not ids:
         return []
     lease = (request.token, request.owner, sqlite_time(request.until), now, dumps_json(ids))
@@ -229,10 +235,16 @@ def claim_on_sqlite(sqlite: sqlite3.Connection, request: Claim) -> list[Job]:
 
 async def _claim_on_pg(driver: Any, request: Claim) -> list[Job]:
     now = pg_moment(request.now)
+    reap, due = _reap_sql("postgresql"), _due_sql("postgresql", len(request.kinds or ()))
     if request.reap:
-        await pg_call(driver.execute(_reap_sql("postgresql"), *_reap_values(request, now)))
-    due = _due_sql("postgresql", len(request.kinds or ()))
+        await pg_call(driver.execute(reap, *_reap_values(request, now)))
     ids = [row[0] for row in await pg_call(driver.fetch(due, *_due_values(request, now)))]
+    if len(ids) < request.limit and not request.reap:
+        # Short of due jobs: expired leases may be all there is to claim. (The rows the
+        # first select locked are ours: the second finds them again.)
+        status = await pg_call(driver.execute(reap, *_reap_values(request, now)))
+        if not status.endswith(" 0"):
+            ids = [row[0] for row in await pg_call(driver.fetch(due, *_due_values(request, now)))]
     if not ids:
         return []
     lease = (request.token, request.owner, pg_moment(request.until), now)

@@ -1,8 +1,8 @@
 """The durable job queue on the store (SQLite or PostgreSQL).
 
 A claim is one write transaction: expired leases are turned back to ready (or dead: on
-their last attempt), at most once a second per queue (``REAP_EVERY``); then the due jobs'
-ids are selected (highest priority first, one per ordering key, ``FOR UPDATE SKIP LOCKED``
+their last attempt), first at most once a second per queue (``REAP_EVERY``), otherwise
+only when the claim finds fewer due jobs than it asks for; the due jobs' ids are selected (highest priority first, one per ordering key, ``FOR UPDATE SKIP LOCKED``
 on PostgreSQL, where concurrent claimers skip each other's rows; on SQLite the write
 transaction, ``BEGIN IMMEDIATE``, already makes claimers take turns), and leased by
 ``UPDATE … RETURNING``. Every change after a claim is fenced by the lease token: a worker
@@ -62,8 +62,9 @@ READY, RUNNING, DEAD = JobState.READY, JobState.RUNNING, JobState.DEAD
 LEASE_EXPIRED = "lease expired (the worker stopped or crashed)"
 EXPIRED_ON_LAST_ATTEMPT = "lease expired on the last attempt (the worker stopped or crashed)"
 _TICK = timedelta(microseconds=1)
-# A claim reaps expired leases of its queue if none of this queue object's claims did for
-# this long: an expired job is claimable again at most this late after its lease ran out.
+# A claim reaps expired leases of its queue first if none of this queue object's claims did
+# for this long (else only when it comes back short): while claims come back full, an
+# expired job is claimable again at most this late after its lease ran out.
 REAP_EVERY = timedelta(seconds=1)
 # Bound parameters per look-up statement: far below SQLite's and asyncpg's limits.
 _LOOKUP_CHUNK = 500
@@ -181,10 +182,12 @@ class JobQueue:
         return sorted(jobs, key=lambda j: (-j.priority, j.run_at, j.created_at, j.id))
 
     def _reap_due(self, queue: str, now: datetime) -> bool:
-        """Whether this claim should turn expired leases back first: at most once per
-        ``REAP_EVERY`` per queue (by this queue object), so an expired lease is reaped within
-        that long of its expiry (a claim's reap is a statement of its own, in the write
-        lock). A clock that went back reaps at once."""
+        """Whether this claim should turn expired leases back before it selects: at most
+        once per ``REAP_EVERY`` per queue (by this queue object). Otherwise it does only if
+        it finds fewer due jobs than it asks for: expired jobs are claimable again at once
+        when a claim has room for them, and within ``REAP_EVERY`` while claims come back
+        full (a backlog, where the reap, a scan of the running jobs in the write lock,
+        would cost every claim for nothing). A clock that went back reaps at once."""
         last = self._reaped.get(queue)
         if last is not None and last <= now < last + REAP_EVERY:
             return False
