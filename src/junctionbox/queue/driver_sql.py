@@ -12,8 +12,8 @@ transaction lengthens the hold of the write lock. Here:
   a transition of many jobs is one ``UPDATE … FROM unnest(…)`` whatever the number of jobs.
 
 The statements were SQLAlchemy Core's in :mod:`junctionbox.queue.store` (same conditions,
-same order, same values); they are written once with ``?`` placeholders: ``?::type`` is a cast PostgreSQL needs
-to type a parameter, dropped on SQLite. Values are converted as the columns' types would
+same order, same values); they are written once with ``?`` placeholders: ``?::type`` is a
+cast PostgreSQL needs to type a parameter, dropped on SQLite. Values are converted as the columns' types would
 (timestamps: naive UTC text on SQLite, aware datetimes on PostgreSQL), and the drivers'
 errors are turned into junctionbox's as the database layer turns SQLAlchemy's.
 """
@@ -37,7 +37,6 @@ from junctionbox.store.queries.driver_calls import sqlite_call
 
 T = TypeVar("T")
 
-READY, RUNNING = JobState.READY.value, JobState.RUNNING.value
 JOB_COLUMNS: Final = tuple(Job.__dataclass_fields__)
 # SQLite: ids bound as one JSON array (a search of the primary key per id).
 _SQLITE_IDS: Final = "id IN (SELECT value FROM json_each(?))"
@@ -96,7 +95,10 @@ async def pg_driver(conn: AsyncConnection) -> Any:
     if adapted._transaction is None:
         async with adapted._execute_mutex:
             if adapted._transaction is None:
-                await pg_call(adapted._start_transaction())
+                try:
+                    await adapted._start_transaction()
+                except Exception as exc:  # the adapter's own errors: BEGIN failed
+                    raise ServiceUnavailableError("database unavailable") from exc
     return raw.driver_connection
 
 
