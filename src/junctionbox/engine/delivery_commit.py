@@ -21,6 +21,12 @@ One transaction per batch of finished attempts:
    returned only once the transaction has committed; after a rollback their leases never
    existed and the jobs are still ready for anyone.
 
+On SQLite steps 1, 2, 7, and 3 for integrations that only delivered, run in ONE call on
+aiosqlite's thread, before the rest (each statement through the async driver is three or
+four hand-overs to that thread, and every await waits for the busy event loop while the
+write lock is held); the claim then comes before steps 3 to 6 for the other outcomes, which
+changes nothing it could see but a next action enqueued here (claimed by a later cycle).
+
 A job is never acknowledged without its log row: both are in the same commit. If the batch
 fails (a listener raised, the database hiccuped), each outcome is tried again in a
 transaction of its own, so one bad outcome cannot hold up the others; an outcome that still
@@ -32,9 +38,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -49,18 +57,29 @@ from junctionbox.domain.delivery import (
     job_max_attempts,
     message_id,
 )
+from junctionbox.domain.rollups import aggregate
 from junctionbox.engine.delivery_attempt import FINAL_DISPOSITIONS, AttemptOutcome, Disposition
-from junctionbox.engine.delivery_telemetry import add_to_rollups, record_metrics
+from junctionbox.engine.delivery_telemetry import add_to_rollups, record_metrics, rollup_facts
 from junctionbox.observability.metrics import Metrics
+from junctionbox.queue import driver_sql
 from junctionbox.queue.jobs import ClaimRequest, Job, Lease, NewJob
 from junctionbox.queue.store import JobQueue
 from junctionbox.services.breakers import Breakers
 from junctionbox.services.delivery_hooks import DeliveryListener
 from junctionbox.store.database import Database
 from junctionbox.store.queries.alerts import raise_alert
+from junctionbox.store.queries.commit_on_sqlite import (
+    add_rollups_on_sqlite,
+    reset_streaks_on_sqlite,
+)
 from junctionbox.store.queries.delivery_attempts import cap_text
+from junctionbox.store.queries.driver_calls import sqlite_run
 from junctionbox.store.queries.integrations import disable_integration, record_outcome
-from junctionbox.store.queries.log_batches import insert_log_rows
+from junctionbox.store.queries.log_batches import (
+    insert_log_rows,
+    insert_on_sqlite,
+    log_row_values,
+)
 from junctionbox.store.types import utcnow
 
 log = logging.getLogger(__name__)
@@ -133,16 +152,22 @@ class AttemptCommitter:
         now = self.clock()
         claimed: list[Job] = []
         async with self.db.write() as conn:
-            kept = await self._move_jobs(conn, outcomes)
-            mine = [o for o in outcomes if o.job_id in kept]
-            await insert_log_rows(conn, [o.row for o in mine if o.row is not None])
-            await add_to_rollups(conn, mine)
-            finals = await self._integrations(conn, mine, now)
+            if conn.dialect.name == "sqlite":
+                kept, claimed, reset = await self._write_on_sqlite(conn, outcomes, claim)
+                mine = [o for o in outcomes if o.job_id in kept]
+            else:
+                reset = set()
+                kept = await self._move_jobs(conn, outcomes)
+                mine = [o for o in outcomes if o.job_id in kept]
+                await insert_log_rows(conn, [o.row for o in mine if o.row is not None])
+                await add_to_rollups(conn, mine)
+            finals = await self._integrations(conn, mine, now, reset)
             await self._next_actions(conn, mine, now)
             await self._tell_listeners(conn, mine, finals)
             breaker_rows = self.breakers.dirty_rows(now.timestamp())
             await self.breakers.save(conn, breaker_rows)
-            if claim is not None:  # last: a job these outcomes held up is claimable now
+            if claim is not None and conn.dialect.name != "sqlite":
+                # Last: a job these outcomes held up is claimable now.
                 claimed = await self.queue.claim_in(conn, claim)
         self.breakers.saved(breaker_rows)
         if self.metrics is not None:
@@ -152,36 +177,68 @@ class AttemptCommitter:
             log.warning("lease of job %s was lost; its outcome is not recorded", job_id)
         return Committed(kept, lost, claimed)
 
+    async def _write_on_sqlite(
+        self,
+        conn: AsyncConnection,
+        outcomes: Sequence[AttemptOutcome],
+        claim: ClaimRequest | None,
+    ) -> tuple[set[str], list[Job], set[str]]:
+        """Steps 1, 2 and 7 (and 3 for integrations that only delivered) in ONE call on
+        aiosqlite's thread: each statement through the async driver is three or four
+        hand-overs to that thread and back, and every await in the transaction waits for
+        the busy event loop with the write lock held. The kept job ids, the jobs claimed
+        and the integrations whose failure streak was reset.
+
+        The claim comes before the steps left to the async path (other integrations,
+        next actions, listeners, breakers): after the jobs moved, which is what a job
+        these outcomes held up waits for; a next action enqueued below is claimed by a
+        later cycle."""
+        dialect = conn.dialect
+        plan = self.queue.plan_settle(**_settle_arguments(outcomes))
+        wanted = self.queue.plan_claim(claim) if claim is not None else None
+        rows = log_row_values(dialect, [o.row for o in outcomes if o.row is not None])
+        row_jobs = [o.job_id for o in outcomes if o.row is not None]
+        facts = {o.job_id: rollup_facts([o]) for o in outcomes}
+        resettable = _only_delivered(outcomes)
+
+        def work(sqlite: sqlite3.Connection) -> tuple[list[dict[str, str]], list[Job], set[str]]:
+            moved = driver_sql.apply_on_sqlite(sqlite, plan) if plan is not None else []
+            kept = {job_id for changed in moved for job_id in changed}
+            insert_on_sqlite(
+                sqlite,
+                dialect,
+                [v for v, job_id in zip(rows, row_jobs, strict=True) if job_id in kept],
+            )
+            mine_facts = [fact for job_id in kept for fact in facts[job_id]]
+            add_rollups_on_sqlite(sqlite, dialect, aggregate(mine_facts))
+            reset = {resettable[job_id] for job_id in kept if job_id in resettable}
+            reset_streaks_on_sqlite(sqlite, dialect, reset)
+            jobs = driver_sql.claim_on_sqlite(sqlite, wanted) if wanted is not None else []
+            return moved, jobs, reset
+
+        moved, jobs, reset = await sqlite_run(conn, work)
+        kept = await self.queue.settled(conn, plan, moved) if plan is not None else set()
+        return kept, self.queue.claimed(jobs), reset
+
     async def _move_jobs(
         self, conn: AsyncConnection, outcomes: Sequence[AttemptOutcome]
     ) -> set[str]:
-        by: dict[Disposition, list[AttemptOutcome]] = {}
-        for outcome in outcomes:
-            by.setdefault(outcome.disposition, []).append(outcome)
-        done = [*by.get(Disposition.DELIVERED, []), *by.get(Disposition.SKIP, [])]
-        kept = await self.queue.complete_many([_lease(o) for o in done], conn=conn)
-        retries = [
-            (_lease(o), _when(o), o.error or "failed") for o in by.get(Disposition.RETRY, [])
-        ]
-        kept |= await self.queue.retry_many(retries, conn=conn)
-        for outcome in [*by.get(Disposition.DEAD_LETTER, []), *by.get(Disposition.DISABLE, [])]:
-            error = outcome.error or "failed"
-            if await self.queue.dead_letter(outcome.job_id, _token(outcome), error, conn=conn):
-                kept.add(outcome.job_id)
-        waiting = [*by.get(Disposition.DEFER, []), *by.get(Disposition.RELEASE, [])]
-        notes = {o.job_id: o.note for o in waiting if o.note is not None}
-        kept |= await self.queue.defer_many(
-            [(_lease(o), _when(o)) for o in waiting], conn=conn, notes=notes
-        )
-        return kept
+        """Every job's transition, fenced by its lease, in one call to the queue (one
+        statement per kind of move)."""
+        return await self.queue.settle(conn, **_settle_arguments(outcomes))
 
     async def _integrations(
-        self, conn: AsyncConnection, outcomes: Sequence[AttemptOutcome], now: datetime
+        self,
+        conn: AsyncConnection,
+        outcomes: Sequence[AttemptOutcome],
+        now: datetime,
+        reset: set[str],
     ) -> dict[str, FinalState]:
         """Streaks, auto-disable, 410 Gone (in integration order, so that two nodes lock
-        integration rows in the same order); the final state of each finished job."""
+        integration rows in the same order); the final state of each finished job. The
+        integrations in ``reset`` had their streak reset already."""
         finals: dict[str, FinalState] = {}
-        delivered: set[str] = set()
+        delivered = set(reset)
         ordered = sorted(
             (o for o in outcomes if o.disposition in FINAL_DISPOSITIONS),
             key=lambda o: (o.delivery.integration_id if o.delivery else "", o.job_id),
@@ -278,6 +335,42 @@ class AttemptCommitter:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _settle_arguments(outcomes: Sequence[AttemptOutcome]) -> dict[str, Any]:
+    """``JobQueue.settle``'s arguments for the outcomes' jobs."""
+    by: dict[Disposition, list[AttemptOutcome]] = {}
+    for outcome in outcomes:
+        by.setdefault(outcome.disposition, []).append(outcome)
+    done = [*by.get(Disposition.DELIVERED, []), *by.get(Disposition.SKIP, [])]
+    dead = [*by.get(Disposition.DEAD_LETTER, []), *by.get(Disposition.DISABLE, [])]
+    waiting = [*by.get(Disposition.DEFER, []), *by.get(Disposition.RELEASE, [])]
+    return {
+        "done": [_lease(o) for o in done],
+        "retries": [
+            (_lease(o), _when(o), o.error or "failed") for o in by.get(Disposition.RETRY, [])
+        ],
+        "dead": [(_lease(o), o.error or "failed") for o in dead],
+        "deferrals": [(_lease(o), _when(o)) for o in waiting],
+        "notes": {o.job_id: o.note for o in waiting if o.note is not None},
+    }
+
+
+def _only_delivered(outcomes: Sequence[AttemptOutcome]) -> dict[str, str]:
+    """{job id: integration id} of the deliveries whose integration has no other final
+    outcome in the batch: its streak is simply reset (``_final``), whatever the order.
+    An integration with a final failure too is left to ``_final``, in job order."""
+    delivered: dict[str, str] = {}
+    others: set[str] = set()
+    for o in outcomes:
+        stored = o.prepared.stored
+        if stored is None or o.disposition not in FINAL_DISPOSITIONS:
+            continue
+        if o.disposition is Disposition.DELIVERED:
+            delivered[o.job_id] = stored.id
+        elif o.disposition is not Disposition.SKIP:
+            others.add(stored.id)
+    return {job_id: iid for job_id, iid in delivered.items() if iid not in others}
 
 
 def _lease(outcome: AttemptOutcome) -> Lease:

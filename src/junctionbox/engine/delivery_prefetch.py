@@ -24,14 +24,9 @@ from junctionbox.domain.secretbox import SecretBox
 from junctionbox.queue.jobs import Job
 from junctionbox.services.breakers import Breakers, origin_of
 from junctionbox.store.database import Database
-from junctionbox.store.queries.delivery_attempts import (
-    IntegrationStamp,
-    Position,
-    events_at,
-    integration_stamps,
-    parents_of,
-)
+from junctionbox.store.queries.delivery_attempts import IntegrationStamp, Position, parents_of
 from junctionbox.store.queries.integrations import load_integration
+from junctionbox.store.queries.worker_reads import stamps_and_events
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +93,11 @@ class DeliveryLoader:
         deliveries = [_delivery_of(job) for job in jobs]
         wanted = [d for d in deliveries if d is not None]
         async with self.db.read() as conn:
-            integrations = await self._load_integrations(conn, {d.integration_id for d in wanted})
+            ids = {d.integration_id for d in wanted}
             positions = {_position(d) for d in wanted}
-            found_events = await events_at(conn, positions) if positions else {}
+            # Both reads in one go (on SQLite one call on the driver's thread).
+            stamps, found_events = await stamps_and_events(conn, ids, positions)
+            integrations = await self._load_integrations(conn, ids, stamps)
             await self._load_parents(conn, {d.org_id for d in wanted})
             prepared = [
                 self._prepare(job, delivery, integrations, found_events)
@@ -153,11 +150,10 @@ class DeliveryLoader:
         return stored.org_id in (delivery.org_id, self._parents.get(delivery.org_id))
 
     async def _load_integrations(
-        self, conn: AsyncConnection, ids: set[str]
+        self, conn: AsyncConnection, ids: set[str], stamps: dict[str, IntegrationStamp]
     ) -> dict[str, StoredIntegration | Problem]:
         if not ids:
             return {}
-        stamps = await integration_stamps(conn, ids)
         loaded: dict[str, StoredIntegration | Problem] = {}
         for integration_id, stamp in stamps.items():
             cached = self._integrations.get(integration_id)

@@ -18,7 +18,12 @@ _NOT_REQUESTS = frozenset({CIRCUIT_OPEN})
 
 
 async def add_to_rollups(conn: AsyncConnection, outcomes: Sequence[AttemptOutcome]) -> None:
-    facts = [
+    await add_rollups(conn, aggregate(rollup_facts(outcomes)))
+
+
+def rollup_facts(outcomes: Sequence[AttemptOutcome]) -> list[AttemptFacts]:
+    """What each outcome's log row adds to the rollups (rows of no integration add none)."""
+    return [
         AttemptFacts(
             row.org_id,
             row.integration_id,
@@ -30,7 +35,6 @@ async def add_to_rollups(conn: AsyncConnection, outcomes: Sequence[AttemptOutcom
         for o in outcomes
         if (row := o.row) is not None and row.integration_id is not None
     ]
-    await add_rollups(conn, aggregate(facts))
 
 
 def record_metrics(

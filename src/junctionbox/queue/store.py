@@ -1,11 +1,14 @@
 """The durable job queue on the store (SQLite or PostgreSQL).
 
-A claim is one write transaction of two statements: expired leases are turned back to ready
-(or dead), then ``UPDATE jobs … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED LIMIT n)
-RETURNING *``. On PostgreSQL concurrent claimers skip each other's rows; on SQLite the write
-transaction (``BEGIN IMMEDIATE``) already makes claimers take turns, and the locking clause
-is not rendered. Every change after a claim is fenced by the lease token: a worker whose
-lease expired gets ``False`` and must stop.
+A claim is one write transaction: expired leases are turned back to ready (or dead: on
+their last attempt), first at most once a second per queue (``REAP_EVERY``), otherwise
+only when the claim finds fewer due jobs than it asks for; the due jobs' ids are selected (highest priority first, one per ordering key, ``FOR UPDATE SKIP LOCKED``
+on PostgreSQL, where concurrent claimers skip each other's rows; on SQLite the write
+transaction, ``BEGIN IMMEDIATE``, already makes claimers take turns), and leased by
+``UPDATE … RETURNING``. Every change after a claim is fenced by the lease token: a worker
+whose lease expired gets ``False`` and must stop. The claim and the jobs' transitions run
+at the driver's level (see :mod:`junctionbox.queue.driver_sql`): on SQLite one call on the
+driver's thread each, on PostgreSQL one statement per step or kind of transition.
 
 Wake-ups: ``enqueue`` marks its connection; when that connection goes back to the pool (its
 transaction is over, so the jobs are visible) the local waiters are woken. On PostgreSQL it
@@ -15,33 +18,26 @@ also sends ``NOTIFY``, which the server delivers at commit to every node's liste
 from __future__ import annotations
 
 import builtins
-import functools
 import secrets
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
-    Integer,
     Update,
     and_,
-    bindparam,
-    case,
     delete,
     event,
-    exists,
     func,
-    literal,
-    null,
     or_,
     select,
-    tuple_,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from junctionbox.domain.paging import Page, PageRequest
+from junctionbox.queue import driver_sql
 from junctionbox.queue.jobs import (
     PURGEABLE_STATES,
     ClaimRequest,
@@ -66,6 +62,10 @@ READY, RUNNING, DEAD = JobState.READY, JobState.RUNNING, JobState.DEAD
 LEASE_EXPIRED = "lease expired (the worker stopped or crashed)"
 EXPIRED_ON_LAST_ATTEMPT = "lease expired on the last attempt (the worker stopped or crashed)"
 _TICK = timedelta(microseconds=1)
+# A claim reaps expired leases of its queue first if none of this queue object's claims did
+# for this long (else only when it comes back short): while claims come back full, an
+# expired job is claimable again at most this late after its lease ran out.
+REAP_EVERY = timedelta(seconds=1)
 
 
 class JobQueue:
@@ -76,6 +76,7 @@ class JobQueue:
         self.clock = clock
         self._wakeups = Wakeups()
         self._last_created: datetime | None = None
+        self._reaped: dict[str, datetime] = {}  # queue -> when a claim last reaped it
         # Per instance, so two queues on one Database each see their own marks.
         self._pending_key = f"jb.jobs.pending.{id(self)}"
         event.listen(db.engine.sync_engine, "checkin", self._on_checkin)
@@ -156,26 +157,42 @@ class JobQueue:
         The leases exist only if that transaction commits: on a rollback the caller must
         drop the jobs returned, which are then still ready for anyone.
         """
+        claimed = await driver_sql.claim(conn, self.plan_claim(request))
+        return self.claimed(claimed)
+
+    def plan_claim(self, request: ClaimRequest) -> driver_sql.Claim:
+        """The statements' values of a claim (for :func:`driver_sql.claim_on_sqlite` in a
+        caller's own call on the driver's thread; then :meth:`claimed`)."""
         now = self.clock()
-        await conn.execute(_reap_expired(request.queue), {"now": now})
-        # Two statements, not UPDATE ... WHERE id IN (SELECT ... LIMIT n SKIP LOCKED):
-        # PostgreSQL may run that subquery once per row of a semi join, each run skipping
-        # the rows the statement itself has locked, and so claim more than ``limit``.
-        due = _due_ids(request.queue, request.kinds)
-        ids = list((await conn.execute(due, {"now": now, "limit": request.limit})).scalars())
-        if not ids:
-            return []
-        values = {
-            "b_ids": ids,
-            "b_token": secrets.token_urlsafe(18),
-            "b_owner": request.owner,
-            "b_until": lease_deadline(now, request.lease_seconds),
-            "now": now,
-        }
-        # Plain tuples in the Job's field order: a mapping per row and a dict per job cost
-        # more than the rest of building the job.
-        claimed = [_claimed_job(row) for row in await conn.execute(_lease_update(), values)]
-        return sorted(claimed, key=lambda j: (-j.priority, j.run_at, j.created_at, j.id))
+        return driver_sql.Claim(
+            queue=request.queue,
+            kinds=request.kinds,
+            limit=request.limit,
+            now=now,
+            token=secrets.token_urlsafe(18),
+            owner=request.owner,
+            until=lease_deadline(now, request.lease_seconds),
+            reap=self._reap_due(request.queue, now),
+            expired_errors=(EXPIRED_ON_LAST_ATTEMPT, LEASE_EXPIRED),
+        )
+
+    @staticmethod
+    def claimed(jobs: Iterable[Job]) -> builtins.list[Job]:
+        """Claimed jobs in claim order: highest priority first, then due time, FIFO."""
+        return sorted(jobs, key=lambda j: (-j.priority, j.run_at, j.created_at, j.id))
+
+    def _reap_due(self, queue: str, now: datetime) -> bool:
+        """Whether this claim should turn expired leases back before it selects: at most
+        once per ``REAP_EVERY`` per queue (by this queue object). Otherwise it does only if
+        it finds fewer due jobs than it asks for: expired jobs are claimable again at once
+        when a claim has room for them, and within ``REAP_EVERY`` while claims come back
+        full (a backlog, where the reap, a scan of the running jobs in the write lock,
+        would cost every claim for nothing). A clock that went back reaps at once."""
+        last = self._reaped.get(queue)
+        if last is not None and last <= now < last + REAP_EVERY:
+            return False
+        self._reaped[queue] = now
+        return True
 
     # ------------------------------------------------------------------ lease holders
 
@@ -199,8 +216,7 @@ class JobQueue:
         self, leases: Sequence[Lease], *, conn: AsyncConnection | None = None
     ) -> set[str]:
         """Mark several jobs done in one statement; the ids whose leases were still ours."""
-        values = {"state": JobState.DONE, "finished_at": self.clock(), **_NO_LEASE}
-        return set(await self._fenced(conn, leases, values))
+        return await self.settle(conn, done=leases)
 
     async def retry(
         self,
@@ -212,25 +228,18 @@ class JobQueue:
         conn: AsyncConnection | None = None,
     ) -> bool:
         """Back to ready at ``run_at`` (not claimable before), keeping the attempt count."""
-        if run_at.tzinfo is None:
-            raise ValueError("run_at must be timezone-aware")
-        values = {"state": READY, "run_at": run_at, "last_error": clip_error(error), **_NO_LEASE}
-        wake = run_at <= self.clock()
-        return bool(await self._fenced(conn, [Lease(job_id, lease_token)], values, wake=wake))
+        return bool(await self.retry_many([(Lease(job_id, lease_token), run_at, error)], conn=conn))
 
     async def dead_letter(
         self, job_id: str, lease_token: str, error: str, *, conn: AsyncConnection | None = None
     ) -> bool:
-        now = self.clock()
-        values = {"state": DEAD, "finished_at": now, "last_error": clip_error(error), **_NO_LEASE}
-        return bool(await self._fenced(conn, [Lease(job_id, lease_token)], values))
+        return bool(await self.settle(conn, dead=[(Lease(job_id, lease_token), error)]))
 
     async def release(
         self, job_id: str, lease_token: str, *, conn: AsyncConnection | None = None
     ) -> bool:
         """Give a claimed job back unrun (graceful shutdown): the attempt does not count."""
-        values = {"state": READY, "attempts": jobs.c.attempts - 1, **_NO_LEASE}
-        return bool(await self._fenced(conn, [Lease(job_id, lease_token)], values, wake=True))
+        return bool(await self.settle(conn, released=[Lease(job_id, lease_token)]))
 
     async def defer(
         self,
@@ -256,17 +265,7 @@ class JobQueue:
         ``notes`` (by job id) replace those jobs' ``last_error`` (why they wait); the
         others keep theirs.
         """
-        if not items:
-            return set()
-        _require_aware(when for _, when in items)
-        run_at = _per_job({lease.job_id: when for lease, when in items}, jobs.c.run_at)
-        values = {"state": READY, "run_at": run_at, "attempts": jobs.c.attempts - 1, **_NO_LEASE}
-        if notes:
-            whens = {job_id: literal(clip_error(note)) for job_id, note in notes.items()}
-            values["last_error"] = case(whens, value=jobs.c.id, else_=jobs.c.last_error)
-        now = self.clock()
-        wake = any(when <= now for _, when in items)
-        return set(await self._fenced(conn, [lease for lease, _ in items], values, wake=wake))
+        return await self.settle(conn, deferrals=items, notes=notes)
 
     async def retry_many(
         self,
@@ -275,20 +274,102 @@ class JobQueue:
         conn: AsyncConnection | None = None,
     ) -> set[str]:
         """:meth:`retry` for several jobs (lease, run_at, error) in one statement."""
-        if not items:
+        return await self.settle(conn, retries=items)
+
+    async def settle(
+        self,
+        conn: AsyncConnection | None,
+        *,
+        done: Sequence[Lease] = (),
+        retries: Sequence[tuple[Lease, datetime, str]] = (),
+        dead: Sequence[tuple[Lease, str]] = (),
+        deferrals: Sequence[tuple[Lease, datetime]] = (),
+        notes: Mapping[str, str] | None = None,
+        released: Sequence[Lease] = (),
+    ) -> set[str]:
+        """Finish or put back many jobs at once, each fenced by its lease token (one
+        statement per kind of move, and on SQLite one hand-over to the driver's thread for
+        them all): done, retried at their time with their error, dead-lettered with their
+        error, deferred to their time without spending the attempt (``notes`` by job id
+        replace those jobs' ``last_error``), released. The ids whose leases were ours.
+
+        With ``conn`` it joins the caller's transaction (e.g. with the delivery log); a
+        caller that finds a job missing from the result should drop what it wrote for it.
+        """
+        plan = self.plan_settle(
+            done=done,
+            retries=retries,
+            dead=dead,
+            deferrals=deferrals,
+            notes=notes,
+            released=released,
+        )
+        if plan is None:
             return set()
-        _require_aware(when for _, when, _ in items)
-        run_at = _per_job({lease.job_id: when for lease, when, _ in items}, jobs.c.run_at)
-        errors = {lease.job_id: clip_error(error) for lease, _, error in items}
-        values = {
-            "state": READY,
-            "run_at": run_at,
-            "last_error": _per_job(errors, jobs.c.last_error),
-            **_NO_LEASE,
-        }
+        if conn is None:
+            async with self.db.write() as own:
+                return await self.settled(own, plan, await driver_sql.apply(own, plan))
+        return await self.settled(conn, plan, await driver_sql.apply(conn, plan))
+
+    def plan_settle(
+        self,
+        *,
+        done: Sequence[Lease] = (),
+        retries: Sequence[tuple[Lease, datetime, str]] = (),
+        dead: Sequence[tuple[Lease, str]] = (),
+        deferrals: Sequence[tuple[Lease, datetime]] = (),
+        notes: Mapping[str, str] | None = None,
+        released: Sequence[Lease] = (),
+    ) -> driver_sql.Settlement | None:
+        """:meth:`settle`'s statements' values (None: nothing to do), for a caller that
+        runs them in its own call on the driver's thread; then :meth:`settled`."""
+        _require_aware(when for _, when, _ in retries)
+        _require_aware(when for _, when in deferrals)
         now = self.clock()
-        wake = any(when <= now for _, when, _ in items)
-        return set(await self._fenced(conn, [lease for lease, _, _ in items], values, wake=wake))
+        notes = notes or {}
+        planned = [
+            driver_sql.Transition(driver_sql.DONE, [(le.job_id, le.token) for le in done]),
+            driver_sql.Transition(
+                driver_sql.RETRY,
+                [(le.job_id, le.token, when, clip_error(err)) for le, when, err in retries],
+                wake=any(when <= now for _, when, _ in retries),
+            ),
+            driver_sql.Transition(
+                driver_sql.DEAD, [(le.job_id, le.token, clip_error(err)) for le, err in dead]
+            ),
+            driver_sql.Transition(
+                driver_sql.DEFER,
+                [
+                    (le.job_id, le.token, when, _clipped(notes.get(le.job_id)))
+                    for le, when in deferrals
+                ],
+                wake=any(when <= now for _, when in deferrals),
+            ),
+            driver_sql.Transition(
+                driver_sql.RELEASE, [(le.job_id, le.token) for le in released], wake=True
+            ),
+        ]
+        transitions = [transition for transition in planned if transition.jobs]
+        return driver_sql.Settlement(transitions, now) if transitions else None
+
+    async def settled(
+        self,
+        conn: AsyncConnection,
+        plan: driver_sql.Settlement,
+        moved: Sequence[Mapping[str, str]],
+    ) -> set[str]:
+        """After ``plan`` ran in ``conn``'s transaction (``moved``: per transition, the
+        jobs moved and their queues): wake the queues of jobs claimable now; the ids
+        whose leases were ours."""
+        ready = {
+            queue
+            for changed, transition in zip(moved, plan.transitions, strict=True)
+            if transition.wake
+            for queue in changed.values()
+        }
+        if ready:
+            await self._mark_ready(conn, ready)
+        return {job_id for changed in moved for job_id in changed}
 
     async def _fenced(
         self,
@@ -512,111 +593,13 @@ def _values_of(job: NewJob, job_id: str, now: datetime, created: datetime) -> tu
     )
 
 
-# The claim's statements are built once per queue (and kinds), with the instant and the
-# limit bound at execution: building them is a good part of a claim's cost otherwise.
-_CACHED_STATEMENTS = 64
-
-
-def _now_param() -> Any:
-    return bindparam("now", type_=jobs.c.run_at.type)
-
-
-@functools.lru_cache(maxsize=_CACHED_STATEMENTS)
-def _due_ids(queue: str, kinds: tuple[str, ...] | None) -> Any:
-    """Due jobs' ids in claim order; parameters ``now`` and ``limit``."""
-    candidate = jobs.alias("candidate")
-    chosen = (
-        select(candidate.c.id)
-        .where(
-            candidate.c.queue == queue,
-            candidate.c.state == READY,
-            candidate.c.run_at <= _now_param(),
-            _first_of_its_key(candidate),
-        )
-        .order_by(
-            candidate.c.priority.desc(), candidate.c.run_at, candidate.c.created_at, candidate.c.id
-        )
-        .limit(bindparam("limit", type_=Integer))
-        .with_for_update(skip_locked=True, of=candidate)
-    )
-    if kinds is not None:
-        chosen = chosen.where(candidate.c.kind.in_(kinds))
-    return chosen
-
-
-@functools.lru_cache(maxsize=1)
-def _lease_update() -> Any:
-    """Lease the chosen ready jobs (parameters ``b_ids``, ``b_token``, ``b_owner``,
-    ``b_until``, ``now``); built once, as building it cost as much as running it."""
-    return (
-        update(jobs)
-        .where(jobs.c.id.in_(bindparam("b_ids", expanding=True)), jobs.c.state == READY)
-        .values(
-            state=RUNNING,
-            attempts=jobs.c.attempts + 1,
-            lease_token=bindparam("b_token", type_=jobs.c.lease_token.type),
-            lease_owner=bindparam("b_owner", type_=jobs.c.lease_owner.type),
-            leased_until=bindparam("b_until", type_=jobs.c.leased_until.type),
-            updated_at=_now_param(),
-        )
-        .returning(*_JOB_COLUMNS)
-    )
-
-
-def _first_of_its_key(candidate: Any) -> ColumnElement[bool]:
-    """FIFO per ordering key: no job of the key is running, and none created earlier is
-    still waiting (dead, done and cancelled jobs hold nothing up)."""
-    other = jobs.alias("other")
-    earlier = tuple_(other.c.created_at, other.c.id) < tuple_(
-        candidate.c.created_at, candidate.c.id
-    )
-    blocker = exists().where(
-        other.c.ordering_key == candidate.c.ordering_key,
-        other.c.id != candidate.c.id,
-        or_(other.c.state == RUNNING, and_(other.c.state == READY, earlier)),
-    )
-    return or_(candidate.c.ordering_key.is_(None), ~blocker)
-
-
-@functools.lru_cache(maxsize=_CACHED_STATEMENTS)
-def _reap_expired(queue: str) -> Update:
-    """Running jobs whose lease ran out (parameter ``now``): back to ready (their token is
-    void, the next claim counts a new attempt), or dead when that was their last attempt.
-
-    Kept out of the claim query so that it only reads ready rows in index order. SKIP
-    LOCKED: concurrent claimers reaping the same rows in different orders would otherwise
-    deadlock, and a row locked by a heartbeat is likely not expired any more.
-    """
-    expired = (
-        select(jobs.c.id)
-        .where(jobs.c.queue == queue, jobs.c.state == RUNNING, jobs.c.leased_until < _now_param())
-        .with_for_update(skip_locked=True)
-    )
-    last = jobs.c.attempts >= jobs.c.max_attempts
-    return (
-        update(jobs)
-        .where(jobs.c.id.in_(expired))
-        .values(
-            state=case((last, DEAD.value), else_=READY.value),
-            last_error=case((last, EXPIRED_ON_LAST_ATTEMPT), else_=LEASE_EXPIRED),
-            finished_at=case((last, _now_param()), else_=null()),
-            updated_at=_now_param(),
-            **_NO_LEASE,
-        )
-    )
+def _clipped(note: str | None) -> str | None:
+    return None if note is None else clip_error(note)
 
 
 def _require_aware(moments: Iterable[datetime]) -> None:
     if any(moment.tzinfo is None for moment in moments):
         raise ValueError("run_at must be timezone-aware")
-
-
-def _per_job(values: dict[str, Any], column: Any) -> Any:
-    """A value per job id for one column of a multi-job update (``CASE id WHEN ...``)."""
-    if len(set(values.values())) == 1:
-        return literal(next(iter(values.values())), column.type)
-    whens = {job_id: literal(value, column.type) for job_id, value in values.items()}
-    return case(whens, value=jobs.c.id)
 
 
 def _holding(leases: Sequence[Lease]) -> ColumnElement[bool]:
@@ -653,17 +636,6 @@ def _filters(state: JobState | None, kind: str | None, queue: str | None) -> lis
     if queue is not None:
         conditions.append(jobs.c.queue == queue)
     return conditions
-
-
-_JOB_COLUMNS: Final = tuple(jobs.c[name] for name in Job.__dataclass_fields__)
-_RUNNING: Final = JobState.RUNNING
-
-
-def _claimed_job(row: Any) -> Job:
-    """A row of ``_JOB_COLUMNS`` just leased (so its state is ``running``) as a Job."""
-    job = Job(*row)
-    job.state = _RUNNING
-    return job
 
 
 def _job_of(row: Any) -> Job:

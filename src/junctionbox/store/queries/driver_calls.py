@@ -90,18 +90,23 @@ async def sqlite_run(conn: AsyncConnection, work: Callable[[sqlite3.Connection],
 
 async def pg_driver(conn: AsyncConnection) -> Any:
     """The transaction's asyncpg connection, its transaction begun: SQLAlchemy's adapter
-    sends BEGIN lazily, with its first statement, so a statement sent straight to the
-    driver before that would run outside the transaction."""
+    sends ``BEGIN`` only with its first statement, and a statement sent to the driver
+    before that would run (and commit) on its own."""
     raw = await conn.get_raw_connection()
     adapter: Any = raw.dbapi_connection
     if adapter._transaction is None and adapter.isolation_level != "autocommit":
-        await pg_call(adapter._start_transaction())
+        async with adapter._execute_mutex:
+            if adapter._transaction is None:
+                try:
+                    await adapter._start_transaction()
+                except Exception as exc:  # the adapter's own errors: BEGIN failed
+                    raise ServiceUnavailableError("database unavailable") from exc
     return raw.driver_connection
 
 
 async def pg_call(call: Awaitable[T]) -> T:
     """``call``'s result (a call on an asyncpg connection), asyncpg's errors translated as
-    the database layer translates SQLAlchemy's."""
+    the database layer translates SQLAlchemy's (``database.translate_error``)."""
     import asyncpg  # only ever imported on PostgreSQL
 
     try:
@@ -111,6 +116,9 @@ async def pg_call(call: Awaitable[T]) -> T:
     except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError) as exc:
         raise ServiceUnavailableError("database unavailable") from exc
     except asyncpg.PostgresError as exc:
+        name = type(exc).__name__
+        if "Connection" in name or "CannotConnect" in name or "Interface" in name:
+            raise ServiceUnavailableError("database unavailable") from exc
         raise JunctionboxError() from exc
 
 

@@ -136,6 +136,21 @@ async def insert_log_rows(conn: AsyncConnection, rows: Sequence[AttemptRow]) -> 
         await conn.exec_driver_sql(sql, values)
 
 
+def log_row_values(dialect: Dialect, rows: Sequence[AttemptRow]) -> list[tuple[Any, ...]]:
+    """The rows' values as :func:`insert_log_rows` sends them (for
+    :func:`insert_on_sqlite`, in a caller's own call on aiosqlite's thread)."""
+    _, processors = _compiled(dialect)
+    return [row_values(row, processors) for row in rows]
+
+
+def insert_on_sqlite(
+    sqlite: sqlite3.Connection, dialect: Dialect, values: list[tuple[Any, ...]]
+) -> None:
+    """Insert rows made by :func:`log_row_values`, on aiosqlite's thread."""
+    if values:
+        _sqlite_insert(sqlite, _compiled(dialect)[0], values)
+
+
 def _sqlite_insert(sqlite: sqlite3.Connection, sql: str, values: list[tuple[Any, ...]]) -> None:
     for start in range(0, len(values), _ROWS_PER_STATEMENT):
         chunk = values[start : start + _ROWS_PER_STATEMENT]

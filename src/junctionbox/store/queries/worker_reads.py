@@ -1,0 +1,121 @@
+"""The delivery worker's reads for a batch of claimed jobs at the driver's level: the
+integrations' change stamps and the events at the jobs' log positions (what
+``delivery_attempts.integration_stamps`` and ``events_at`` read through SQLAlchemy).
+
+Every batch the worker claims is prepared by these two reads: through SQLAlchemy each costs
+more CPU than the database's own work (and on SQLite three or four hand-overs to the
+driver's thread). Here SQLite runs both in ONE call on aiosqlite's thread; PostgreSQL gets
+one statement each, the positions as arrays joined to the primary key. Values come back as
+SQLAlchemy's column types return them (aware UTC datetimes, parsed JSON, booleans, bytes).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Collection
+from typing import Any, Final
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from junctionbox.domain.events import StoredEvent
+from junctionbox.queue.driver_sql import sqlite_moment
+from junctionbox.store.database import dumps_json, loads_json
+from junctionbox.store.queries.delivery_attempts import IntegrationStamp, Position
+from junctionbox.store.queries.driver_calls import pg_call, pg_driver
+from junctionbox.store.queries.driver_calls import sqlite_run as on_sqlite
+
+_EVENT_COLUMNS: Final = (
+    "org_id, stream, partition, log_offset, event_id, source, type, subject, event_time,"
+    " received_at, partition_key, data_content_type, data_schema, extensions, payload"
+)
+_SQLITE_STAMPS: Final = (
+    "SELECT id, version, updated_at, is_active FROM outbound_integrations"
+    " WHERE id IN (SELECT value FROM json_each(?))"
+)
+_PG_STAMPS: Final = (
+    "SELECT id, version, updated_at, is_active FROM outbound_integrations"
+    " WHERE id = ANY($1::text[])"
+)
+# One partition's events: a search of the primary key per offset.
+_SQLITE_EVENTS: Final = (
+    f"SELECT {_EVENT_COLUMNS} FROM events WHERE org_id = ? AND stream = ? AND partition = ?"  # noqa: S608 (constants)
+    " AND log_offset IN (SELECT value FROM json_each(?))"
+)
+_PG_EVENTS: Final = (
+    f"SELECT {', '.join('e.' + c.strip() for c in _EVENT_COLUMNS.split(','))}"  # noqa: S608 (constants)
+    " FROM events AS e JOIN unnest($1::bigint[], $2::text[], $3::integer[], $4::bigint[])"
+    " AS p(org_id, stream, partition, log_offset) ON e.org_id = p.org_id"
+    " AND e.stream = p.stream AND e.partition = p.partition AND e.log_offset = p.log_offset"
+)
+
+Stamps = dict[str, IntegrationStamp]
+Events = dict[Position, StoredEvent]
+
+
+async def stamps_and_events(
+    conn: AsyncConnection, integration_ids: Collection[str], positions: Collection[Position]
+) -> tuple[Stamps, Events]:
+    """The integrations' (version, updated_at, is_active) (missing ids were deleted) and
+    the events at these log positions (positions trimmed away are missing)."""
+    ids = sorted(set(integration_ids))
+    ordered = sorted(set(positions))
+    if conn.dialect.name == "sqlite":
+        return await on_sqlite(conn, lambda sqlite: _on_sqlite(sqlite, ids, ordered))
+    driver = await pg_driver(conn)
+    stamps: Stamps = {}
+    if ids:
+        for row in await pg_call(driver.fetch(_PG_STAMPS, ids)):
+            stamps[row[0]] = (row[1], row[2], bool(row[3]))
+    found: Events = {}
+    if ordered:
+        columns = [list(column) for column in zip(*ordered, strict=True)]
+        for row in await pg_call(driver.fetch(_PG_EVENTS, *columns)):
+            event = _event(row, row[8], row[9], row[13])
+            found[(event.org_id, event.stream, event.partition, event.offset)] = event
+    return stamps, found
+
+
+def _on_sqlite(
+    sqlite: sqlite3.Connection, ids: list[str], positions: list[Position]
+) -> tuple[Stamps, Events]:
+    stamps: Stamps = {}
+    if ids:
+        for integration_id, version, updated_at, is_active in sqlite.execute(
+            _SQLITE_STAMPS, (dumps_json(ids),)
+        ):
+            moment = sqlite_moment(updated_at)
+            if moment is not None:  # NOT NULL
+                stamps[integration_id] = (version, moment, bool(is_active))
+    by_partition: dict[tuple[int, str, int], list[int]] = {}
+    for org_id, stream, partition, offset in positions:
+        by_partition.setdefault((org_id, stream, partition), []).append(offset)
+    found: Events = {}
+    for (org_id, stream, partition), offsets in by_partition.items():
+        values = (org_id, stream, partition, dumps_json(offsets))
+        for row in sqlite.execute(_SQLITE_EVENTS, values):
+            extensions = loads_json(row[13]) if row[13] is not None else None
+            event = _event(row, sqlite_moment(row[8]), sqlite_moment(row[9]), extensions)
+            found[(event.org_id, event.stream, event.partition, event.offset)] = event
+    return stamps, found
+
+
+def _event(row: Any, event_time: Any, received_at: Any, extensions: Any) -> StoredEvent:
+    """``events.stored_event`` of a row of ``_EVENT_COLUMNS`` (its times and extensions
+    already converted)."""
+    return StoredEvent(
+        org_id=row[0],
+        stream=row[1],
+        partition=row[2],
+        offset=row[3],
+        event_id=row[4],
+        source=row[5],
+        type=row[6],
+        subject=row[7],
+        time=event_time,
+        received_at=received_at,
+        partition_key=row[10],
+        data_content_type=row[11],
+        data_schema=row[12],
+        extensions=extensions or {},
+        payload=bytes(row[14]),
+    )
