@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import text
+from tests.integration.queue_helpers import Clock
 
 from junctionbox.domain.paging import PageRequest
 from junctionbox.queue import Job, JobQueue, JobState, Lease, NewJob
@@ -26,20 +27,9 @@ class Abort(Exception):
     """Raised to roll a transaction back."""
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(T0)
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from tests.integration.queue_helpers import Clock
 
 from junctionbox.queue import JobQueue, JobState, Lease, NewJob
 from junctionbox.store.database import Database
@@ -15,20 +16,9 @@ T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 Q = "deferrals"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(T0)
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
+from tests.integration.queue_helpers import Clock
 
 from junctionbox.queue import Job, JobQueue, JobState, Lease, NewJob
 from junctionbox.queue.driver_sql import sql_for
@@ -21,20 +22,9 @@ T0 = datetime(2030, 1, 1, 12, 0, 0, 123456, tzinfo=UTC)
 Q = "default"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(T0)
 
 
 @pytest.fixture
