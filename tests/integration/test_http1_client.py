@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import gc
 import gzip
 import ipaddress
 import socket
@@ -27,7 +28,7 @@ from tests.integration.raw_http_server import (
     response,
 )
 
-from junctionbox.connectors.http1 import Deadline, Http1Client, request_head
+from junctionbox.connectors.http1 import Deadline, Http1Client, Response, request_head
 from junctionbox.connectors.http_client import (
     GuardedHttpClient,
     OutboundNetworkError,
@@ -646,3 +647,22 @@ async def test_deadline_turns_only_its_own_cancellation_into_timeout() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_a_released_response_is_freed_without_the_garbage_collector() -> None:
+    # Its parser holds its callbacks: a reference cycle per exchange unless release breaks
+    # it, and the collector's passes cost more than the exchange (the proxy's benchmark).
+    async with RawServer(ok) as server, client_for(server) as client:
+        await client.send("POST", server.url("/a"), body=b"x")  # the connection is open
+        gc.collect()
+        gc.set_debug(gc.DEBUG_SAVEALL)  # what the collector finds is kept for inspection
+        try:
+            upstream = await client.open("POST", server.url("/a"), body=b"x")
+            assert await upstream.read(1024) == (b"ok", False)
+            upstream.release()
+            del upstream
+            gc.collect()
+            assert not [o for o in gc.garbage if isinstance(o, Response)]
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()

@@ -17,6 +17,7 @@ then the rate limits and the body limit, then the handler.
 from __future__ import annotations
 
 import logging
+import random
 import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -27,7 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from junctionbox.api.errors import envelope, error_response, internal_error_response
 from junctionbox.api.rate_limit import RateLimits
-from junctionbox.domain.ids import new_id
+from junctionbox.domain.ids import new_id_of
 from junctionbox.errors import JunctionboxError
 from junctionbox.observability import context
 from junctionbox.observability.http import ServerTelemetry
@@ -113,7 +114,10 @@ class EdgeMiddleware:
             return
         headers = dict(scope["headers"])
         incoming = _incoming_id(headers.get(b"x-request-id"))
-        generated = None if incoming else new_id("req")
+        # Unique is enough for a request id: entropy from the module generator (seeded
+        # from os.urandom, reseeded in a forked child) spares a system call per request,
+        # one that releases the GIL (measured: ~1 us, and a wait to take the GIL back).
+        generated = None if incoming else new_id_of("req", random.getrandbits(80))
         request_id = incoming or generated or ""
         correlation_id = _incoming_id(headers.get(b"x-correlation-id")) or request_id
         state = scope.get("state")
@@ -140,6 +144,11 @@ class EdgeMiddleware:
                     _access_log(scope, call.status, started)
         finally:
             context.leave(token)
+            # The scope holds the call, which holds uvicorn's send, which holds the scope:
+            # a reference cycle per request (with its headers, ~20 objects) left to the
+            # garbage collector, whose passes cost more than the request's other work
+            # combined (measured: 17 us per proxied call). The request is over: unlink.
+            del scope[EDGE_KEY]
 
     async def _limited(self, scope: Scope, receive: Receive, send: Send) -> None:
         call: EdgeCall = scope[EDGE_KEY]

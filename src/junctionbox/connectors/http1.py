@@ -410,6 +410,10 @@ class Response:
             return
         self._released = True
         self._conn.finished(self, reusable=self.at_eof and self.keep_alive)
+        # The parser holds our callbacks and we hold it: a reference cycle per response,
+        # left to the garbage collector (measured under the proxy benchmark: ~12 objects
+        # per call, 7-9 us per call in collections). Its connection no longer feeds us.
+        del self._parser
 
 
 _NOTED_LENGTHS: Final = frozenset(
@@ -499,7 +503,9 @@ class Connection(asyncio.Protocol):
         response = Response(self, head_only)
         self.response = response
         if len(body) < 65536:
-            transport.write(head + body)  # one write, usually one segment
+            # One write, usually one segment, at the end of this event-loop step with the
+            # other requests of the step (see _StepWrites).
+            self.pool.writes(self.loop).write(transport, head + body)
         else:
             transport.write(head)
             transport.write(body)
@@ -535,6 +541,36 @@ class Connection(asyncio.Protocol):
             self.transport.close()
 
 
+class _StepWrites:
+    """Small requests written at the end of the event-loop step that sent them, together.
+
+    A write to a peer asleep in its event loop wakes it, and on loopback (and in a VM) the
+    wake-up is paid by the writer, inside the system call. Written back to back, the
+    requests of one step wake a peer once instead of once each. The request goes out
+    after the other callbacks ready in the same step, before the loop waits for I/O.
+    """
+
+    __slots__ = ("_loop", "_pending", "_scheduled")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._pending: list[tuple[asyncio.Transport, bytes]] = []
+        self._scheduled = False
+
+    def write(self, transport: asyncio.Transport, data: bytes) -> None:
+        self._pending.append((transport, data))
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        pending, self._pending = self._pending, []
+        for transport, data in pending:
+            if not transport.is_closing():  # closed meanwhile: its response fails as before
+                transport.write(data)
+
+
 class _Pool:
     """Idle connections per origin and the count of connections in use."""
 
@@ -547,6 +583,13 @@ class _Pool:
         self._in_use_per_host: dict[Origin, int] = {}
         self._waiters: collections.deque[tuple[Origin, asyncio.Future[None]]] = collections.deque()
         self._sweeper: asyncio.TimerHandle | None = None
+        self._writes: _StepWrites | None = None
+
+    def writes(self, loop: asyncio.AbstractEventLoop) -> _StepWrites:
+        found = self._writes
+        if found is None or found._loop is not loop:
+            found = self._writes = _StepWrites(loop)
+        return found
 
     def _has_slot(self, origin: Origin) -> bool:
         if self._in_use >= self._limit:

@@ -352,6 +352,23 @@ class GuardedHttpClient:
         timeout = self._timeout_seconds if timeout_seconds is None else timeout_seconds
         return _Stream(self, method, url, headers, body, timeout, decompress)
 
+    async def open(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Sequence[tuple[str, str]] = (),
+        body: bytes = b"",
+        timeout_seconds: float | None = None,
+        decompress: bool = False,
+    ) -> StreamedResponse:
+        """:meth:`stream` without the context manager, for a caller that hands the response
+        on (the proxy answers with it): the caller must :meth:`StreamedResponse.release`
+        it, on every path."""
+        timeout = self._timeout_seconds if timeout_seconds is None else timeout_seconds
+        response = await self._open_stream(method, url, headers, body, timeout)
+        return StreamedResponse(response, timeout, decompress)
+
     async def _open_stream(
         self, method: str, url: str, headers: Sequence[tuple[str, str]], body: bytes, bound: float
     ) -> Response:
@@ -419,6 +436,11 @@ class StreamedResponse:
         self._decoder = body_decoder(response.content_encoding) if decompress else None
         self.status = response.status
         self.headers = tuple(response.headers)
+
+    def release(self) -> None:
+        """Give the connection back: to the pool if the body was read to the end, else
+        close it. Idempotent."""
+        self._response.release()
 
     async def _next(self) -> bytes:
         response = self._response

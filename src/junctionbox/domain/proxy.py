@@ -59,8 +59,16 @@ _PATH_SAFE: Final = "!$&'()*+,;=:@-._~"
 
 def check_framing(headers: Headers) -> None:
     """Refuse a request whose body length could be read two ways (CL.TE / TE.CL)."""
-    lengths = [v.strip() for k, v in headers if k.lower() == "content-length"]
-    codings = [v.strip().lower() for k, v in headers if k.lower() == "transfer-encoding"]
+    lengths: list[str] = []
+    codings: list[str] = []
+    for key, value in headers:  # one pass: this runs for every proxied call
+        name = key.lower()
+        if name == "content-length":
+            lengths.append(value.strip())
+        elif name == "transfer-encoding":
+            codings.append(value.strip().lower())
+    if not codings and len(lengths) == 1 and lengths[0].isdigit():
+        return  # the usual request: one plain length
     if lengths and codings:
         raise ValidationError("ambiguous framing: Content-Length and Transfer-Encoding")
     values = {part.strip() for value in lengths for part in value.split(",")}
@@ -82,8 +90,17 @@ def forwardable_request_headers(
     headers: Headers, drop: Iterable[str] = ()
 ) -> list[tuple[str, str]]:
     """The caller's headers that go upstream (``drop``: more names, lower-case)."""
-    skip = _NOT_FORWARDED | _connection_named(headers) | set(drop)
-    return [(k, v) for k, v in headers if k.lower() not in skip]
+    names = [k.lower() for k, _ in headers]
+    if "connection" in names:
+        skip = _NOT_FORWARDED | _connection_named(headers) | set(drop)
+        return [(k, v) for (k, v), name in zip(headers, names, strict=True) if name not in skip]
+    # Without a Connection header (HTTP/1.1 callers rarely send one): no set to build.
+    dropped = drop if isinstance(drop, frozenset | set) else frozenset(drop)
+    return [
+        (k, v)
+        for (k, v), name in zip(headers, names, strict=True)
+        if name not in _NOT_FORWARDED and name not in dropped
+    ]
 
 
 def forwardable_response_headers(

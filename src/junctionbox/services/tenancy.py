@@ -44,10 +44,11 @@ class TenancyService:
                 raise ValidationError("orgId query parameter is required")
             org_id = principal.org_id
         record = await self._cached(org_id)
-        if record is None or not may_act_for(principal, _entity(record)):
+        entity = _entity(record) if record is not None else None
+        if entity is None or not may_act_for(principal, entity):
             raise NotFoundError("organization not found")
-        context.bind(org_id=record.id)
-        return TenantContext(_entity(record), principal)
+        context.bind(org_id=entity.id)
+        return TenantContext(entity, principal)
 
     async def _cached(self, entity_id: int) -> EntityRecord | None:
         # Absence is not kept: a new entity is usable at once.

@@ -176,3 +176,42 @@ def test_retry_decision(
     method: str, status: int | None, non_idempotent: bool, expected: bool
 ) -> None:
     assert should_retry(method, status=status, retry_non_idempotent=non_idempotent) is expected
+
+
+@pytest.mark.parametrize(
+    "drop", [{"x-partner-key"}, frozenset({"x-partner-key"}), ["x-partner-key"]]
+)
+def test_request_headers_without_connection_header_filter_the_same(drop: object) -> None:
+    # The path without a Connection header builds no skip set: the same result as with an
+    # empty Connection header (the general path).
+    incoming = [
+        ("Host", "gw"),
+        ("X-API-Key", "platform"),
+        ("x-partner-key", "k"),
+        ("Transfer-Encoding", "chunked"),
+        ("Content-Length", "3"),
+        ("Accept", "application/json"),
+        ("X-Trace", "t"),
+        ("X-Trace", "u"),
+    ]
+    expected = [("Accept", "application/json"), ("X-Trace", "t"), ("X-Trace", "u")]
+    assert forwardable_request_headers(incoming, drop=drop) == expected  # type: ignore[arg-type]
+    general = forwardable_request_headers([*incoming, ("Connection", "")], drop=drop)  # type: ignore[arg-type]
+    assert general == expected
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [[("content-length", "5")], [("Content-Length", " 5 ")], [("content-length", "\uff10")]],
+)
+def test_one_plain_length_takes_the_short_path_with_the_same_answer(
+    headers: list[tuple[str, str]],
+) -> None:
+    try:
+        check_framing(headers)
+    except ValidationError:
+        refused = True
+    else:
+        refused = False
+    # What the general rule says: one value, digits only.
+    assert refused is not headers[0][1].strip().isdigit()

@@ -50,6 +50,14 @@ def _org_id(query: Sequence[tuple[str, str]]) -> int | None:
     return int(raw)
 
 
+def _query(raw: str) -> list[tuple[str, str]]:
+    """``parse_qsl(raw, keep_blank_values=True)``; without an escape to undo (the usual
+    ``orgId=1``) a plain split, the same pairs at a fraction of its cost."""
+    if "%" in raw or "+" in raw:
+        return parse_qsl(raw, keep_blank_values=True)
+    return [(name, value) for name, _, value in (p.partition("=") for p in raw.split("&") if p)]
+
+
 def _sub_path(scope: Scope) -> str:
     """The still-encoded path after ``/api/v1/integrations/{type}``."""
     raw = scope.get("raw_path") or scope["path"].encode()
@@ -68,7 +76,7 @@ async def _principal(svc: Services, headers: Mapping[bytes, bytes]) -> Principal
 async def _call(svc: Services, scope: Scope, receive: Receive, kind: str) -> ProxyAnswer:
     edge = scope.get(EDGE_KEY)
     by_name: Mapping[bytes, bytes] = edge.headers if edge is not None else dict(scope["headers"])
-    query = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+    query = _query(scope["query_string"].decode("latin-1"))
     tenant: TenantContext = await svc.tenancy.resolve(
         await _principal(svc, by_name), _org_id(query)
     )

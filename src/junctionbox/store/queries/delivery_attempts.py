@@ -62,8 +62,8 @@ def cap_headers(
         name = str(raw_name)  # plain str: aiohttp's names are ``istr``, which orjson refuses
         merged[name] = f"{merged[name]}, {value}" if name in merged else str(value)
     # Nearly always: under the cap and no NUL anywhere, so every header is kept as it is.
-    size = sum(map(len, merged)) + sum(map(len, merged.values())) + 4 * len(merged)
-    if size <= limit and "\x00" not in "".join(merged) + "".join(merged.values()):
+    text = "".join(merged) + "".join(merged.values())
+    if len(text) + 4 * len(merged) <= limit and "\x00" not in text:
         return merged
     kept: dict[str, str] = {}
     size = 0
