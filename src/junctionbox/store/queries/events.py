@@ -211,10 +211,12 @@ async def allocate_offsets(
     visible in order; there, ``announce_on`` names a channel to NOTIFY of the range."""
     values = {"b_org_id": org_id, "b_stream": stream, "b_partition": partition}
     values |= {"b_count": count, "b_size": size}
-    if announce_on is not None and conn.dialect.name == "postgresql":
-        found = await conn.execute(_ALLOCATE_ANNOUNCING, values | {"b_channel": announce_on})
-        row = found.first()
-        return None if row is None else int(row[0]) - count
+    if conn.dialect.name == "postgresql":
+        if announce_on is None:
+            rows = await fetch_rows(conn, _ALLOCATE, values)
+        else:
+            rows = await fetch_rows(conn, _ALLOCATE_ANNOUNCING, values | {"b_channel": announce_on})
+        return int(rows[0][0]) - count if rows else None
     if conn.dialect.name == "sqlite":
         sql, names = _sqlite_compiled(conn.dialect)
         rows = await _sqlite(conn, "fetch", sql, tuple(values[name] for name in names))
@@ -407,6 +409,9 @@ async def insert_events(conn: AsyncConnection, stored: Sequence[StoredEvent]) ->
         await _copy(conn, rows)
     elif conn.dialect.name == "sqlite":
         await _sqlite(conn, "many", insert_sql, rows)
+    elif conn.dialect.name == "postgresql":
+        driver = await pg_driver(conn)
+        await pg_call(driver.executemany(insert_sql, rows))
     else:
         await conn.exec_driver_sql(insert_sql, rows)
 
