@@ -487,9 +487,7 @@ def _processed(rows: list[tuple[Any, ...]], processors: Processors) -> list[tupl
 
 async def _copy(conn: AsyncConnection, rows: list[tuple[Any, ...]]) -> None:
     """``COPY events FROM STDIN`` on the transaction's own asyncpg connection."""
-    raw = await conn.get_raw_connection()
-    assert raw.driver_connection is not None
-    await copy_records(raw.driver_connection, "events", rows, INSERT_COLUMNS)
+    await copy_records(await pg_driver(conn), "events", rows, INSERT_COLUMNS)
 
 
 # --- reading ---

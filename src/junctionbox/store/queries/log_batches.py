@@ -37,8 +37,9 @@ from junctionbox.store.queries.driver_calls import (
     Processors,
     bind_processor,
     copy_records,
+    pg_driver,
     positional_insert,
-    sqlite_call,
+    sqlite_run,
 )
 from junctionbox.store.tables import delivery_logs
 from junctionbox.store.types import UTCDateTime
@@ -124,14 +125,13 @@ async def insert_log_rows(conn: AsyncConnection, rows: Sequence[AttemptRow]) -> 
         return
     sql, processors = _compiled(conn.dialect)
     values = [row_values(row, processors) for row in rows]
-    raw = await conn.get_raw_connection()
-    driver: Any = raw.driver_connection
     if conn.dialect.name == "sqlite":
-        # aiosqlite runs each call on its connection's thread through ``_execute`` and
-        # keeps the sqlite3 connection as ``_conn``: one hand-over for the whole batch.
-        await sqlite_call(driver._execute(lambda: _sqlite_insert(driver._conn, sql, values)))
+        # One hand-over to aiosqlite's thread for the whole batch.
+        await sqlite_run(conn, lambda sqlite: _sqlite_insert(sqlite, sql, values))
     elif conn.dialect.name == "postgresql" and len(values) >= _COPY_FROM:
-        await _copy(driver, values)
+        # pg_driver: the COPY must run inside the caller's transaction, even as its first
+        # statement (SQLAlchemy begins it lazily, with its own first statement).
+        await _copy(await pg_driver(conn), values)
     else:
         await conn.exec_driver_sql(sql, values)
 
