@@ -38,7 +38,8 @@ from junctionbox.store.queries.driver_calls import (
     pg_call,
     pg_driver,
     positional_insert,
-    sqlite_call,
+    prepare,
+    sqlite_run,
 )
 from junctionbox.store.tables import event_streams, events, stream_partitions
 
@@ -246,12 +247,10 @@ async def _sqlite(conn: AsyncConnection, how: str, sql: str, parameters: Any) ->
     thread where SQLAlchemy's adapter takes three or four (cursor, execute, fetch, close):
     on the append path, those hand-overs cost more than the statements. Errors are turned
     into junctionbox's as the database layer would."""
-    raw = await conn.get_raw_connection()
-    driver: Any = raw.driver_connection
     if how == "many":
-        await sqlite_call(driver.executemany(sql, parameters))
+        await sqlite_run(conn, lambda sqlite: sqlite.executemany(sql, parameters))
         return []
-    return list(await sqlite_call(driver.execute_fetchall(sql, parameters)))
+    return await sqlite_run(conn, lambda sqlite: sqlite.execute(sql, parameters).fetchall())
 
 
 @dataclass(frozen=True, slots=True)
@@ -357,8 +356,6 @@ async def _append_on_sqlite(
 ) -> list[StoredEvent] | None:
     allocate_sql, names = _sqlite_compiled(conn.dialect)
     insert_sql, processors = _compiled_insert(conn.dialect)
-    raw = await conn.get_raw_connection()
-    driver: Any = raw.driver_connection
 
     def append(sqlite: sqlite3.Connection) -> list[StoredEvent] | None:
         firsts = []
@@ -374,9 +371,7 @@ async def _append_on_sqlite(
         sqlite.executemany(insert_sql, _processed(rows, processors) if processors else rows)
         return stored
 
-    # aiosqlite runs every call on its connection's thread through ``_execute`` (all its
-    # public methods are built on it) and keeps the sqlite3 connection as ``_conn``.
-    return await sqlite_call(driver._execute(lambda: append(driver._conn)))
+    return await sqlite_run(conn, append)
 
 
 async def find_ids(
@@ -649,6 +644,17 @@ async def read_after(
     SQLite, in one hand-over to aiosqlite's thread instead of three or four."""
     parameters = (org_id, stream, partition, after, limit)
     return [event_of(row) for row in await fetch_rows(conn, *read_after_query(*parameters))]
+
+
+# The columns' names in ``_EVENT_COLUMNS`` order, for reads written out by hand.
+EVENT_COLUMN_NAMES = ", ".join(column.name for column in _EVENT_COLUMNS)
+
+
+def events_of_rows(dialect: Dialect, rows: Iterable[Sequence[Any]]) -> list[StoredEvent]:
+    """A driver's rows of ``EVENT_COLUMN_NAMES`` as the events :func:`read_after` makes of
+    its own (the columns' result processors, then :func:`event_of`)."""
+    prepared = prepare(_READ_AFTER, dialect)
+    return [event_of(prepared.row(row)) for row in rows]
 
 
 def read_after_query(

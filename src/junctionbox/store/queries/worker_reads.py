@@ -14,21 +14,19 @@ from __future__ import annotations
 import functools
 import sqlite3
 from collections.abc import Collection
-from typing import Any, Final
+from typing import Final
 
+from sqlalchemy import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from junctionbox.domain.events import StoredEvent
 from junctionbox.queue.driver_sql import sqlite_moment
-from junctionbox.store.database import dumps_json, loads_json
+from junctionbox.store.database import dumps_json
 from junctionbox.store.queries.delivery_attempts import IntegrationStamp, Position
 from junctionbox.store.queries.driver_calls import pg_call, pg_driver
 from junctionbox.store.queries.driver_calls import sqlite_run as on_sqlite
+from junctionbox.store.queries.events import EVENT_COLUMN_NAMES, events_of_rows
 
-_EVENT_COLUMNS: Final = (
-    "org_id, stream, partition, log_offset, event_id, source, type, subject, event_time,"
-    " received_at, partition_key, data_content_type, data_schema, extensions, payload"
-)
 _SQLITE_STAMPS: Final = (
     "SELECT id, version, updated_at, is_active FROM outbound_integrations"
     " WHERE id IN (SELECT value FROM json_each(?))"
@@ -39,7 +37,7 @@ _PG_STAMPS: Final = (
 )
 # One partition's events: a search of the primary key per offset.
 _SQLITE_EVENTS: Final = (
-    f"SELECT {_EVENT_COLUMNS} FROM events WHERE org_id = ? AND stream = ? AND partition = ?"  # noqa: S608 (constants)
+    f"SELECT {EVENT_COLUMN_NAMES} FROM events WHERE org_id = ? AND stream = ? AND partition = ?"  # noqa: S608 (constants)
     " AND log_offset IN (SELECT value FROM json_each(?))"
 )
 # PostgreSQL: one SELECT per partition, a primary-key search with ``= ANY``, joined by UNION
@@ -48,7 +46,7 @@ _SQLITE_EVENTS: Final = (
 # database), scanning the stream for every batch: bench/deliver.py's full PostgreSQL run fell
 # from about 3,000 to 1,500 deliveries/s with it.
 _PG_PARTITION_EVENTS: Final = (
-    f"SELECT {_EVENT_COLUMNS} FROM events WHERE org_id = ${{}} AND stream = ${{}}"  # noqa: S608 (constants)
+    f"SELECT {EVENT_COLUMN_NAMES} FROM events WHERE org_id = ${{}} AND stream = ${{}}"  # noqa: S608 (constants)
     " AND partition = ${} AND log_offset = ANY(${}::bigint[])"
 )
 
@@ -73,7 +71,8 @@ async def stamps_and_events(
     ids = sorted(set(integration_ids))
     ordered = sorted(set(positions))
     if conn.dialect.name == "sqlite":
-        return await on_sqlite(conn, lambda sqlite: _on_sqlite(sqlite, ids, ordered))
+        dialect = conn.dialect
+        return await on_sqlite(conn, lambda sqlite: _on_sqlite(sqlite, dialect, ids, ordered))
     driver = await pg_driver(conn)
     stamps: Stamps = {}
     if ids:
@@ -87,10 +86,8 @@ async def stamps_and_events(
             for (org_id, stream, partition), offsets in groups.items()
             for value in (org_id, stream, partition, offsets)
         ]
-        sql = _pg_events_sql(len(groups))
-        for row in await pg_call(driver.fetch(sql, *arguments)):
-            event = _event(row, row[8], row[9], row[13])
-            found[(event.org_id, event.stream, event.partition, event.offset)] = event
+        rows = await pg_call(driver.fetch(_pg_events_sql(len(groups)), *arguments))
+        found = _by_position(events_of_rows(conn.dialect, rows))
     return stamps, found
 
 
@@ -102,7 +99,7 @@ def _by_partition(positions: list[Position]) -> dict[tuple[int, str, int], list[
 
 
 def _on_sqlite(
-    sqlite: sqlite3.Connection, ids: list[str], positions: list[Position]
+    sqlite: sqlite3.Connection, dialect: Dialect, ids: list[str], positions: list[Position]
 ) -> tuple[Stamps, Events]:
     stamps: Stamps = {}
     if ids:
@@ -112,33 +109,12 @@ def _on_sqlite(
             moment = sqlite_moment(updated_at)
             if moment is not None:  # NOT NULL
                 stamps[integration_id] = (version, moment, bool(is_active))
-    found: Events = {}
+    rows = []
     for (org_id, stream, partition), offsets in _by_partition(positions).items():
         values = (org_id, stream, partition, dumps_json(offsets))
-        for row in sqlite.execute(_SQLITE_EVENTS, values):
-            extensions = loads_json(row[13]) if row[13] is not None else None
-            event = _event(row, sqlite_moment(row[8]), sqlite_moment(row[9]), extensions)
-            found[(event.org_id, event.stream, event.partition, event.offset)] = event
-    return stamps, found
+        rows += sqlite.execute(_SQLITE_EVENTS, values).fetchall()
+    return stamps, _by_position(events_of_rows(dialect, rows))
 
 
-def _event(row: Any, event_time: Any, received_at: Any, extensions: Any) -> StoredEvent:
-    """``events.stored_event`` of a row of ``_EVENT_COLUMNS`` (its times and extensions
-    already converted)."""
-    return StoredEvent(
-        org_id=row[0],
-        stream=row[1],
-        partition=row[2],
-        offset=row[3],
-        event_id=row[4],
-        source=row[5],
-        type=row[6],
-        subject=row[7],
-        time=event_time,
-        received_at=received_at,
-        partition_key=row[10],
-        data_content_type=row[11],
-        data_schema=row[12],
-        extensions=extensions or {},
-        payload=bytes(row[14]),
-    )
+def _by_position(found: list[StoredEvent]) -> Events:
+    return {(e.org_id, e.stream, e.partition, e.offset): e for e in found}
