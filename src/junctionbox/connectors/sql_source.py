@@ -38,7 +38,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchTableError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 from sqlalchemy.sql.expression import TableClause
-from sqlalchemy.types import Integer, NullType, Numeric, TypeEngine
+from sqlalchemy.types import Integer, NullType, Numeric, TypeEngine, Uuid
 
 from junctionbox.domain.redaction import MASK, is_secret_key, redact_text
 from junctionbox.errors import (
@@ -415,7 +415,7 @@ def coerce_checkpoint(checkpoint: str, id_type: TypeEngine[Any]) -> Any:
             return int(checkpoint)
         if isinstance(id_type, Numeric):
             return Decimal(checkpoint)
-        if _python_type(id_type) is uuid.UUID:
+        if isinstance(id_type, Uuid) and id_type.as_uuid:
             return uuid.UUID(checkpoint)
         if isinstance(id_type, NullType) and _INTEGER.match(checkpoint):
             # An untyped column (SQLite without a declared type): integer-looking ids are
@@ -425,15 +425,6 @@ def coerce_checkpoint(checkpoint: str, id_type: TypeEngine[Any]) -> Any:
         message = f"checkpoint {checkpoint!r} is not a valid value of the id column ({id_type})"
         raise _problem("checkpoint", message) from exc
     return checkpoint
-
-
-def _python_type(id_type: TypeEngine[Any]) -> type | None:
-    """The column type's Python type, or None for types SQLAlchemy cannot map (its
-    ``python_type`` raises NotImplementedError for those by design)."""
-    try:
-        return id_type.python_type
-    except NotImplementedError:
-        return None
 
 
 def describe(exc: BaseException) -> str:
