@@ -16,9 +16,9 @@ from sqlalchemy.dialects import sqlite
 
 from junctionbox.store.database import Database
 from junctionbox.store.queries.delivery_attempts import AttemptRow, attempt_values
-from junctionbox.store.queries.log_batches import _sqlite_utc, insert_log_rows
+from junctionbox.store.queries.log_batches import insert_log_rows
 from junctionbox.store.tables import delivery_logs
-from junctionbox.store.types import UTCDateTime
+from junctionbox.store.types import UTCDateTime, sqlite_utc_text
 
 STARTED = datetime(2026, 12, 5, 3, 0, 0, 123456, tzinfo=UTC)
 
@@ -117,4 +117,4 @@ def test_sqlite_timestamps_are_sqlalchemys() -> None:
     assert processor is not None
     other_zone = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC).astimezone()
     for moment in (STARTED, datetime(999, 1, 2, 3, 4, 5, tzinfo=UTC), other_zone):
-        assert _sqlite_utc(moment) == processor(moment)
+        assert sqlite_utc_text(moment) == processor(moment)

@@ -25,7 +25,7 @@ import re
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -34,6 +34,7 @@ from junctionbox.queue.jobs import Job, JobState
 from junctionbox.store.database import dumps_json, loads_json
 from junctionbox.store.queries.driver_calls import pg_call, pg_driver
 from junctionbox.store.queries.driver_calls import sqlite_run as on_sqlite
+from junctionbox.store.types import sqlite_utc_moment, sqlite_utc_text
 
 T = TypeVar("T")
 
@@ -53,21 +54,6 @@ def sql_for(dialect: str, text: str) -> str:
         return _PLACEHOLDER.sub("?", text)
     numbers = iter(range(1, text.count("?") + 1))
     return _PLACEHOLDER.sub(lambda m: f"${next(numbers)}{m.group(1) or ''}", text)
-
-
-def sqlite_time(value: datetime) -> str:
-    """What ``UTCDateTime`` stores on SQLite: naive UTC as ``YYYY-MM-DD HH:MM:SS.ffffff``
-    (SQLAlchemy's format; the claim compares these texts)."""
-    if value.tzinfo is None:
-        raise ValueError("naive datetime given to a UTC column")
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
-
-
-def sqlite_moment(value: str | None) -> datetime | None:
-    """A stored SQLite timestamp back as an aware UTC datetime (``UTCDateTime``'s result)."""
-    if value is None:
-        return None
-    return datetime.fromisoformat(value).replace(tzinfo=UTC)
 
 
 def pg_moment(value: datetime) -> datetime:
@@ -177,7 +163,7 @@ async def claim(conn: AsyncConnection, request: Claim) -> list[Job]:
 
 def claim_on_sqlite(sqlite: sqlite3.Connection, request: Claim) -> list[Job]:
     """:func:`claim` on aiosqlite's thread (for a caller that runs more there)."""
-    now = sqlite_time(request.now)
+    now = sqlite_utc_text(request.now)
     reap, due = _reap_sql("sqlite"), _due_sql("sqlite", len(request.kinds or ()))
     if request.reap:
         sqlite.execute(reap, _reap_values(request, now))
@@ -188,7 +174,7 @@ def claim_on_sqlite(sqlite: sqlite3.Connection, request: Claim) -> list[Job]:
         ids = [row[0] for row in sqlite.execute(due, _due_values(request, now))]
     if not ids:
         return []
-    lease = (request.token, request.owner, sqlite_time(request.until), now, dumps_json(ids))
+    lease = (request.token, request.owner, sqlite_utc_text(request.until), now, dumps_json(ids))
     return [_sqlite_job(row) for row in sqlite.execute(_lease_sql("sqlite"), lease)]
 
 
@@ -227,7 +213,7 @@ def _sqlite_job(row: tuple[Any, ...]) -> Job:
     payload = values[_PAYLOAD]
     values[_PAYLOAD] = loads_json(payload) if payload is not None else None
     for index in _SQLITE_MOMENTS:
-        values[index] = sqlite_moment(values[index])
+        values[index] = sqlite_utc_moment(values[index])
     job = Job(*values)
     job.state = _RUNNING
     return job
@@ -335,7 +321,7 @@ async def apply(conn: AsyncConnection, settlement: Settlement) -> list[dict[str,
 
 def apply_on_sqlite(sqlite: sqlite3.Connection, settlement: Settlement) -> list[dict[str, str]]:
     """:func:`apply` on aiosqlite's thread (for a caller that runs more there)."""
-    now = sqlite_time(settlement.now)
+    now = sqlite_utc_text(settlement.now)
     moved: list[dict[str, str]] = []
     for transition in settlement.transitions:
         sql = _move_sql("sqlite", transition.move)
@@ -360,7 +346,7 @@ def _one_by_one(
     changed: dict[str, str] = {}
     for job_id, token, *values in transition.jobs:
         for i in timed:
-            values[i] = sqlite_time(values[i])
+            values[i] = sqlite_utc_text(values[i])
         changed.update(sqlite.execute(sql, (now, *values, job_id, token)))
     return changed
 

@@ -20,7 +20,6 @@ import itertools
 import operator
 import sqlite3
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any, Final
 
 from sqlalchemy import JSON, Dialect, String
@@ -42,7 +41,7 @@ from junctionbox.store.queries.driver_calls import (
     sqlite_run,
 )
 from junctionbox.store.tables import delivery_logs
-from junctionbox.store.types import UTCDateTime
+from junctionbox.store.types import UTCDateTime, sqlite_utc_text
 
 COLUMNS: Final = tuple(column.name for column in delivery_logs.columns)
 _FIELDS: Final = operator.attrgetter(*COLUMNS)  # an AttemptRow's values, in column order
@@ -73,18 +72,12 @@ _ROWS_PER_STATEMENT: Final = 100
 _MULTI_ROW: dict[tuple[str, int], str] = {}
 
 
-def _sqlite_utc(value: datetime) -> str:
-    """What ``UTCDateTime`` sends SQLite (naive UTC, SQLAlchemy's storage format
-    ``YYYY-MM-DD HH:MM:SS.ffffff``), in a fifth of the time its processors take."""
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
-
-
 def _processor(name: str, dialect: Dialect) -> Processor | None:
     column_type = delivery_logs.c[name].type
     if isinstance(column_type, JSON):
         return dumps_json  # the engine's own serialiser, without SQLAlchemy's wrapping
     if isinstance(column_type, UTCDateTime) and dialect.name == "sqlite":
-        return _sqlite_utc
+        return sqlite_utc_text
     return bind_processor(delivery_logs, name, dialect)
 
 

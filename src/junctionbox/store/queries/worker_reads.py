@@ -20,12 +20,12 @@ from sqlalchemy import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from junctionbox.domain.events import StoredEvent
-from junctionbox.queue.driver_sql import sqlite_moment
 from junctionbox.store.database import dumps_json
 from junctionbox.store.queries.delivery_attempts import IntegrationStamp, Position
 from junctionbox.store.queries.driver_calls import pg_call, pg_driver
 from junctionbox.store.queries.driver_calls import sqlite_run as on_sqlite
 from junctionbox.store.queries.events import EVENT_COLUMN_NAMES, events_of_rows
+from junctionbox.store.types import sqlite_utc_moment
 
 _SQLITE_STAMPS: Final = (
     "SELECT id, version, updated_at, is_active FROM outbound_integrations"
@@ -106,7 +106,7 @@ def _on_sqlite(
         for integration_id, version, updated_at, is_active in sqlite.execute(
             _SQLITE_STAMPS, (dumps_json(ids),)
         ):
-            moment = sqlite_moment(updated_at)
+            moment = sqlite_utc_moment(updated_at)
             if moment is not None:  # NOT NULL
                 stamps[integration_id] = (version, moment, bool(is_active))
     rows = []
