@@ -32,6 +32,11 @@ from sqlalchemy.pool import PoolResetState
 from sqlalchemy.util import await_only
 
 from junctionbox.errors import ConflictError, JunctionboxError, ServiceUnavailableError
+from junctionbox.store.wal_checkpoints import (
+    BACKSTOP_PAGES,
+    SQLITE_AUTOCHECKPOINT_PAGES,
+    WalCheckpointer,
+)
 
 log = logging.getLogger(__name__)
 _WRITE = "jb_write"
@@ -64,6 +69,11 @@ class Database:
         self.ping_after_idle = ping_after_idle
         self.engine: AsyncEngine = self._create_engine(url, pool_size, busy_timeout_ms)
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
+        self._checkpointer: WalCheckpointer | None = None
+        path = _checkpointed_file(url) if self.is_sqlite else None
+        if path is not None:
+            self._checkpointer = WalCheckpointer(path, owner=self)
+            self._checkpointer.start()
 
     @property
     def is_sqlite(self) -> bool:
@@ -78,7 +88,8 @@ class Database:
                 json_deserializer=loads_json,
                 pool_reset_on_return=None,  # _on_reset below rolls back only when needed
             )
-            _install_sqlite_hooks(engine, busy_timeout_ms)
+            checkpointed = _checkpointed_file(url) is not None
+            _install_sqlite_hooks(engine, busy_timeout_ms, checkpointed=checkpointed)
             return engine
         engine = create_async_engine(
             url,
@@ -144,6 +155,8 @@ class Database:
         return time.perf_counter() - started
 
     async def dispose(self) -> None:
+        if self._checkpointer is not None:
+            await asyncio.to_thread(self._checkpointer.stop)
         await self.engine.dispose()
 
 
@@ -218,7 +231,20 @@ def _ensure_sqlite_directory(url: str) -> None:
         Path(database).parent.mkdir(parents=True, exist_ok=True)
 
 
-def _install_sqlite_hooks(engine: AsyncEngine, busy_timeout_ms: int) -> None:
+def _checkpointed_file(url: str) -> str | None:
+    """The SQLite file whose WAL a :class:`WalCheckpointer` checkpoints (see
+    :mod:`junctionbox.store.wal_checkpoints`); None for an in-memory or URI database, which
+    keep SQLite's own automatic checkpoints."""
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return database
+
+
+def _install_sqlite_hooks(engine: AsyncEngine, busy_timeout_ms: int, *, checkpointed: bool) -> None:
+    # With a WalCheckpointer, the connections' own automatic checkpoint is only a backstop.
+    autocheckpoint = BACKSTOP_PAGES if checkpointed else SQLITE_AUTOCHECKPOINT_PAGES
+
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy's begin event, not the driver, decide when transactions start.
@@ -229,6 +255,7 @@ def _install_sqlite_hooks(engine: AsyncEngine, busy_timeout_ms: int) -> None:
             f"PRAGMA busy_timeout={busy_timeout_ms}",
             "PRAGMA foreign_keys=ON",
             "PRAGMA synchronous=NORMAL",
+            f"PRAGMA wal_autocheckpoint={autocheckpoint}",
         ):
             cursor.execute(pragma)
         cursor.close()
