@@ -316,11 +316,15 @@ def role_loops(
 ) -> list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]]:
     """The long-running loops of the roles in ``plan``; each stops when its event is set."""
     loops: list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] = []
-    if "dispatcher" in plan.roles:
-        loops.append(Dispatcher(services, node_id=node_id()).run)
+    worker = None
     if "worker" in plan.roles:
         listeners = (services.dlq, services.schedules)
-        loops.append(DeliveryWorker(services, node_id=node_id(), listeners=listeners).run)
+        worker = DeliveryWorker(services, node_id=node_id(), listeners=listeners)
+    if "dispatcher" in plan.roles:
+        # With both roles here, new jobs go straight to this worker (engine.handoff).
+        loops.append(Dispatcher(services, node_id=node_id(), handoff=worker).run)
+    if worker is not None:
+        loops.append(worker.run)
         loops.append(
             ScheduledJobWorker(
                 services.scheduled_jobs,

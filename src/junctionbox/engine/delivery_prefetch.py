@@ -11,7 +11,7 @@ deleted, inactive, not the tenant's, or the action no longer exists) or failed f
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -89,14 +89,21 @@ class DeliveryLoader:
         self._integrations: dict[str, tuple[IntegrationStamp, StoredIntegration]] = {}
         self._parents: dict[int, int | None] = {}
 
-    async def prepare(self, jobs: Sequence[Job]) -> list[Prepared]:
+    async def prepare(
+        self, jobs: Sequence[Job], known: Mapping[Position, StoredEvent] | None = None
+    ) -> list[Prepared]:
+        """The jobs prepared; ``known``: events already in hand by log position (the
+        dispatcher's, for jobs it handed over), not read again."""
         deliveries = [_delivery_of(job) for job in jobs]
         wanted = [d for d in deliveries if d is not None]
+        known = known or {}
         async with self.db.read() as conn:
             ids = {d.integration_id for d in wanted}
-            positions = {_position(d) for d in wanted}
+            positions = {p for d in wanted if (p := _position(d)) not in known}
             # Both reads in one go (on SQLite one call on the driver's thread).
             stamps, found_events = await stamps_and_events(conn, ids, positions)
+            if known:
+                found_events = {**known, **found_events}
             integrations = await self._load_integrations(conn, ids, stamps)
             await self._load_parents(conn, {d.org_id for d in wanted})
             prepared = [

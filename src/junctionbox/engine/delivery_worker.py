@@ -50,7 +50,7 @@ import logging
 import random as _random
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Final
@@ -59,6 +59,7 @@ from junctionbox.connectors.destinations.base import Destination
 from junctionbox.connectors.destinations.http import HttpDestination
 from junctionbox.domain.circuit_breaker import BreakerConfig
 from junctionbox.domain.delivery import DELIVERY_JOB_KIND, DELIVERY_QUEUE
+from junctionbox.domain.events import StoredEvent
 from junctionbox.engine.delivery_attempt import (
     BUSY_NOTE,
     AttemptOutcome,
@@ -75,6 +76,7 @@ from junctionbox.services.breakers import Breakers
 from junctionbox.services.container import Services
 from junctionbox.services.delivery_hooks import DeliveryListener
 from junctionbox.services.rate_limits import RateLimiter
+from junctionbox.store.queries.delivery_attempts import Position
 from junctionbox.store.types import utcnow
 
 log = logging.getLogger(__name__)
@@ -194,7 +196,10 @@ class DeliveryWorker:
         self._batch_ready = asyncio.Event()
         self._next_due = float("inf")
         self._reserved = 0  # jobs being claimed right now (not yet in ``_claims``)
-        self._handed: list[Job] = []  # claimed by a commit, for the claim loop to admit
+        self._handed: list[Job] = []  # claimed by a commit or handed over, to admit
+        self._handed_events: dict[Position, StoredEvent] = {}  # handed over with their jobs
+        self._handoff_arrived = asyncio.Event()
+        self._accepting = False  # the role loop runs: jobs may be handed over
         self._more_due = False  # the last claim was full: a backlog is likely waiting
         self._committing = False
         self._stopping = False
@@ -209,6 +214,7 @@ class DeliveryWorker:
     async def run(self, stop: asyncio.Event) -> None:
         """Claim and deliver until ``stop`` is set, then stop gracefully."""
         self._reset()
+        self._accepting = True
         committer = asyncio.create_task(self._commit_loop(), name="delivery-commits")
         heartbeat = asyncio.create_task(self._heartbeat_loop(), name="delivery-heartbeats")
         try:
@@ -238,15 +244,16 @@ class DeliveryWorker:
 
     async def _claim_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            if self._handed:  # claimed by a commit
+            if self._handed:  # claimed by a commit, or handed over by the dispatcher
                 handed, self._handed = self._handed, []
-                await self._admit(handed)
+                events, self._handed_events = self._handed_events, {}
+                await self._admit(handed, events)
                 continue
             self._trim_lanes(time.monotonic())
             budget = self._budget()
             if budget <= 0 or self._commit_will_claim():
                 wait = TRIM_SECONDS if self._queued else self.poll_seconds
-                await self._wait_for(stop, self._capacity.wait(), wait)
+                await self._wait_for(stop, wait, self._capacity.wait())
                 self._capacity.clear()
                 continue
             if self._next_due <= time.time():
@@ -263,7 +270,7 @@ class DeliveryWorker:
                 )
             except Exception:  # the store may be away: try again after a pause
                 log.exception("claiming delivery jobs failed")
-                await self._wait_for(stop, stop.wait(), self.poll_seconds)
+                await self._wait_for(stop, self.poll_seconds, stop.wait())
                 continue
             finally:
                 self._reserved -= request.limit
@@ -271,10 +278,14 @@ class DeliveryWorker:
             if jobs:
                 self._register(jobs)
                 await self._admit(jobs)
-            if len(jobs) < budget:  # drained what is due: sleep until more may be
+            if len(jobs) < budget and not self._handed:  # drained what is due: sleep
                 wait = min(self.poll_seconds, max(0.0, self._next_due - time.time()))
+                self._handoff_arrived.clear()
                 await self._wait_for(
-                    stop, self.queue.wait_for_work(wait, queue=DELIVERY_QUEUE), wait
+                    stop,
+                    wait,
+                    self.queue.wait_for_work(wait, queue=DELIVERY_QUEUE),
+                    self._handoff_arrived.wait(),
                 )
 
     def _budget(self, freed: int = 0) -> int:
@@ -305,9 +316,10 @@ class DeliveryWorker:
         )
 
     @staticmethod
-    async def _wait_for(stop: asyncio.Event, waiting: object, timeout: float) -> None:  # noqa: ASYNC109
-        """Wait for ``waiting`` (a coroutine), ``stop`` or ``timeout``, whichever first."""
-        tasks = {asyncio.ensure_future(waiting), asyncio.ensure_future(stop.wait())}  # type: ignore[call-overload]
+    async def _wait_for(stop: asyncio.Event, timeout: float, *waiting: object) -> None:  # noqa: ASYNC109
+        """Wait for one of ``waiting`` (coroutines), ``stop`` or ``timeout``, whichever
+        first."""
+        tasks = {asyncio.ensure_future(w) for w in (*waiting, stop.wait())}  # type: ignore[call-overload]
         try:
             await asyncio.wait(tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -322,9 +334,11 @@ class DeliveryWorker:
         for job in jobs:
             self._claims[job.id] = _Claim(job)
 
-    async def _admit(self, jobs: Sequence[Job]) -> None:
+    async def _admit(
+        self, jobs: Sequence[Job], events: Mapping[Position, StoredEvent] | None = None
+    ) -> None:
         try:
-            prepared = await self.loader.prepare(jobs)
+            prepared = await self.loader.prepare(jobs, events)
         except Exception:
             log.exception("could not load %d delivery jobs; giving them back", len(jobs))
             for job in jobs:
@@ -500,6 +514,9 @@ class DeliveryWorker:
         """Jobs claimed by a commit: held now, admitted by the claim loop (or given back
         if the worker is stopping)."""
         self._more_due = len(jobs) >= limit
+        self._hold(jobs)
+
+    def _hold(self, jobs: Sequence[Job]) -> None:
         if not jobs:
             return
         self._register(jobs)
@@ -508,6 +525,33 @@ class DeliveryWorker:
                 self._finish(release(Prepared(job, None)))
             return
         self._handed.extend(jobs)
+
+    # ------------------------------------------------------------------ handed over
+    # (engine.handoff: jobs the dispatcher of this process leased to this worker)
+
+    @property
+    def owner(self) -> str:
+        return self.node_id
+
+    def reserve(self, wanted: int) -> int:
+        """Room for new jobs straight from the dispatcher: only while the role loop runs
+        and the last claim came back short (no backlog for them to overtake)."""
+        if not self._accepting or self._stopping or self._more_due:
+            return 0
+        granted = min(wanted, self._budget())
+        if granted > 0:
+            self._reserved += granted
+        return max(granted, 0)
+
+    def take(
+        self, jobs: Sequence[Job], events: Mapping[Position, StoredEvent], reserved: int
+    ) -> None:
+        self._reserved -= reserved
+        if not jobs:
+            return
+        self._handed_events.update(events)
+        self._hold(jobs)
+        self._handoff_arrived.set()
 
     def _requeue(self, outcomes: list[AttemptOutcome]) -> None:
         for outcome in outcomes:
@@ -560,9 +604,11 @@ class DeliveryWorker:
 
     async def _shutdown(self, committer: asyncio.Task[None], heartbeat: asyncio.Task[None]) -> None:
         self._stopping = True
+        self._accepting = False
         try:
             handed, self._handed = self._handed, []
-            for job in handed:  # claimed by a commit, not admitted yet
+            self._handed_events = {}
+            for job in handed:  # claimed by a commit or handed over, not admitted yet
                 if job.id in self._claims:
                     self._finish(release(Prepared(job, None)))
             for lane in self._lanes.values():  # not started: give them back now

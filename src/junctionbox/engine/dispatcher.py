@@ -39,7 +39,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final
 
@@ -47,13 +47,16 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from junctionbox.domain.events import StoredEvent
+from junctionbox.engine.handoff import JobHandoff, can_hand_over
 from junctionbox.observability.tracing import Tracing
+from junctionbox.queue.jobs import Job
 from junctionbox.services.container import Services
 from junctionbox.services.event_log import EVENTS_CHANNEL
 from junctionbox.services.fanout import Fanout, FanoutPlan, IntegrationCatalog
 from junctionbox.services.streams import DISPATCHER_GROUP
 from junctionbox.store.pg_listener import PgListener, asyncpg_dsn
 from junctionbox.store.queries import dispatch as queries
+from junctionbox.store.queries.delivery_attempts import Position
 from junctionbox.store.queries.dispatch import PartitionPosition, Stamp
 from junctionbox.store.types import utcnow
 
@@ -80,6 +83,7 @@ class Dispatcher:
         parallel: int | None = None,
         integration_refresh_seconds: float = 0.0,
         clock: Callable[[], datetime] = utcnow,
+        handoff: JobHandoff | None = None,
     ) -> None:
         self.services = services
         self.db = services.db
@@ -89,6 +93,7 @@ class Dispatcher:
         # SQLite has one writer: partitions take turns. PostgreSQL: a few at once.
         self.parallel = parallel or (1 if self.db.is_sqlite else 4)
         self.clock = clock
+        self.handoff = handoff  # this process's delivery worker, if it runs one
         self.fanout = Fanout(
             services.queue,
             catalog=IntegrationCatalog(refresh_seconds=integration_refresh_seconds),
@@ -238,14 +243,21 @@ class Dispatcher:
         """
         key = (org_id, stream, partition)
         cursor = self._done.get(key) if trust_cursor else None
+        grant = _Grant()
+        committed = False
         try:
             # Not durable: a batch a crash loses is dispatched again, with the same dedupe keys.
             async with self.db.write(durable=False) as conn:
-                batch = await self._batch(conn, key, cursor)
+                batch = await self._batch(conn, key, cursor, grant)
+            committed = True
         except _Raced:
             self._done.pop(key, None)
             log.info("dispatcher: %s/%s/%d moved under this batch; reading it again", *key)
             return BatchResult(0, True)
+        finally:
+            if grant.reserved and self.handoff is not None:
+                jobs = grant.jobs if committed else []
+                self.handoff.take(jobs, grant.events, grant.reserved)
         if batch.following is None:
             self._done.pop(key, None)
         else:  # committed
@@ -253,7 +265,9 @@ class Dispatcher:
             _log_batch(key, batch.plan)
         return batch.result
 
-    async def _batch(self, conn: AsyncConnection, key: PartitionKey, cursor: int | None) -> _Batch:
+    async def _batch(
+        self, conn: AsyncConnection, key: PartitionKey, cursor: int | None, grant: _Grant
+    ) -> _Batch:
         # The owners whose integrations the batch may match are known before its events
         # (a partition is one tenant's): their freshness check rides on the lock
         # (PostgreSQL) or on the read (SQLite).
@@ -265,23 +279,25 @@ class Dispatcher:
             return _Batch(BatchResult(0, False))  # another node holds it; it will finish it
         read = _Read(owners if stamps is None else (), stamps)
         if cursor is not None:
-            return await self._batch_from(conn, key, read, cursor, cursor, None)
+            return await self._batch_from(conn, key, read, (cursor, cursor, None), grant)
         at = await queries.position(conn, *key, GROUP)
         if at is None or at.lag == 0:
             return _Batch(BatchResult(0, False), None if at is None else at.start)
-        return await self._batch_from(conn, key, read, at.start, at.committed, at.next_offset)
+        span = (at.start, at.committed, at.next_offset)
+        return await self._batch_from(conn, key, read, span, grant)
 
     async def _batch_from(
         self,
         conn: AsyncConnection,
         key: PartitionKey,
         read: _Read,
-        start: int,
-        committed: int | None,
-        end: int | None,
+        span: tuple[int, int | None, int | None],
+        grant: _Grant,
     ) -> _Batch:
-        """Read, match, enqueue and commit one batch from ``start``; ``end`` is the
-        partition's next offset when known (None: starting from our own cursor)."""
+        """Read, match, enqueue and commit one batch; ``span`` is where it starts, the
+        committed offset it moves from, and the partition's next offset when known (None:
+        starting from our own cursor)."""
+        start, committed, end = span
         started = time.time_ns()
         size = self.batch_size
         events, stamps = await queries.read_batch(conn, *key, start - 1, size, read.owners)
@@ -292,7 +308,7 @@ class Dispatcher:
             # again (offsets restart). Forget the cursor; the next look reads the group's.
             return _Batch(BatchResult(0, False))
         plan = await self.fanout.plan(conn, events, stamps=stamps) if events else FanoutPlan()
-        await self.fanout.store(conn, plan)
+        await self.fanout.store(conn, await self._lease_to_worker(conn, plan, events, grant))
         # No events before the end: they were trimmed, or their stream deleted.
         following = events[-1].offset + 1 if events else end or start
         if not await queries.advance(conn, GROUP, *key, committed, following, self.clock()):
@@ -300,6 +316,31 @@ class Dispatcher:
         more = len(events) >= self.batch_size if end is None else following < end
         trace_dispatch(self.services.telemetry.tracing, events, plan, started)
         return _Batch(BatchResult(len(events), more), following, plan)
+
+    async def _lease_to_worker(
+        self,
+        conn: AsyncConnection,
+        plan: FanoutPlan,
+        events: Sequence[StoredEvent],
+        grant: _Grant,
+    ) -> FanoutPlan:
+        """Insert the jobs this process's worker has room for already leased to it (see
+        :mod:`junctionbox.engine.handoff`, noted in ``grant`` for after the commit); the
+        plan of the jobs left to store as usual."""
+        handoff = self.handoff
+        if handoff is None or not plan.jobs:
+            return plan
+        eligible = [index for index, job in enumerate(plan.jobs) if can_hand_over(job)]
+        grant.reserved = handoff.reserve(len(eligible)) if eligible else 0
+        if not grant.reserved:
+            return plan
+        chosen = set(eligible[: grant.reserved])
+        leased = [plan.jobs[index] for index in sorted(chosen)]
+        queue = self.services.queue
+        grant.jobs = await queue.enqueue_leased(conn, leased, handoff.owner, handoff.lease_seconds)
+        grant.events = {(e.org_id, e.stream, e.partition, e.offset): e for e in events}
+        rest = [job for index, job in enumerate(plan.jobs) if index not in chosen]
+        return FanoutPlan(plan.events, rest, plan.occurrences)
 
     # --- wake-ups ---
 
@@ -379,6 +420,15 @@ class _Batch:
     result: BatchResult
     following: int | None = None  # the committed offset after it; None: forget the cursor
     plan: FanoutPlan | None = None
+
+
+@dataclass
+class _Grant:
+    """Jobs leased to this process's worker in a batch's transaction, handed over after it."""
+
+    reserved: int = 0  # room the worker holds for them until handed (or the batch failed)
+    jobs: list[Job] = field(default_factory=list)
+    events: dict[Position, StoredEvent] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

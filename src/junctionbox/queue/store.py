@@ -54,6 +54,7 @@ from junctionbox.queue.notify import CHANNEL, Wakeups
 from junctionbox.store.database import Database
 from junctionbox.store.pg_listener import PgListener, asyncpg_dsn
 from junctionbox.store.queries.common import fetch_page
+from junctionbox.store.queries.job_inserts import COLUMNS as JOB_INSERT_COLUMNS
 from junctionbox.store.queries.job_inserts import insert_jobs
 from junctionbox.store.tables import jobs
 from junctionbox.store.types import utcnow
@@ -66,6 +67,10 @@ _TICK = timedelta(microseconds=1)
 # for this long (else only when it comes back short): while claims come back full, an
 # expired job is claimable again at most this late after its lease ran out.
 REAP_EVERY = timedelta(seconds=1)
+_STATE, _ATTEMPTS = JOB_INSERT_COLUMNS.index("state"), JOB_INSERT_COLUMNS.index("attempts")
+_LEASE_TOKEN = JOB_INSERT_COLUMNS.index("lease_token")
+_LEASE_OWNER = JOB_INSERT_COLUMNS.index("lease_owner")
+_LEASED_UNTIL = JOB_INSERT_COLUMNS.index("leased_until")
 
 
 class JobQueue:
@@ -111,6 +116,37 @@ class JobQueue:
             holders[(job.kind, job.dedupe_key)] if job.dedupe_key is not None else job_id
             for job, job_id in zip(new_jobs, ids, strict=True)
         ]
+
+    async def enqueue_leased(
+        self, conn: AsyncConnection, new_jobs: Sequence[NewJob], owner: str, lease_seconds: float
+    ) -> builtins.list[Job]:
+        """Insert jobs already leased to ``owner``, on their first attempt, in the caller's
+        write transaction: the jobs a worker takes straight from the dispatcher of its own
+        process, without a claim of its own (see :mod:`junctionbox.engine.handoff`). They are
+        ``running`` as if claimed: fenced by the one lease token returned with them, reaped
+        when the lease expires. A job whose (kind, dedupe_key) exists already is not inserted
+        and not returned. The leases exist only if the transaction commits; nobody is woken
+        (no one else may run them)."""
+        if not new_jobs:
+            return []
+        now = self.clock()
+        created = self._created_at(now)
+        token = secrets.token_urlsafe(18)
+        until = lease_deadline(now, lease_seconds)
+        ids = new_job_ids(len(new_jobs))
+        rows = [
+            _leased_values_of(job, job_id, now, created, (token, owner, until))
+            for job, job_id in zip(new_jobs, ids, strict=True)
+        ]
+        holders = await insert_jobs(conn, rows)
+        leased = [
+            _job_of_row(row)
+            for job, row in zip(new_jobs, rows, strict=True)
+            if holders is None
+            or job.dedupe_key is None
+            or holders.get((job.kind, job.dedupe_key)) == row[0]
+        ]
+        return self.claimed(leased)
 
     async def enqueue_now(self, new_jobs: Sequence[NewJob]) -> list[str]:
         async with self.db.write() as conn:
@@ -591,6 +627,26 @@ def _values_of(job: NewJob, job_id: str, now: datetime, created: datetime) -> tu
         created,
         created,
     )
+
+
+def _leased_values_of(
+    job: NewJob,
+    job_id: str,
+    now: datetime,
+    created: datetime,
+    lease: tuple[str, str, datetime],
+) -> tuple[Any, ...]:
+    """The row of a job inserted leased (``enqueue_leased``): running, first attempt."""
+    token, owner, until = lease
+    row = list(_values_of(job, job_id, now, created))
+    row[_STATE], row[_ATTEMPTS] = RUNNING, 1
+    row[_LEASE_TOKEN], row[_LEASE_OWNER], row[_LEASED_UNTIL] = token, owner, until
+    return tuple(row)
+
+
+def _job_of_row(row: tuple[Any, ...]) -> Job:
+    """The :class:`Job` of a row in ``job_inserts.COLUMNS`` order, as a claim returns it."""
+    return Job(**dict(zip(JOB_INSERT_COLUMNS, row, strict=True)))
 
 
 def _clipped(note: str | None) -> str | None:
