@@ -80,6 +80,7 @@ from junctionbox.store.queries.log_batches import (
     insert_on_sqlite,
     log_row_values,
 )
+from junctionbox.store.sqlite_inline import SMALL_BATCH
 from junctionbox.store.types import utcnow
 
 log = logging.getLogger(__name__)
@@ -151,7 +152,8 @@ class AttemptCommitter:
     ) -> Committed:
         now = self.clock()
         claimed: list[Job] = []
-        async with self.db.write() as conn:
+        inline = claim is None and len(outcomes) <= SMALL_BATCH
+        async with self.db.write(inline=inline) as conn:
             if conn.dialect.name == "sqlite":
                 kept, claimed, reset = await self._write_on_sqlite(conn, outcomes, claim)
                 mine = [o for o in outcomes if o.job_id in kept]

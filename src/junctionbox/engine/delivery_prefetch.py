@@ -27,6 +27,7 @@ from junctionbox.store.database import Database
 from junctionbox.store.queries.delivery_attempts import IntegrationStamp, Position, parents_of
 from junctionbox.store.queries.integrations import load_integration
 from junctionbox.store.queries.worker_reads import stamps_and_events
+from junctionbox.store.sqlite_inline import SMALL_BATCH
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ class DeliveryLoader:
         deliveries = [_delivery_of(job) for job in jobs]
         wanted = [d for d in deliveries if d is not None]
         known = known or {}
-        async with self.db.read() as conn:
+        async with self.db.read(inline=len(jobs) <= SMALL_BATCH) as conn:
             ids = {d.integration_id for d in wanted}
             positions = {p for d in wanted if (p := _position(d)) not in known}
             # Both reads in one go (on SQLite one call on the driver's thread).

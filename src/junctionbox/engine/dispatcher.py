@@ -58,6 +58,7 @@ from junctionbox.store.pg_listener import PgListener, asyncpg_dsn
 from junctionbox.store.queries import dispatch as queries
 from junctionbox.store.queries.delivery_attempts import Position
 from junctionbox.store.queries.dispatch import PartitionPosition, Stamp
+from junctionbox.store.sqlite_inline import SMALL_BATCH
 from junctionbox.store.types import utcnow
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,7 @@ class Dispatcher:
         )
         self._dirty: dict[PartitionKey, int] = {}  # partition -> last offset announced
         self._done: dict[PartitionKey, int] = {}  # partition -> next offset we committed
+        self._announced: dict[PartitionKey, int] = {}  # partition -> last offset heard of
         self._failing: dict[PartitionKey, tuple[int, float]] = {}  # -> (failures, retry at)
         self._wake = asyncio.Event()
         self._rescan = True
@@ -243,11 +245,15 @@ class Dispatcher:
         """
         key = (org_id, stream, partition)
         cursor = self._done.get(key) if trust_cursor else None
-        grant = _Grant()
+        # A batch known to be small (the events announced since our cursor) runs its SQLite
+        # calls inline (store.sqlite_inline), and then reads no more than a small batch.
+        announced = self._announced.get(key)
+        inline = cursor is not None and announced is not None and announced < cursor + SMALL_BATCH
+        grant = _Grant(size=SMALL_BATCH if inline else self.batch_size)
         committed = False
         try:
             # Not durable: a batch a crash loses is dispatched again, with the same dedupe keys.
-            async with self.db.write(durable=False) as conn:
+            async with self.db.write(durable=False, inline=inline) as conn:
                 batch = await self._batch(conn, key, cursor, grant)
             committed = True
         except _Raced:
@@ -299,7 +305,7 @@ class Dispatcher:
         starting from our own cursor)."""
         start, committed, end = span
         started = time.time_ns()
-        size = self.batch_size
+        size = grant.size
         events, stamps = await queries.read_batch(conn, *key, start - 1, size, read.owners)
         if read.stamps is not None:
             stamps = read.stamps
@@ -313,7 +319,7 @@ class Dispatcher:
         following = events[-1].offset + 1 if events else end or start
         if not await queries.advance(conn, GROUP, *key, committed, following, self.clock()):
             raise _Raced()
-        more = len(events) >= self.batch_size if end is None else following < end
+        more = len(events) >= size if end is None else following < end
         trace_dispatch(self.services.telemetry.tracing, events, plan, started)
         return _Batch(BatchResult(len(events), more), following, plan)
 
@@ -368,6 +374,7 @@ class Dispatcher:
 
     def _take_dirty(self) -> set[PartitionKey]:
         dirty, self._dirty = self._dirty, {}
+        self._announced.update(dirty)
         return {key for key, last in dirty.items() if self._done.get(key, -1) <= last}
 
     def _take_rescan(self) -> bool:
@@ -424,8 +431,10 @@ class _Batch:
 
 @dataclass
 class _Grant:
-    """Jobs leased to this process's worker in a batch's transaction, handed over after it."""
+    """A batch's size, and the jobs leased to this process's worker in its transaction,
+    handed over after it."""
 
+    size: int  # events the batch reads at most
     reserved: int = 0  # room the worker holds for them until handed (or the batch failed)
     jobs: list[Job] = field(default_factory=list)
     events: dict[Position, StoredEvent] = field(default_factory=dict)

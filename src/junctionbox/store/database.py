@@ -32,6 +32,7 @@ from sqlalchemy.pool import PoolResetState
 from sqlalchemy.util import await_only
 
 from junctionbox.errors import ConflictError, JunctionboxError, ServiceUnavailableError
+from junctionbox.store.sqlite_inline import InlineConnection, inline_connect
 from junctionbox.store.wal_checkpoints import (
     BACKSTOP_PAGES,
     SQLITE_AUTOCHECKPOINT_PAGES,
@@ -40,6 +41,7 @@ from junctionbox.store.wal_checkpoints import (
 
 log = logging.getLogger(__name__)
 _WRITE = "jb_write"
+_INLINE = "jb_inline"
 _IDLE_SINCE = "jb_idle_since"
 # A pooled PostgreSQL connection idle this long is checked before use (see _ping_when_idle).
 PING_AFTER_IDLE_SECONDS = 10.0
@@ -82,14 +84,17 @@ class Database:
     def _create_engine(self, url: str, pool_size: int, busy_timeout_ms: int) -> AsyncEngine:
         if self.dialect == "sqlite":
             _ensure_sqlite_directory(url)
+            in_file = _checkpointed_file(url) is not None
             engine = create_async_engine(
                 url,
                 json_serializer=dumps_json,
                 json_deserializer=loads_json,
                 pool_reset_on_return=None,  # _on_reset below rolls back only when needed
+                # Connections that can run short transactions inline (store.sqlite_inline);
+                # an in-memory database's connection is bound to its own thread.
+                connect_args={"async_creator_fn": inline_connect} if in_file else {},
             )
-            checkpointed = _checkpointed_file(url) is not None
-            _install_sqlite_hooks(engine, busy_timeout_ms, checkpointed=checkpointed)
+            _install_sqlite_hooks(engine, busy_timeout_ms, checkpointed=in_file)
             return engine
         engine = create_async_engine(
             url,
@@ -108,33 +113,41 @@ class Database:
         return engine
 
     @asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncConnection]:
-        async with self._transaction(write=False) as conn:
+    async def read(self, *, inline: bool = False) -> AsyncIterator[AsyncConnection]:
+        """A read transaction; ``inline``: a short one whose SQLite calls run on this
+        thread (see :mod:`junctionbox.store.sqlite_inline`; no effect on PostgreSQL)."""
+        async with self._transaction(write=False, inline=inline) as conn:
             yield conn
 
     @asynccontextmanager
-    async def write(self, *, durable: bool = True) -> AsyncIterator[AsyncConnection]:
+    async def write(
+        self, *, durable: bool = True, inline: bool = False
+    ) -> AsyncIterator[AsyncConnection]:
         """A write transaction. ``durable=False`` is for work that is redone if a crash
         loses it (the dispatcher's jobs and cursor: the events are durable, and the jobs'
         ids are derived from them): on PostgreSQL its commit returns without waiting for
         the WAL flush (``synchronous_commit = off``, an fsync saved: about 3 ms on this
         machine's disk). A later durable commit flushes it too, as WAL is written in order.
-        SQLite's commits (WAL, ``synchronous=NORMAL``) never wait for a flush."""
+        SQLite's commits (WAL, ``synchronous=NORMAL``) never wait for a flush.
+        ``inline``: a short transaction whose SQLite calls run on this thread (see
+        :mod:`junctionbox.store.sqlite_inline`)."""
         if self._write_lock is None:
             async with self._transaction(write=True) as conn:
                 if not durable:
                     await conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
                 yield conn
             return
-        async with self._write_lock, self._transaction(write=True) as conn:
+        async with self._write_lock, self._transaction(write=True, inline=inline) as conn:
             yield conn
 
     @asynccontextmanager
-    async def _transaction(self, *, write: bool) -> AsyncIterator[AsyncConnection]:
+    async def _transaction(
+        self, *, write: bool, inline: bool = False
+    ) -> AsyncIterator[AsyncConnection]:
         try:
             async with self.engine.connect() as conn:
-                if write:
-                    await conn.execution_options(**{_WRITE: True})
+                if write or (inline and self.is_sqlite):
+                    await conn.execution_options(**{_WRITE: write, _INLINE: inline})
                 async with conn.begin():
                     yield conn
         except JunctionboxError:
@@ -231,6 +244,18 @@ def _ensure_sqlite_directory(url: str) -> None:
         Path(database).parent.mkdir(parents=True, exist_ok=True)
 
 
+def _begin_inline(driver: Any, statement: str) -> bool:
+    """Begin on this thread when the connection can (see :mod:`.sqlite_inline`); False:
+    begin on its own thread instead (and run the transaction's calls there)."""
+    if not isinstance(driver, InlineConnection) or not driver.idle:
+        return False
+    driver.inline = True
+    if driver.begin_inline(statement):
+        return True
+    driver.inline = False  # another process holds the write lock: wait for it off the loop
+    return False
+
+
 def _checkpointed_file(url: str) -> str | None:
     """The SQLite file whose WAL a :class:`WalCheckpointer` checkpoints (see
     :mod:`junctionbox.store.wal_checkpoints`); None for an in-memory or URI database, which
@@ -250,6 +275,8 @@ def _install_sqlite_hooks(engine: AsyncEngine, busy_timeout_ms: int, *, checkpoi
         # Let SQLAlchemy's begin event, not the driver, decide when transactions start.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
+        if isinstance(dbapi_connection.driver_connection, InlineConnection):
+            dbapi_connection.driver_connection.busy_timeout_ms = busy_timeout_ms
         for pragma in (
             "PRAGMA journal_mode=WAL",
             f"PRAGMA busy_timeout={busy_timeout_ms}",
@@ -262,14 +289,23 @@ def _install_sqlite_hooks(engine: AsyncEngine, busy_timeout_ms: int, *, checkpoi
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        immediate = conn.get_execution_options().get(_WRITE, False)
-        statement = "BEGIN IMMEDIATE" if immediate else "BEGIN"
-        # Straight on the driver: one hand-over to its thread, where exec_driver_sql takes
-        # three (cursor, execute, close) and costs more CPU than the transaction's work.
+        options = conn.get_execution_options()
+        statement = "BEGIN IMMEDIATE" if options.get(_WRITE, False) else "BEGIN"
+        driver = conn.connection.driver_connection
         try:
-            await_only(conn.connection.driver_connection.execute(statement))
+            if options.get(_INLINE, False) and _begin_inline(driver, statement):
+                return
+            # Straight on the driver: one hand-over to its thread, where exec_driver_sql
+            # takes three (cursor, execute, close) and costs more CPU than the work.
+            await_only(driver.execute(statement))
         except sqlite3.Error as exc:
             raise DBAPIError.instance(statement, None, exc, sqlite3.Error) from exc
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _on_checkin(dbapi_connection: Any, _record: Any) -> None:
+        driver = getattr(dbapi_connection, "driver_connection", None)
+        if isinstance(driver, InlineConnection):
+            driver.inline = False  # the next transaction decides for itself
 
     @event.listens_for(engine.sync_engine, "reset")
     def _on_reset(dbapi_connection: Any, _record: Any, state: PoolResetState) -> None:
