@@ -647,14 +647,14 @@ def row_gives_curl(request: PreparedRequest) -> bool:
     url = request.masked_url()
     if "\x00" in url or len(url.encode()) > MAX_LOGGED_URL_BYTES:
         return False
-    headers = request.masked_headers()
-    names = [name for name, _ in headers]
-    text = "".join(names) + "".join(value for _, value in headers)
-    return (
-        len(set(names)) == len(names)
-        and len(text) + 4 * len(headers) <= MAX_LOGGED_BYTES
-        and "\x00" not in text
-    )
+    size = 0
+    names: set[str] = set()
+    for name, value in request.masked_headers():
+        if name in names or "\x00" in name or "\x00" in value:
+            return False
+        names.add(name)
+        size += len(name) + len(value) + 4
+    return size <= MAX_LOGGED_BYTES
 
 
 def _utc(epoch: float) -> datetime:
