@@ -59,7 +59,12 @@ from junctionbox.services.breakers import Breakers
 from junctionbox.services.outbound_request import PreparedRequest, RequestBuilder, with_header
 from junctionbox.services.outgoing_auth import OAuthTokenError
 from junctionbox.services.rate_limits import RateLimiter
-from junctionbox.store.queries.delivery_attempts import AttemptRow, cap_text
+from junctionbox.store.queries.delivery_attempts import (
+    MAX_LOGGED_BYTES,
+    MAX_LOGGED_URL_BYTES,
+    AttemptRow,
+    cap_text,
+)
 
 # errorCategory values beyond domain.retry.ErrorCategory (the column is free text).
 TRANSFORM_ERROR: Final = "TRANSFORM_ERROR"
@@ -146,16 +151,20 @@ class _Trace:
     foreign (errors, the curl command) through ``cap_text`` themselves.
     """
 
-    __slots__ = ("origin", "steps", "trace_id", "traceparent")
+    __slots__ = ("origin", "requests", "steps", "trace_id", "traceparent")
 
     def __init__(self, origin: float) -> None:
         self.origin = origin
         self.steps: list[dict[str, Any]] = []
+        # Each request step's detail and its request: the curl command is added once the
+        # row is known, unless the row's own columns give it back (see _keeps_curl).
+        self.requests: list[tuple[dict[str, Any], PreparedRequest]] = []
         # The W3C trace context the request carries; its trace id is the row's.
         self.traceparent: str | None = None
         self.trace_id: str | None = None
 
-    def add(self, name: str, state: str, started: float, **detail: Any) -> None:
+    def add(self, name: str, state: str, started: float, **detail: Any) -> dict[str, Any]:
+        """Record a step; its detail (the dict stored)."""
         if None in detail.values():  # a scan in C; most steps have some detail left out
             detail = {k: v for k, v in detail.items() if v is not None}
         self.steps.append(
@@ -167,6 +176,15 @@ class _Trace:
                 "detail": detail,
             }
         )
+        return detail
+
+    def add_curls(self, logged: PreparedRequest | None) -> None:
+        """Each request step's curl command, but for the request the row logs when its
+        columns give the command back (the log's reader rebuilds it: about 1 KiB less to
+        build, encode and store per attempt)."""
+        for detail, request in self.requests:
+            if request is not logged or not row_gives_curl(request):
+                detail["curl"] = cap_text(request.curl(masked=True))
 
 
 @dataclass(slots=True, eq=False)
@@ -353,25 +371,22 @@ class AttemptRunner:
     async def _send(self, r: Ready, request: PreparedRequest, trace: _Trace) -> _Sent:
         timeout_ms = r.stored.integration.timeout_ms
         started = time.time()
-        detail = {
-            "method": request.method,
-            "url": request.masked_url(),
-            "timeoutMs": timeout_ms,
-            "curl": cap_text(request.curl(masked=True)),
-        }
+        detail = {"method": request.method, "url": request.masked_url(), "timeoutMs": timeout_ms}
         try:
             result = await self.destination.execute(request, timeout=timeout_ms / 1000)
         except DestinationRefusedError as exc:
-            trace.add("request", "error", started, **detail, error=exc.message)
+            step = trace.add("request", "error", started, **detail, error=exc.message)
+            trace.requests.append((step, request))
             return _not_sent(exc.message, DESTINATION_REFUSED, request=request)
         except DestinationError as exc:
-            trace.add("request", "error", started, **detail, error=exc.message)
+            step = trace.add("request", "error", started, **detail, error=exc.message)
+            trace.requests.append((step, request))
             if exc.kind is None or not exc.retryable:
                 return _not_sent(exc.message, CONFIG_ERROR, request=request)
             classification = classify(exc.kind, now=time.time())
             error = f"{exc.kind.value}: {exc.message}"
             return _Sent(classification, request, None, error, _category(classification), True)
-        trace.add("request", "ok", started, **detail)
+        trace.requests.append((trace.add("request", "ok", started, **detail), request))
         classification = classify(
             result.status, now=time.time(), retry_after=result.header("retry-after")
         )
@@ -412,6 +427,7 @@ class AttemptRunner:
             errorCategory=sent.category,
             error=cap_text(sent.error),
         )
+        trace.add_curls(sent.request)
         row = self._row(p, r, sent, trace, _ROW_STATUS[disposition], started, now)
         return AttemptOutcome(
             p,
@@ -619,6 +635,26 @@ def _scrub_bytes(body: bytes, request: PreparedRequest | None) -> bytes | str:
     if not any(s.encode() in body for s in request.secret_values if s):
         return body
     return _scrub(body.decode("utf-8", errors="replace"), request) or ""
+
+
+def row_gives_curl(request: PreparedRequest) -> bool:
+    """Whether the log row's columns (method, target URL, request headers and body, as
+    capped) give back exactly this request's curl command: a text body and a URL stored
+    uncut, one header per name, headers under their cap. The reader then rebuilds it
+    (``services.delivery_logs``)."""
+    if not request.has_text_body() or len(request.body) > MAX_LOGGED_BYTES:
+        return False
+    url = request.masked_url()
+    if "\x00" in url or len(url.encode()) > MAX_LOGGED_URL_BYTES:
+        return False
+    size = 0
+    names: set[str] = set()
+    for name, value in request.masked_headers():
+        if name in names or "\x00" in name or "\x00" in value:
+            return False
+        names.add(name)
+        size += len(name) + len(value) + 4
+    return size <= MAX_LOGGED_BYTES
 
 
 def _utc(epoch: float) -> datetime:

@@ -28,8 +28,10 @@ from junctionbox.domain.identity import TenantContext
 from junctionbox.domain.paging import Page, PageRequest
 from junctionbox.domain.redaction import redact, redact_text
 from junctionbox.errors import NotFoundError
+from junctionbox.services.outbound_request import curl_command
 from junctionbox.store.database import Database
 from junctionbox.store.queries import delivery_logs as queries
+from junctionbox.store.queries.delivery_attempts import cap_text
 from junctionbox.store.queries.delivery_logs import (
     LogFilter,
     LogRecord,
@@ -233,8 +235,31 @@ def presented(record: S) -> S:
     if isinstance(record, LogRecord):
         changes["request_headers"] = redact(record.request_headers)
         changes["response_headers"] = redact(record.response_headers)
-        changes["steps"] = _mask_steps(record.steps)
+        changes["steps"] = _mask_steps(with_curl(record))
     return replace(record, **changes) if changes else record
+
+
+def with_curl(record: LogRecord) -> Any:
+    """The record's trace steps with the logged request's curl command back in its request
+    step: an attempt leaves it out when the row's own columns give it back exactly (see
+    ``engine.delivery_attempt``), and it is rebuilt here from them."""
+    steps = record.steps
+    if not isinstance(steps, list) or record.http_method is None or not record.target_url:
+        return steps
+    for index in range(len(steps) - 1, -1, -1):
+        step = steps[index]
+        if not (isinstance(step, Mapping) and step.get("step") == "request"):
+            continue
+        detail = step.get("detail")
+        if not isinstance(detail, Mapping) or "curl" in detail:
+            return steps
+        headers = record.request_headers if isinstance(record.request_headers, Mapping) else {}
+        curl = curl_command(
+            record.http_method, record.target_url, headers.items(), record.request_body or ""
+        )
+        rebuilt = {**step, "detail": {**detail, "curl": cap_text(curl)}}
+        return [*steps[:index], rebuilt, *steps[index + 1 :]]
+    return steps
 
 
 def _mask_steps(value: Any, key: str = "") -> Any:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -78,7 +78,14 @@ from junctionbox.services.outgoing_auth import (
     with_query,
 )
 
-__all__ = ["CORRELATION_HEADER", "MASK", "PreparedRequest", "RequestBuilder", "mask_url"]
+__all__ = [
+    "CORRELATION_HEADER",
+    "MASK",
+    "PreparedRequest",
+    "RequestBuilder",
+    "curl_command",
+    "mask_url",
+]
 
 MASK: Final = "****"
 CORRELATION_HEADER: Final = "x-correlation-id"
@@ -134,16 +141,33 @@ class PreparedRequest:
         """A copy-pasteable (POSIX shell) curl command sending this request."""
         url = self.masked_url() if masked else self.url
         headers = self.masked_headers() if masked else self.headers
-        lines = [f"curl -X {self.method} {_shell_quote(url)}"]
-        lines += [f"-H {_shell_quote(f'{k}: {v}')}" for k, v in headers]
         text = _shell_text(self.body)
         if text is not None:
-            if self.body:
-                lines.append(f"--data-binary {_shell_quote(text)}")
-            return " \\\n  ".join(lines)
+            return curl_command(self.method, url, headers, text)
         # Bytes a shell argument cannot hold (NUL, invalid UTF-8): pipe them in, octal-escaped.
+        lines = _curl_lines(self.method, url, headers)
         escaped = "".join(f"\\{b:03o}" for b in self.body)
         return f"printf '{escaped}' | " + " \\\n  ".join([*lines, "--data-binary @-"])
+
+    def has_text_body(self) -> bool:
+        """Whether the body is text a shell argument can hold (the curl command's own)."""
+        return _shell_text(self.body) is not None
+
+
+def curl_command(method: str, url: str, headers: Iterable[tuple[str, str]], body: str) -> str:
+    """The curl command (POSIX shell) of a request whose body is text: what
+    :meth:`PreparedRequest.curl` gives, made from its parts (a delivery log row's, too)."""
+    lines = _curl_lines(method, url, headers)
+    if body:
+        lines.append(f"--data-binary {_shell_quote(body)}")
+    return " \\\n  ".join(lines)
+
+
+def _curl_lines(method: str, url: str, headers: Iterable[tuple[str, str]]) -> list[str]:
+    return [
+        f"curl -X {method} {_shell_quote(url)}",
+        *(f"-H {_shell_quote(f'{k}: {v}')}" for k, v in headers),
+    ]
 
 
 def mask_url(url: str, secrets: tuple[str, ...]) -> str:

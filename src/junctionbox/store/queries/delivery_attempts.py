@@ -25,6 +25,7 @@ from junctionbox.store.queries.events import stored_event
 from junctionbox.store.tables import entities, events, outbound_integrations
 
 MAX_LOGGED_BYTES: Final = 64 * 1024
+MAX_LOGGED_URL_BYTES: Final = 8192
 TRUNCATION_MARK: Final = "\n…[truncated]"
 _CHUNK: Final = 200  # keys per IN (...) look-up: far below every driver's parameter limit
 _REPLACEMENT: Final = "\ufffd"
@@ -127,7 +128,7 @@ def attempt_values(row: AttemptRow) -> dict[str, Any]:
     values = {name: getattr(row, name) for name in _ROW_FIELDS}
     for name in ("original_payload", "request_body", "response_body", "error_message"):
         values[name] = cap_text(values[name])
-    values["target_url"] = cap_text(row.target_url, 8192)
+    values["target_url"] = cap_text(row.target_url, MAX_LOGGED_URL_BYTES)
     values["request_headers"] = cap_headers(row.request_headers)
     values["response_headers"] = cap_headers(row.response_headers)
     # ``steps`` are capped by their maker (the worker's trace): walking every row's JSON

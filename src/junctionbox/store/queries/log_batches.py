@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from junctionbox.store.database import dumps_json
 from junctionbox.store.queries.delivery_attempts import (
+    MAX_LOGGED_URL_BYTES,
     AttemptRow,
     cap_headers,
     cap_text,
@@ -97,7 +98,7 @@ def row_values(row: AttemptRow, processors: Processors) -> tuple[Any, ...]:
             values[index] = cap_text(values[index])
     if same:
         values[_REQUEST_BODY] = values[_ORIGINAL_PAYLOAD]
-    values[_URL] = cap_text(values[_URL], 8192)
+    values[_URL] = cap_text(values[_URL], MAX_LOGGED_URL_BYTES)
     for index in _HEADERS:
         values[index] = cap_headers(values[index])
     for index, length in _LENGTHS:
