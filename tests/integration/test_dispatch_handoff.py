@@ -4,13 +4,16 @@ inserted already leased, taken without a claim, and still jobs like any other.""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import delete
+from sqlalchemy import Executable, delete
 from tests.integration.delivery_helpers import (
+    Published,
     add_integration,
     delivery_of,
     log_rows,
@@ -29,12 +32,15 @@ from tests.integration.dispatch_helpers import (
 
 from junctionbox.domain.delivery import DELIVERY_JOB_KIND, DELIVERY_QUEUE
 from junctionbox.domain.events import StoredEvent
+from junctionbox.domain.outbound import StoredIntegration
 from junctionbox.engine.delivery_worker import DeliveryWorker
+from junctionbox.engine.handoff import Known
 from junctionbox.queue.jobs import Job, JobState, NewJob
 from junctionbox.queue.store import JobQueue
 from junctionbox.services.container import Services
 from junctionbox.store.queries import dispatch
 from junctionbox.store.queries.delivery_attempts import Position
+from junctionbox.store.queries.integrations import save_integration
 from junctionbox.store.queries.worker_reads import stamps_and_events
 from junctionbox.store.tables import events as events_table
 from junctionbox.store.types import utcnow
@@ -49,18 +55,16 @@ class RecordingHandoff:
 
     def __init__(self, room: int) -> None:
         self.room = room
-        self.taken: list[tuple[list[Job], dict[Position, StoredEvent], int]] = []
+        self.taken: list[tuple[list[Job], Known, int]] = []
 
     def reserve(self, wanted: int) -> int:
         granted = min(wanted, self.room)
         self.room -= granted
         return granted
 
-    def take(
-        self, jobs: Sequence[Job], events: Mapping[Position, StoredEvent], reserved: int
-    ) -> None:
+    def take(self, jobs: Sequence[Job], known: Known, reserved: int) -> None:
         self.room += reserved
-        self.taken.append((list(jobs), dict(events), reserved))
+        self.taken.append((list(jobs), known, reserved))
 
 
 def _job(n: int, **fields: object) -> NewJob:
@@ -135,14 +139,16 @@ async def svc(services: Services) -> Services:
 async def test_the_dispatcher_leases_what_the_worker_has_room_for_and_queues_the_rest(
     svc: Services,
 ) -> None:
-    await add_matching_integration(svc, 100, "orders")
+    hook = await add_matching_integration(svc, 100, "orders")
     placed = await publish_as(svc, 100, [order(1), order(2), order(3)])
     handoff = RecordingHandoff(room=2)
 
     assert await dispatcher(svc, handoff=handoff).dispatch_pending() == 3
 
-    [(taken, events, reserved)] = handoff.taken
+    [(taken, known, reserved)] = handoff.taken
     assert (len(taken), reserved, handoff.room) == (2, 2, 2)  # the room is given back
+    assert known.stamps == {hook.id: (hook.version, hook.updated_at, True)}
+    events = known.events
     jobs = await delivery_jobs(svc)
     running = [job for job in jobs if job.state is JobState.RUNNING]
     assert sorted(job.id for job in running) == sorted(job.id for job in taken)
@@ -213,6 +219,74 @@ async def _until(check: Callable[[], bool]) -> None:
     raise AssertionError("never happened")
 
 
+def _job_for(stored: StoredIntegration, event: Published) -> NewJob:
+    delivery = delivery_of(stored, event)
+    return NewJob(
+        DELIVERY_JOB_KIND,
+        delivery.to_payload(),
+        queue=DELIVERY_QUEUE,
+        org_id=event.org_id,
+        dedupe_key=f"dlv:{delivery.message_id}",
+    )
+
+
+async def _events_of(svc: Services, events: Sequence[Published]) -> dict[Position, StoredEvent]:
+    positions = [(e.org_id, e.ref.stream, e.ref.partition, e.ref.offset) for e in events]
+    async with svc.db.read() as conn:
+        _, found = await stamps_and_events(conn, [], positions)
+    return found
+
+
+@asynccontextmanager
+async def running_worker(svc: Services) -> AsyncIterator[DeliveryWorker]:
+    worker = DeliveryWorker(svc, node_id="handoff-node")
+    stop = asyncio.Event()
+    running = asyncio.create_task(worker.run(stop))
+    try:
+        await _until(lambda: worker.reserve(1) == 1)
+        worker.take([], Known(), reserved=1)
+        yield worker
+    finally:
+        stop.set()
+        await running
+
+
+async def _hand_over(
+    svc: Services,
+    worker: DeliveryWorker,
+    jobs: Sequence[NewJob],
+    known: Known,
+    statements: Sequence[Executable] = (),
+) -> list[Job]:
+    """Lease ``jobs`` to the worker and hand them over, as the dispatcher does (after
+    ``statements``, in the same transaction)."""
+    reserved = 0
+
+    def room() -> bool:  # none while the worker's own claim is out
+        nonlocal reserved
+        reserved = worker.reserve(len(jobs))
+        if 0 < reserved < len(jobs):
+            worker.take([], Known(), reserved)
+        return reserved == len(jobs)
+
+    await _until(room)
+    async with svc.db.write() as conn:
+        for statement in statements:
+            await conn.execute(statement)
+        leased = await svc.queue.enqueue_leased(conn, jobs, worker.owner, worker.lease_seconds)
+    worker.take(leased, known, reserved)
+    return leased
+
+
+async def _until_done(svc: Services, job: Job) -> None:
+    for _ in range(500):
+        found = await svc.queue.get(job.id)
+        if found is not None and found.state is JobState.DONE:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"job {job.id} was not done")
+
+
 async def test_the_worker_delivers_jobs_handed_over_with_their_events_without_reading_them(
     worker_svc: Services, sink: RecordingSink
 ) -> None:
@@ -221,54 +295,48 @@ async def test_the_worker_delivers_jobs_handed_over_with_their_events_without_re
     svc = worker_svc
     stored = await add_integration(svc, sink.url("/hook"))
     [event] = await publish(svc, payload=b'{"orderId": 7}')
-    delivery = delivery_of(stored, event)
-    new = NewJob(
-        DELIVERY_JOB_KIND,
-        delivery.to_payload(),
-        queue=DELIVERY_QUEUE,
-        org_id=event.org_id,
-        dedupe_key=f"dlv:{delivery.message_id}",
-    )
-    async with svc.db.read() as conn:
-        position = (event.org_id, event.ref.stream, event.ref.partition, event.ref.offset)
-        _, found = await stamps_and_events(conn, [], [position])
-    worker = DeliveryWorker(svc, node_id="handoff-node")
-    stop = asyncio.Event()
-    running = asyncio.create_task(worker.run(stop))
-    try:
-        await _until(lambda: worker.reserve(1) == 1)
-        async with svc.db.write() as conn:
-            await conn.execute(delete(events_table))
-            leased = await svc.queue.enqueue_leased(conn, [new], worker.owner, worker.lease_seconds)
-        worker.take(leased, found, reserved=1)
+    found = await _events_of(svc, [event])
+    async with running_worker(svc) as worker:
+        [job] = await _hand_over(
+            svc, worker, [_job_for(stored, event)], Known(found), statements=[delete(events_table)]
+        )
         await _until(lambda: len(sink.requests) == 1)
-        [request] = sink.requests
-        assert request.body == b'{"orderId": 7}'
-        [job] = leased
-
-        async def done() -> bool:
-            found = await svc.queue.get(job.id)
-            return found is not None and found.state is JobState.DONE
-
-        for _ in range(500):
-            if await done():
-                break
-            await asyncio.sleep(0.02)
-        assert await done()
-    finally:
-        stop.set()
-        await running
+        assert sink.requests[0].body == b'{"orderId": 7}'
+        await _until_done(svc, job)
     [row] = await log_rows(svc, job_id=job.id)
     assert (row["status"], row["attempt_count"]) == ("SUCCESS", 1)
+
+
+async def test_a_handed_job_whose_integration_is_cached_at_the_dispatchers_stamp_is_not_read(
+    worker_svc: Services, sink: RecordingSink
+) -> None:
+    """After the first delivery the worker has the integration cached. The integration is
+    then moved to another URL, but the second job is handed over with the stamp of before
+    (as a dispatcher that read it just before the change would): a read would find the new
+    stamp and load the new URL, so a delivery to the old one shows that nothing was read."""
+    svc = worker_svc
+    stored = await add_integration(svc, sink.url("/hook"))
+    first, second = await publish(svc, 2)
+    found = await _events_of(svc, [first, second])
+    async with running_worker(svc) as worker:
+        await _hand_over(svc, worker, [_job_for(stored, first)], Known(found))
+        await _until(lambda: len(sink.requests) == 1)
+        async with svc.db.write() as conn:
+            moved = replace(stored.integration, target_url=sink.url("/moved"))
+            await save_integration(
+                conn, svc.secretbox, stored, moved, change="UPDATED", actor=None, now=utcnow()
+            )
+        stamp = {stored.id: (stored.version, stored.updated_at, True)}
+        [job] = await _hand_over(svc, worker, [_job_for(stored, second)], Known(found, stamp))
+        await _until(lambda: len(sink.requests) == 2)
+        await _until_done(svc, job)
+    assert [request.path for request in sink.requests] == ["/hook", "/hook"]
 
 
 async def test_a_worker_that_is_not_running_takes_nothing(worker_svc: Services) -> None:
     worker = DeliveryWorker(worker_svc, node_id="handoff-node")
     assert worker.reserve(10) == 0
-    stop = asyncio.Event()
-    running = asyncio.create_task(worker.run(stop))
-    await _until(lambda: worker.reserve(1) == 1)
-    worker.take([], {}, reserved=1)
-    stop.set()
-    await running
-    assert worker.reserve(10) == 0
+    async with running_worker(worker_svc) as running:
+        assert running.reserve(1) == 1
+        running.take([], Known(), reserved=1)
+    assert running.reserve(10) == 0

@@ -21,6 +21,7 @@ from junctionbox.domain.delivery import DeliveryJob
 from junctionbox.domain.events import StoredEvent
 from junctionbox.domain.outbound import Action, StoredIntegration
 from junctionbox.domain.secretbox import SecretBox
+from junctionbox.engine.handoff import NOTHING_KNOWN, Known
 from junctionbox.queue.jobs import Job
 from junctionbox.services.breakers import Breakers, origin_of
 from junctionbox.store.database import Database
@@ -90,21 +91,22 @@ class DeliveryLoader:
         self._integrations: dict[str, tuple[IntegrationStamp, StoredIntegration]] = {}
         self._parents: dict[int, int | None] = {}
 
-    async def prepare(
-        self, jobs: Sequence[Job], known: Mapping[Position, StoredEvent] | None = None
-    ) -> list[Prepared]:
-        """The jobs prepared; ``known``: events already in hand by log position (the
-        dispatcher's, for jobs it handed over), not read again."""
+    async def prepare(self, jobs: Sequence[Job], known: Known = NOTHING_KNOWN) -> list[Prepared]:
+        """The jobs prepared. ``known``: what the dispatcher read for jobs it handed over
+        (events, integrations' stamps), not read again; when it covers every job and the
+        caches the rest, nothing is read at all."""
         deliveries = [_delivery_of(job) for job in jobs]
         wanted = [d for d in deliveries if d is not None]
-        known = known or {}
+        from_memory = self._from_memory(jobs, deliveries, known)
+        if from_memory is not None:
+            return from_memory
         async with self.db.read(inline=len(jobs) <= SMALL_BATCH) as conn:
             ids = {d.integration_id for d in wanted}
-            positions = {p for d in wanted if (p := _position(d)) not in known}
+            positions = {p for d in wanted if (p := _position(d)) not in known.events}
             # Both reads in one go (on SQLite one call on the driver's thread).
             stamps, found_events = await stamps_and_events(conn, ids, positions)
-            if known:
-                found_events = {**known, **found_events}
+            if known.events:
+                found_events = {**known.events, **found_events}
             integrations = await self._load_integrations(conn, ids, stamps)
             await self._load_parents(conn, {d.org_id for d in wanted})
             prepared = [
@@ -115,12 +117,39 @@ class DeliveryLoader:
             await self.breakers.refresh(conn, keys)
         return prepared
 
+    def _from_memory(
+        self, jobs: Sequence[Job], deliveries: Sequence[DeliveryJob | None], known: Known
+    ) -> list[Prepared] | None:
+        """The jobs prepared without a read, when everything they need is in hand: each
+        one's event, and its integration cached at the stamp the dispatcher just read (and
+        the tenants' parents, and the breakers fresh enough); else None."""
+        if not known.stamps:
+            return None
+        integrations: dict[str, StoredIntegration | Problem] = {}
+        for delivery in deliveries:
+            if delivery is None:
+                return None
+            integration_id = delivery.integration_id
+            stamp = known.stamps.get(integration_id)
+            cached = self._integrations.get(integration_id)
+            if stamp is None or cached is None or cached[0] != stamp:
+                return None
+            if delivery.org_id not in self._parents or _position(delivery) not in known.events:
+                return None
+            integrations[integration_id] = cached[1]
+        prepared = [
+            self._prepare(job, delivery, integrations, known.events)
+            for job, delivery in zip(jobs, deliveries, strict=True)
+        ]
+        keys = {p.ready.breaker_key for p in prepared if p.ready is not None}
+        return None if self.breakers.needs_refresh(keys) else prepared
+
     def _prepare(
         self,
         job: Job,
         delivery: DeliveryJob | None,
         integrations: dict[str, StoredIntegration | Problem],
-        found_events: dict[Position, StoredEvent],
+        found_events: Mapping[Position, StoredEvent],
     ) -> Prepared:
         if delivery is None:
             problem = Problem(ProblemKind.FAIL, "the job's payload is not a delivery", "INVALID")

@@ -50,7 +50,7 @@ import logging
 import random as _random
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Final
@@ -59,7 +59,6 @@ from junctionbox.connectors.destinations.base import Destination
 from junctionbox.connectors.destinations.http import HttpDestination
 from junctionbox.domain.circuit_breaker import BreakerConfig
 from junctionbox.domain.delivery import DELIVERY_JOB_KIND, DELIVERY_QUEUE
-from junctionbox.domain.events import StoredEvent
 from junctionbox.engine.delivery_attempt import (
     BUSY_NOTE,
     AttemptOutcome,
@@ -71,12 +70,12 @@ from junctionbox.engine.delivery_attempt import (
 )
 from junctionbox.engine.delivery_commit import AttemptCommitter, Committed
 from junctionbox.engine.delivery_prefetch import DeliveryLoader, Prepared
+from junctionbox.engine.handoff import NOTHING_KNOWN, Known, merged
 from junctionbox.queue.jobs import MAX_CLAIM, ClaimRequest, Job, Lease
 from junctionbox.services.breakers import Breakers
 from junctionbox.services.container import Services
 from junctionbox.services.delivery_hooks import DeliveryListener
 from junctionbox.services.rate_limits import RateLimiter
-from junctionbox.store.queries.delivery_attempts import Position
 from junctionbox.store.types import utcnow
 
 log = logging.getLogger(__name__)
@@ -196,8 +195,9 @@ class DeliveryWorker:
         self._batch_ready = asyncio.Event()
         self._next_due = float("inf")
         self._reserved = 0  # jobs being claimed right now (not yet in ``_claims``)
-        self._handed: list[Job] = []  # claimed by a commit or handed over, to admit
-        self._handed_events: dict[Position, StoredEvent] = {}  # handed over with their jobs
+        self._handed: list[Job] = []  # claimed by a commit, to admit
+        self._handed_over: list[Job] = []  # leased by this process's dispatcher, to admit
+        self._handed_known: list[Known] = []  # what the dispatcher read for them
         self._handoff_arrived = asyncio.Event()
         self._accepting = False  # the role loop runs: jobs may be handed over
         self._more_due = False  # the last claim was full: a backlog is likely waiting
@@ -244,10 +244,15 @@ class DeliveryWorker:
 
     async def _claim_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            if self._handed:  # claimed by a commit, or handed over by the dispatcher
+            if self._handed:  # claimed by a commit
                 handed, self._handed = self._handed, []
-                events, self._handed_events = self._handed_events, {}
-                await self._admit(handed, events)
+                await self._admit(handed)
+                continue
+            if self._handed_over:  # by the dispatcher: no claim for them, so none after
+                handed, self._handed_over = self._handed_over, []
+                known, self._handed_known = self._handed_known, []
+                await self._admit(handed, merged(known))
+                await self._sleep_until_work(stop)
                 continue
             self._trim_lanes(time.monotonic())
             budget = self._budget()
@@ -278,15 +283,23 @@ class DeliveryWorker:
             if jobs:
                 self._register(jobs)
                 await self._admit(jobs)
-            if len(jobs) < budget and not self._handed:  # drained what is due: sleep
-                wait = min(self.poll_seconds, max(0.0, self._next_due - time.time()))
-                self._handoff_arrived.clear()
-                await self._wait_for(
-                    stop,
-                    wait,
-                    self.queue.wait_for_work(wait, queue=DELIVERY_QUEUE),
-                    self._handoff_arrived.wait(),
-                )
+            if len(jobs) < budget:  # drained what is due
+                await self._sleep_until_work(stop)
+
+    async def _sleep_until_work(self, stop: asyncio.Event) -> None:
+        """Until jobs may be due: the queue's wake-up (level-triggered: one that came
+        meanwhile returns at once), jobs handed over or claimed by a commit, the next retry
+        due, or the poll."""
+        if self._handed or self._handed_over:
+            return
+        wait = min(self.poll_seconds, max(0.0, self._next_due - time.time()))
+        self._handoff_arrived.clear()
+        await self._wait_for(
+            stop,
+            wait,
+            self.queue.wait_for_work(wait, queue=DELIVERY_QUEUE),
+            self._handoff_arrived.wait(),
+        )
 
     def _budget(self, freed: int = 0) -> int:
         """How many jobs to claim now (``freed`` claims are about to be committed). Claims
@@ -334,11 +347,9 @@ class DeliveryWorker:
         for job in jobs:
             self._claims[job.id] = _Claim(job)
 
-    async def _admit(
-        self, jobs: Sequence[Job], events: Mapping[Position, StoredEvent] | None = None
-    ) -> None:
+    async def _admit(self, jobs: Sequence[Job], known: Known = NOTHING_KNOWN) -> None:
         try:
-            prepared = await self.loader.prepare(jobs, events)
+            prepared = await self.loader.prepare(jobs, known)
         except Exception:
             log.exception("could not load %d delivery jobs; giving them back", len(jobs))
             for job in jobs:
@@ -514,17 +525,20 @@ class DeliveryWorker:
         """Jobs claimed by a commit: held now, admitted by the claim loop (or given back
         if the worker is stopping)."""
         self._more_due = len(jobs) >= limit
-        self._hold(jobs)
+        if self._hold(jobs):
+            self._handed.extend(jobs)
 
-    def _hold(self, jobs: Sequence[Job]) -> None:
+    def _hold(self, jobs: Sequence[Job]) -> bool:
+        """Hold the claims of ``jobs``; False when there are none, or they were given back
+        at once (the worker is stopping)."""
         if not jobs:
-            return
+            return False
         self._register(jobs)
         if self._stopping:
             for job in jobs:
                 self._finish(release(Prepared(job, None)))
-            return
-        self._handed.extend(jobs)
+            return False
+        return True
 
     # ------------------------------------------------------------------ handed over
     # (engine.handoff: jobs the dispatcher of this process leased to this worker)
@@ -543,15 +557,12 @@ class DeliveryWorker:
             self._reserved += granted
         return max(granted, 0)
 
-    def take(
-        self, jobs: Sequence[Job], events: Mapping[Position, StoredEvent], reserved: int
-    ) -> None:
+    def take(self, jobs: Sequence[Job], known: Known, reserved: int) -> None:
         self._reserved -= reserved
-        if not jobs:
-            return
-        self._handed_events.update(events)
-        self._hold(jobs)
-        self._handoff_arrived.set()
+        if self._hold(jobs):
+            self._handed_over.extend(jobs)
+            self._handed_known.append(known)
+            self._handoff_arrived.set()
 
     def _requeue(self, outcomes: list[AttemptOutcome]) -> None:
         for outcome in outcomes:
@@ -606,8 +617,8 @@ class DeliveryWorker:
         self._stopping = True
         self._accepting = False
         try:
-            handed, self._handed = self._handed, []
-            self._handed_events = {}
+            handed = [*self._handed, *self._handed_over]
+            self._handed, self._handed_over, self._handed_known = [], [], []
             for job in handed:  # claimed by a commit or handed over, not admitted yet
                 if job.id in self._claims:
                     self._finish(release(Prepared(job, None)))

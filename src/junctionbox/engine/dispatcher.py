@@ -47,7 +47,7 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from junctionbox.domain.events import StoredEvent
-from junctionbox.engine.handoff import JobHandoff, can_hand_over
+from junctionbox.engine.handoff import NOTHING_KNOWN, JobHandoff, Known, can_hand_over
 from junctionbox.observability.tracing import Tracing
 from junctionbox.queue.jobs import Job
 from junctionbox.services.container import Services
@@ -56,7 +56,6 @@ from junctionbox.services.fanout import Fanout, FanoutPlan, IntegrationCatalog
 from junctionbox.services.streams import DISPATCHER_GROUP
 from junctionbox.store.pg_listener import PgListener, asyncpg_dsn
 from junctionbox.store.queries import dispatch as queries
-from junctionbox.store.queries.delivery_attempts import Position
 from junctionbox.store.queries.dispatch import PartitionPosition, Stamp
 from junctionbox.store.sqlite_inline import SMALL_BATCH
 from junctionbox.store.types import utcnow
@@ -263,7 +262,7 @@ class Dispatcher:
         finally:
             if grant.reserved and self.handoff is not None:
                 jobs = grant.jobs if committed else []
-                self.handoff.take(jobs, grant.events, grant.reserved)
+                self.handoff.take(jobs, grant.known, grant.reserved)
         if batch.following is None:
             self._done.pop(key, None)
         else:  # committed
@@ -344,7 +343,8 @@ class Dispatcher:
         leased = [plan.jobs[index] for index in sorted(chosen)]
         queue = self.services.queue
         grant.jobs = await queue.enqueue_leased(conn, leased, handoff.owner, handoff.lease_seconds)
-        grant.events = {(e.org_id, e.stream, e.partition, e.offset): e for e in events}
+        events_at = {(e.org_id, e.stream, e.partition, e.offset): e for e in events}
+        grant.known = Known(events_at, plan.stamps)
         rest = [job for index, job in enumerate(plan.jobs) if index not in chosen]
         return FanoutPlan(plan.events, rest, plan.occurrences)
 
@@ -437,7 +437,7 @@ class _Grant:
     size: int  # events the batch reads at most
     reserved: int = 0  # room the worker holds for them until handed (or the batch failed)
     jobs: list[Job] = field(default_factory=list)
-    events: dict[Position, StoredEvent] = field(default_factory=dict)
+    known: Known = NOTHING_KNOWN
 
 
 @dataclass(frozen=True)

@@ -97,19 +97,26 @@ class Breakers:
 
     async def refresh(self, conn: AsyncConnection, keys: Iterable[BreakerKey]) -> None:
         """Load unknown keys and re-read stale ones (not those with unsaved changes)."""
-        due = self._monotonic() - self.refresh_seconds
-        wanted = {
-            key
-            for key in keys
-            if key not in self._dirty
-            and ((entry := self._entries.get(key)) is None or entry.loaded_at <= due)
-        }
+        wanted = self._to_refresh(keys)
         if not wanted:
             return
         found = {(row.org_id, row.destination): row for row in await load_breakers(conn, wanted)}
         loaded_at = self._monotonic()
         for key in wanted:
             self._adopt(key, found.get(key), loaded_at)
+
+    def needs_refresh(self, keys: Iterable[BreakerKey]) -> bool:
+        """Whether :meth:`refresh` of ``keys`` would read anything."""
+        return bool(self._to_refresh(keys))
+
+    def _to_refresh(self, keys: Iterable[BreakerKey]) -> set[BreakerKey]:
+        due = self._monotonic() - self.refresh_seconds
+        return {
+            key
+            for key in keys
+            if key not in self._dirty
+            and ((entry := self._entries.get(key)) is None or entry.loaded_at <= due)
+        }
 
     def _adopt(self, key: BreakerKey, row: BreakerRow | None, loaded_at: float) -> None:
         entry = self._entries.get(key)

@@ -81,6 +81,7 @@ from junctionbox.services.schedules import (
     new_occurrence,
 )
 from junctionbox.store.queries import dispatch as queries
+from junctionbox.store.queries.delivery_attempts import IntegrationStamp
 from junctionbox.store.queries.dispatch import NO_INTEGRATIONS, EntityLink, Stamp
 from junctionbox.store.types import utcnow
 
@@ -306,6 +307,9 @@ class FanoutPlan:
     events: int = 0
     jobs: list[NewJob] = field(default_factory=list)
     occurrences: list[Occurrence] = field(default_factory=list)
+    # The immediate jobs' integrations as matched: (version, updated_at, is_active) read in
+    # the batch's transaction (what a worker checks its cached copy against).
+    stamps: dict[str, IntegrationStamp] = field(default_factory=dict)
 
     @property
     def deliveries(self) -> int:
@@ -417,6 +421,7 @@ class Fanout:
             mode = stored.integration.scheduling.mode
             if options.trigger is Trigger.REPLAY or mode is SchedulingMode.IMMEDIATE:
                 plan.jobs.append(_immediate(job, settings, options))
+                plan.stamps[stored.id] = (stored.version, stored.updated_at, stored.is_active)
                 continue
             if event.org_id not in zones:
                 zones[event.org_id] = await self.tenants.zone_names(conn, chain)
