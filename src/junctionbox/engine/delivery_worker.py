@@ -552,10 +552,9 @@ class DeliveryWorker:
         and the last claim came back short (no backlog for them to overtake)."""
         if not self._accepting or self._stopping or self._more_due:
             return 0
-        granted = min(wanted, self._budget())
-        if granted > 0:
-            self._reserved += granted
-        return max(granted, 0)
+        granted = min(wanted, self._budget())  # the budget is never negative
+        self._reserved += granted
+        return granted
 
     def take(self, jobs: Sequence[Job], known: Known, reserved: int) -> None:
         self._reserved -= reserved
