@@ -21,13 +21,13 @@ def draft(n: int, **fields: object) -> EventDraft:
 
 
 class CountingLog(EventLog):
-    """The real log, counting its write transactions."""
+    """The real log, counting its write transactions (one per ``append_together``)."""
 
     transactions = 0
 
-    async def write_retrying(self, work, attempts=3):  # type: ignore[no-untyped-def]
+    async def append_together(self, parts):  # type: ignore[no-untyped-def]
         self.transactions += 1
-        return await super().write_retrying(work, attempts)
+        return await super().append_together(parts)
 
 
 async def test_concurrent_callers_share_transactions_and_get_their_own_results(
@@ -65,7 +65,7 @@ async def test_a_repeat_in_a_later_caller_of_the_same_batch_is_a_duplicate(world
 
 async def test_a_failed_write_fails_every_caller_sharing_it(world: World) -> None:
     class BrokenLog(EventLog):
-        async def append_in(self, conn, org_id, drafts, *, stream=None):  # type: ignore[no-untyped-def]
+        async def append_together(self, parts):  # type: ignore[no-untyped-def]
             raise ServiceUnavailableError("database unavailable")
 
     coalescer = AppendCoalescer(BrokenLog(world.services.db))

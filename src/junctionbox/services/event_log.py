@@ -114,6 +114,64 @@ class EventLog:
         results = [_result(name, known, firsts.get(index)) for index, name in enumerate(named)]
         return results, stored
 
+    async def append_together(
+        self, parts: Sequence[TenantDrafts]
+    ) -> tuple[list[list[AppendResult]], list[StoredEvent]]:
+        """Append each part in one write transaction (retried as ``write_retrying``
+        retries). A result per draft, by part, and the events newly stored, for ``notify``
+        once the caller has answered."""
+        committed = await self._append_committed(parts)
+        if committed is not None:
+            return committed
+
+        async def work(conn: AsyncConnection) -> tuple[list[list[AppendResult]], list[StoredEvent]]:
+            results, stored_all = [], []
+            for part in parts:
+                found, stored = await self.append_in(
+                    conn, part.org_id, part.drafts, stream=part.stream
+                )
+                results.append(found)
+                stored_all.extend(stored)
+            return results, stored_all
+
+        return await self.write_retrying(work)
+
+    async def _append_committed(
+        self, parts: Sequence[TenantDrafts]
+    ) -> tuple[list[list[AppendResult]], list[StoredEvent]] | None:
+        """``append_together`` by ``queries.append_committed`` (a transaction below
+        SQLAlchemy), when that applies: every id is made here (a supplied one may be
+        logged already, which takes a read), every stream's partition count is known, and
+        on PostgreSQL the events are few. None when it does not apply, and when a stream
+        was deleted meanwhile (nothing was stored)."""
+        if not self.db.is_sqlite and sum(len(p.drafts) for p in parts) > queries.COMMITTED_AT_MOST:
+            return None
+        if any(d.event_id is not None for part in parts for d in part.drafts):
+            return None
+        received_at = self.clock()
+        named_parts, appends = [], []
+        for part in parts:
+            named = _identified(part.drafts, part.stream or DEFAULT_STREAM)
+            names = {n.stream for n in named}
+            counts = self._cached_counts(part.org_id, names)
+            if len(counts) != len(names):
+                return None
+            named_parts.append(named)
+            placed = _place(named, counts)
+            if placed:
+                appends.append(_tenant_append(part.org_id, placed, received_at))
+        stored: list[list[StoredEvent]] | None = []
+        if appends:
+            async with self.db.driver() as driver:
+                stored = await queries.append_committed(
+                    driver, self.db.engine.dialect, appends, announce_on=EVENTS_CHANNEL
+                )
+        if stored is None:  # a stream was deleted since its count was kept
+            self._partition_counts.invalidate()
+            return None
+        results = [[_result(name, {}, None) for name in named] for named in named_parts]
+        return results, [event for events in stored for event in events]
+
     def notify(self, stored: Sequence[StoredEvent]) -> None:
         if not stored:
             return
@@ -125,11 +183,7 @@ class EventLog:
 
     async def _streams(self, conn: AsyncConnection, org_id: int, names: set[str]) -> dict[str, int]:
         """The partition count of each stream, creating the streams that do not exist."""
-        known: dict[str, int] = {}
-        for name in names:
-            hit = self._partition_counts.get((org_id, name))
-            if hit is not None:
-                known[name] = hit[0]
+        known = self._cached_counts(org_id, names)
         missing = names - known.keys()
         if not missing:
             return known
@@ -138,6 +192,15 @@ class EventLog:
         for name, count in counts.items():
             self._partition_counts.put((org_id, name), count, generation)
         return known | counts
+
+    def _cached_counts(self, org_id: int, names: set[str]) -> dict[str, int]:
+        """The partition counts of those streams of ``names`` whose count is kept."""
+        known: dict[str, int] = {}
+        for name in names:
+            hit = self._partition_counts.get((org_id, name))
+            if hit is not None:
+                known[name] = hit[0]
+        return known
 
     async def _read_streams(
         self, conn: AsyncConnection, org_id: int, names: set[str]
@@ -173,29 +236,45 @@ class EventLog:
         partition (in order, so that concurrent writers lock partitions in one order)."""
         if not placed:
             return []
-        groups = sorted(placed.items())
-        reservations = [
-            queries.Reservation(
-                stream, partition, len(names), sum(len(n.draft.payload) for n in names)
-            )
-            for (stream, partition), names in groups
-        ]
-
-        def events_at(firsts: Sequence[int]) -> list[StoredEvent]:
-            events = []
-            for ((_, partition), names), first in zip(groups, firsts, strict=True):
-                for index, name in enumerate(names):
-                    name.stored = _stored(org_id, partition, first + index, name, received_at)
-                    events.append(name.stored)
-            return events
-
+        part = _tenant_append(org_id, placed, received_at)
         stored = await queries.append_events(
-            conn, org_id, reservations, events_at, announce_on=EVENTS_CHANNEL
+            conn, org_id, part.reservations, part.events_at, announce_on=EVENTS_CHANNEL
         )
         if stored is None:  # a stream was deleted since its count was kept
             self._partition_counts.invalidate()
             raise ConflictError("a stream changed meanwhile")  # write_retrying tries again
         return stored
+
+
+def _tenant_append(
+    org_id: int, placed: dict[tuple[str, int], list[_Named]], received_at: datetime
+) -> queries.TenantAppend:
+    """The reservations of ``placed`` (by stream and partition) and how its events are made
+    of their first offsets (each named draft keeps its stored event)."""
+    groups = sorted(placed.items())
+    reservations = [
+        queries.Reservation(stream, partition, len(names), sum(len(n.draft.payload) for n in names))
+        for (stream, partition), names in groups
+    ]
+
+    def events_at(firsts: Sequence[int]) -> list[StoredEvent]:
+        events = []
+        for ((_, partition), names), first in zip(groups, firsts, strict=True):
+            for index, name in enumerate(names):
+                name.stored = _stored(org_id, partition, first + index, name, received_at)
+                events.append(name.stored)
+        return events
+
+    return queries.TenantAppend(org_id, reservations, events_at)
+
+
+@dataclass(frozen=True, slots=True)
+class TenantDrafts:
+    """A tenant's drafts to append, with the stream of those that name none."""
+
+    org_id: int
+    drafts: Sequence[EventDraft]
+    stream: str | None = None
 
 
 @dataclass(slots=True)
