@@ -99,3 +99,19 @@ async def test_after_a_quiet_spell_nobody_waits(world: World) -> None:
         now[0] += 3601.0  # an hour after the last write: waiting would hang the test
         await asyncio.wait_for(coalescer.append(100, [draft(n)]), timeout=30)
     assert log.transactions == 3
+
+
+async def test_a_caller_that_goes_away_does_not_cancel_the_shared_write(world: World) -> None:
+    log = CountingLog(world.services.db)
+    coalescer = AppendCoalescer(log, commit_interval=0.2)
+    await coalescer.append(100, [draft(0, partition_key="k")])  # the next write waits
+    leaving = asyncio.create_task(coalescer.append(100, [draft(1, partition_key="k")]))
+    staying = asyncio.create_task(coalescer.append(100, [draft(2, partition_key="k")]))
+    await asyncio.sleep(0)  # both are waiting for the same write
+    leaving.cancel()
+    [result] = await staying
+    assert leaving.cancelled()
+    assert log.transactions == 2
+    async with world.services.db.read() as conn:
+        stored = await queries.read_after(conn, 100, "default", result.partition, -1, 10)
+    assert [e.payload for e in stored] == [b'{"n": 0}', b'{"n": 1}', b'{"n": 2}']

@@ -67,9 +67,9 @@ class AppendCoalescer:
         self._waiting.append(_Waiting(org_id, stream or DEFAULT_STREAM, drafts, answer))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_all())
-        # Shielded: a caller that goes away (client disconnect) must not cancel the write
-        # of the others it shares a transaction with.
-        return await asyncio.shield(answer)
+        # A caller that goes away (client disconnect) cancels only its answer: the write, of
+        # the others it shares a transaction with too, runs in the writer's task.
+        return await answer
 
     async def _write_all(self) -> None:
         while self._waiting:
