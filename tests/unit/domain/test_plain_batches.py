@@ -11,6 +11,7 @@ import pytest
 from junctionbox.domain import event_envelope
 from junctionbox.domain.event_envelope import EnvelopeLimits, Item, parse_publish
 from junctionbox.domain.events import UNDECODED, EventDraft
+from junctionbox.errors import ValidationError
 
 JSON = {"content-type": "application/json"}
 LIMITS = EnvelopeLimits(max_batch=50, max_event_bytes=4096, max_depth=8)
@@ -214,3 +215,15 @@ def test_a_single_event_under_a_cloudevents_media_type_is_left_to_the_walk() -> 
     body = orjson.dumps({"type": "a.b", "data": {}})
     for media in ("application/cloudevents+json", "application/cloudevents-batch+json"):
         assert event_envelope._plain_single(body, media, LIMITS) is None
+
+
+@pytest.mark.parametrize("shape", ["single", "batch", "array"])
+def test_data_nested_too_deeply_for_msgspec_is_left_to_the_walk(shape: str) -> None:
+    # msgspec raises RecursionError even in the data it skips; the walk explains (a 400).
+    data = b"[" * 10_000 + b"]" * 10_000
+    event = b'{"type": "a.b", "data": ' + data + b"}"
+    body = {"single": event, "batch": b'{"events": [' + event + b"]}", "array": b"[" + event + b"]"}
+    assert event_envelope._plain_single(body[shape], "application/json", LIMITS) is None
+    assert event_envelope._plain_batch(body[shape], "application/json", LIMITS) is None
+    with pytest.raises(ValidationError, match="nests too deeply"):
+        parse_publish(body[shape], JSON, EnvelopeLimits(max_depth=20_000))
