@@ -5,6 +5,12 @@ the caller's write transaction, so that what the caller records alongside (an id
 response, a source checkpoint) commits with the events or not at all. Listeners (live
 subscriptions) hear about events only after the commit.
 
+The group commit's appends (``append_together``) record nothing alongside: when their ids
+are all made here and their streams known, they commit below SQLAlchemy
+(``queries.append_committed``: one statement on PostgreSQL, one call on aiosqlite's
+thread), which halves a small write's CPU (SQLite 0.80 -> 0.42 ms, PostgreSQL 0.76 -> 0.35
+ms for two events, in process).
+
 Offsets: each partition has a counter row; reserving offsets updates it, which on PostgreSQL
 locks the row until commit, so a partition's offsets become visible strictly in order and a
 reader that has seen offset n never later finds an uncommitted n-1 appearing.
@@ -140,10 +146,31 @@ class EventLog:
         self, parts: Sequence[TenantDrafts]
     ) -> tuple[list[list[AppendResult]], list[StoredEvent]] | None:
         """``append_together`` by ``queries.append_committed`` (a transaction below
-        SQLAlchemy), when that applies: every id is made here (a supplied one may be
-        logged already, which takes a read), every stream's partition count is known, and
-        on PostgreSQL the events are few. None when it does not apply, and when a stream
-        was deleted meanwhile (nothing was stored)."""
+        SQLAlchemy), when that applies (see ``_committed_plan``). None when it does not,
+        and when a stream was deleted meanwhile (nothing was stored)."""
+        plan = self._committed_plan(parts)
+        if plan is None:
+            return None
+        named_parts, appends = plan
+        stored: list[list[StoredEvent]] | None = []
+        if appends:
+            async with self.db.driver() as driver:
+                stored = await queries.append_committed(
+                    driver, self.db.engine.dialect, appends, announce_on=EVENTS_CHANNEL
+                )
+        if stored is None:  # a stream was deleted since its count was kept
+            self._partition_counts.invalidate()
+            return None
+        results = [[_result(name, {}, None) for name in named] for named in named_parts]
+        return results, [event for events in stored for event in events]
+
+    def _committed_plan(
+        self, parts: Sequence[TenantDrafts]
+    ) -> tuple[list[list[_Named]], list[queries.TenantAppend]] | None:
+        """Each part's drafts named and placed, when ``queries.append_committed`` can take
+        them: every id is made here (a supplied one may be logged already, which takes a
+        read), every stream's partition count is known, and on PostgreSQL the events are
+        few. None otherwise."""
         if not self.db.is_sqlite and sum(len(p.drafts) for p in parts) > queries.COMMITTED_AT_MOST:
             return None
         if any(d.event_id is not None for part in parts for d in part.drafts):
@@ -160,17 +187,7 @@ class EventLog:
             placed = _place(named, counts)
             if placed:
                 appends.append(_tenant_append(part.org_id, placed, received_at))
-        stored: list[list[StoredEvent]] | None = []
-        if appends:
-            async with self.db.driver() as driver:
-                stored = await queries.append_committed(
-                    driver, self.db.engine.dialect, appends, announce_on=EVENTS_CHANNEL
-                )
-        if stored is None:  # a stream was deleted since its count was kept
-            self._partition_counts.invalidate()
-            return None
-        results = [[_result(name, {}, None) for name in named] for named in named_parts]
-        return results, [event for events in stored for event in events]
+        return named_parts, appends
 
     def notify(self, stored: Sequence[StoredEvent]) -> None:
         if not stored:
