@@ -124,8 +124,8 @@ class Database:
         """A pooled connection's own driver connection (aiosqlite's or asyncpg's), outside
         any transaction, for a unit of work that runs entirely on the driver and ends its
         own transaction (one statement on PostgreSQL; BEGIN IMMEDIATE … COMMIT in one call
-        on aiosqlite's thread). On SQLite the caller holds the write lock, as ``write()``'s
-        do. It skips SQLAlchemy's connection and transaction (about 0.1 ms of CPU to check
+        on aiosqlite's thread). On SQLite the write lock is held meanwhile, as in
+        ``write()``. It skips SQLAlchemy's connection and transaction (about 0.1 ms of CPU to check
         out a connection, as much again to begin and commit): for the hottest small writes.
 
         If the work fails the connection is discarded (the pool opens another): it may be

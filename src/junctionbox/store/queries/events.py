@@ -39,7 +39,7 @@ from junctionbox.store.queries.driver_calls import (
     pg_driver,
     positional_insert,
     prepare,
-    sqlite_call,
+    sqlite_driver_run,
     sqlite_run,
 )
 from junctionbox.store.tables import event_streams, events, stream_partitions
@@ -416,8 +416,8 @@ async def append_committed(
     (begin, commit, and on PostgreSQL two more round trips, or two more hand-overs to
     aiosqlite's thread): this is the group commit's way for small appends."""
     if dialect.name == "sqlite":
-        return await sqlite_call(
-            driver._execute(lambda: _committed_in_sqlite(driver._conn, dialect, appends))
+        return await sqlite_driver_run(
+            driver, lambda sqlite: _committed_in_sqlite(sqlite, dialect, appends)
         )
     return await _committed_on_postgres(driver, dialect, appends, announce_on)
 
