@@ -21,13 +21,13 @@ def draft(n: int, **fields: object) -> EventDraft:
 
 
 class CountingLog(EventLog):
-    """The real log, counting its write transactions."""
+    """The real log, counting its write transactions (one per ``append_together``)."""
 
     transactions = 0
 
-    async def write_retrying(self, work, attempts=3):  # type: ignore[no-untyped-def]
+    async def append_together(self, parts):  # type: ignore[no-untyped-def]
         self.transactions += 1
-        return await super().write_retrying(work, attempts)
+        return await super().append_together(parts)
 
 
 async def test_concurrent_callers_share_transactions_and_get_their_own_results(
@@ -65,7 +65,7 @@ async def test_a_repeat_in_a_later_caller_of_the_same_batch_is_a_duplicate(world
 
 async def test_a_failed_write_fails_every_caller_sharing_it(world: World) -> None:
     class BrokenLog(EventLog):
-        async def append_in(self, conn, org_id, drafts, *, stream=None):  # type: ignore[no-untyped-def]
+        async def append_together(self, parts):  # type: ignore[no-untyped-def]
             raise ServiceUnavailableError("database unavailable")
 
     coalescer = AppendCoalescer(BrokenLog(world.services.db))
@@ -99,3 +99,19 @@ async def test_after_a_quiet_spell_nobody_waits(world: World) -> None:
         now[0] += 3601.0  # an hour after the last write: waiting would hang the test
         await asyncio.wait_for(coalescer.append(100, [draft(n)]), timeout=30)
     assert log.transactions == 3
+
+
+async def test_a_caller_that_goes_away_does_not_cancel_the_shared_write(world: World) -> None:
+    log = CountingLog(world.services.db)
+    coalescer = AppendCoalescer(log, commit_interval=0.2)
+    await coalescer.append(100, [draft(0, partition_key="k")])  # the next write waits
+    leaving = asyncio.create_task(coalescer.append(100, [draft(1, partition_key="k")]))
+    staying = asyncio.create_task(coalescer.append(100, [draft(2, partition_key="k")]))
+    await asyncio.sleep(0)  # both are waiting for the same write
+    leaving.cancel()
+    [result] = await staying
+    assert leaving.cancelled()
+    assert log.transactions == 2
+    async with world.services.db.read() as conn:
+        stored = await queries.read_after(conn, 100, "default", result.partition, -1, 10)
+    assert [e.payload for e in stored] == [b'{"n": 0}', b'{"n": 1}', b'{"n": 2}']

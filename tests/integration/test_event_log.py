@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
+from typing import Any
 
 import asyncpg
 import orjson
 import pytest
 from tests.support import World
 
-from junctionbox.domain.events import EventDraft
+from junctionbox.domain.events import EventDraft, StoredEvent
 from junctionbox.domain.partitioning import partition_for
 from junctionbox.services.container import Services
-from junctionbox.services.event_log import EVENTS_CHANNEL
+from junctionbox.services.event_log import EVENTS_CHANNEL, TenantDrafts
 from junctionbox.store.pg_listener import asyncpg_dsn
 from junctionbox.store.queries import events as queries
 
@@ -166,3 +168,137 @@ async def test_an_append_to_a_missing_partition_finds_none(world: World) -> None
     async with world.services.db.read() as conn:
         parts = await queries.partitions(conn, 100, "default")
     assert sum(p.event_count for p in parts) == 1
+
+
+# --- appends committed on their own (the group commit's way: id-less drafts, known streams) ---
+
+
+async def test_parts_appended_together_get_gapless_offsets_per_tenant(world: World) -> None:
+    log = world.services.event_log
+    await log.append(100, [draft(0, partition_key="k")])  # the streams' counts are kept
+    await log.append(200, [draft(0, partition_key="k")], stream="audit")
+    results, stored = await log.append_together(
+        [
+            TenantDrafts(100, [draft(n, partition_key="k") for n in range(1, 4)]),
+            TenantDrafts(200, [draft(n, partition_key="k") for n in range(1, 3)], "audit"),
+        ]
+    )
+    assert [[r.offset for r in part] for part in results] == [[1, 2, 3], [1, 2]]
+    assert [r.stream for r in results[1]] == ["audit", "audit"]
+    assert [(e.org_id, e.offset) for e in stored] == [
+        (100, 1),
+        (100, 2),
+        (100, 3),
+        (200, 1),
+        (200, 2),
+    ]
+    async with world.services.db.read() as conn:
+        found = await queries.read_after(conn, 100, "default", results[0][0].partition, 0, 10)
+        audit = await queries.read_after(conn, 200, "audit", results[1][0].partition, 0, 10)
+    assert [(e.event_id, e.payload) for e in found] == [
+        (r.event_id, b'{"n": %d}' % n) for n, r in enumerate(results[0], start=1)
+    ]
+    assert [e.event_id for e in audit] == [r.event_id for r in results[1]]
+
+
+async def test_concurrent_appends_together_get_distinct_gapless_offsets(world: World) -> None:
+    log = world.services.event_log
+    await log.append(100, [draft(0, partition_key="same")])
+
+    async def one(n: int) -> int:
+        results, _ = await log.append_together(
+            [TenantDrafts(100, [draft(n, partition_key="same")])]
+        )
+        return results[0][0].offset
+
+    offsets = sorted(await asyncio.gather(*(one(n) for n in range(1, 21))))
+    assert offsets == list(range(1, 21))
+
+
+async def test_appended_together_to_a_stream_deleted_meanwhile_creates_it_again(
+    world: World,
+) -> None:
+    log = world.services.event_log
+    await log.append(100, [draft(1, partition_key="k")], stream="gone")  # its count is kept
+    async with world.services.db.write() as conn:
+        await queries.delete_stream(conn, 100, "gone")
+    results, stored = await log.append_together(
+        [TenantDrafts(100, [draft(2, partition_key="k")], "gone")]
+    )
+    assert [(r.offset, r.duplicate) for r in results[0]] == [(0, False)]
+    assert [e.payload for e in stored] == [b'{"n": 2}']
+    async with world.services.db.read() as conn:
+        parts = await queries.partitions(conn, 100, "gone")
+    assert sum(p.event_count for p in parts) == 1
+
+
+async def test_a_committed_append_to_a_missing_partition_stores_nothing(world: World) -> None:
+    db = world.services.db
+    await world.services.event_log.append(100, [draft(1)])  # makes the stream's partitions
+    made: list[list[int]] = []
+
+    def events_at(firsts: Sequence[int]) -> list[StoredEvent]:
+        made.append(list(firsts))
+        return []
+
+    part = queries.TenantAppend(
+        100,
+        [queries.Reservation("default", 0, 1, 5), queries.Reservation("default", 99, 1, 5)],
+        events_at,
+    )
+    async with db.read() as conn:
+        before = await queries.partitions(conn, 100, "default")
+    async with db.driver() as driver:
+        assert await queries.append_committed(driver, db.engine.dialect, [part]) is None
+    async with db.read() as conn:
+        after = await queries.partitions(conn, 100, "default")
+    assert after == before  # partition 0's reservation did not stay either
+    assert made in ([], [[0, 0]])  # PostgreSQL makes the rows (relative offsets) first
+
+
+async def test_appends_together_are_announced_with_their_ranges(world: World) -> None:
+    if world.services.db.dialect != "postgresql":
+        pytest.skip("NOTIFY is PostgreSQL's; SQLite has one process to tell")
+    log = world.services.event_log
+    await log.append(100, [draft(0, partition_key="key-0")])
+    listener = await asyncpg.connect(asyncpg_dsn(world.services.db.url))
+    heard: list[dict[str, object]] = []
+    try:
+        await listener.add_listener(
+            EVENTS_CHANNEL, lambda *args: heard.append(orjson.loads(args[3]))
+        )
+        [results], _ = await log.append_together(
+            [TenantDrafts(100, [draft(n, partition_key=f"key-{n % 8}") for n in range(24)])]
+        )
+        ranges: dict[int, list[int]] = {}
+        for result in results:
+            ranges.setdefault(result.partition, []).append(result.offset)
+        for _ in range(100):
+            if len(heard) >= len(ranges):
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        await listener.close()
+    assert len(ranges) > 1
+    assert sorted(heard, key=lambda m: int(m["p"])) == [  # type: ignore[call-overload]
+        {"o": 100, "s": "default", "p": p, "f": min(o), "l": max(o)}
+        for p, o in sorted(ranges.items())
+    ]
+
+
+async def test_a_driver_connection_whose_work_failed_is_closed_not_pooled(world: World) -> None:
+    db = world.services.db
+    used: list[Any] = []
+
+    async def failing_work() -> None:
+        async with db.driver() as driver:
+            used.append(driver)
+            raise LookupError("the work failed")
+
+    with pytest.raises(LookupError):
+        await failing_work()
+    [driver] = used
+    # asyncpg's connection, or aiosqlite's (which drops its sqlite3 connection on close)
+    assert driver.is_closed() if db.dialect == "postgresql" else driver._connection is None
+    async with db.driver() as again:
+        assert again is not driver

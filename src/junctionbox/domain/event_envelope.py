@@ -126,7 +126,11 @@ def parse_publish(body: bytes, headers: Mapping[str, str], limits: EnvelopeLimit
             f"content type {media or '(none)'!r} is not accepted: send application/json, "
             f"{CE_STRUCTURED}, {CE_BATCH}, or a binary-mode CloudEvent with ce-* headers"
         )
-    fast = _plain_batch(body, media, limits) or _compact_batch(body, media, limits)
+    fast = (
+        _plain_single(body, media, limits)
+        or _plain_batch(body, media, limits)
+        or _compact_batch(body, media, limits)
+    )
     if fast is not None:
         return fast
     text = _decode_utf8(body)
@@ -274,6 +278,16 @@ class _PlainBatch(msgspec.Struct, forbid_unknown_fields=True):
 _PLAIN_ARRAY = msgspec.json.Decoder(list[_PlainEvent])
 _PLAIN_OBJECT = msgspec.json.Decoder(_PlainBatch)
 _LEADING_SPACE = re.compile(rb"[ \t\r\n]*")
+_PLAIN_EVENT = msgspec.json.Decoder(_PlainEvent)
+
+
+def _decoded(decoder: msgspec.json.Decoder[Any], body: bytes) -> Any:
+    """The body decoded, or None when msgspec refuses it or it nests too deeply for
+    msgspec (which raises RecursionError even in a value it skips): the walk explains."""
+    try:
+        return decoder.decode(body)
+    except (msgspec.DecodeError, RecursionError):
+        return None
 
 
 def _plain_batch(body: bytes, media: str, limits: EnvelopeLimits) -> ParsedPublish | None:
@@ -296,9 +310,8 @@ def _plain_batch(body: bytes, media: str, limits: EnvelopeLimits) -> ParsedPubli
     # A backslash is found by memchr, an escape sequence by a slower substring search.
     if (b"\\" in body and b"\\u0000" in body) or not _utf8(body):
         return None
-    try:
-        decoded = decoder.decode(body)
-    except msgspec.DecodeError:
+    decoded = _decoded(decoder, body)
+    if decoded is None:
         return None
     events: list[_PlainEvent] = decoded if base == "" else decoded.events
     if not 0 < len(events) <= limits.max_batch:
@@ -311,6 +324,23 @@ def _plain_batch(body: bytes, media: str, limits: EnvelopeLimits) -> ParsedPubli
             return None
         drafts.append(draft)
     return ParsedPublish(drafts, batch=True, base=base)
+
+
+def _plain_single(body: bytes, media: str, limits: EnvelopeLimits) -> ParsedPublish | None:
+    """One plain event (not a batch) read by msgspec as ``_plain_batch`` reads each event
+    of a batch, or None when the body is anything else. The walk reads a single event in
+    about three times the time (19 against 7 us)."""
+    if media in {CE_STRUCTURED, CE_BATCH}:
+        return None
+    # First, as a batch's body fails at its first member: the body's checks below are not
+    # worth making for one.
+    event: _PlainEvent | None = _decoded(_PLAIN_EVENT, body)
+    if event is None:
+        return None
+    if (b"\\" in body and b"\\u0000" in body) or not _utf8(body):
+        return None  # as for a batch
+    draft = _plain_draft(event, limits, set())
+    return None if draft is None else ParsedPublish([draft], batch=False)
 
 
 def _plain_draft(

@@ -14,20 +14,21 @@ is paid every one or two events. So writes also start at most every ``commit_int
 (a group-commit delay, like PostgreSQL's ``commit_delay``): a caller that arrives within
 that time of the previous write's start waits for the rest of it, and everyone who arrives
 meanwhile shares the write. After a quiet spell nobody waits.
+
+A write of events without producer ids to streams already known (the usual group) commits
+below SQLAlchemy (``EventLog.append_together``): one statement on PostgreSQL, one call on
+aiosqlite's thread on SQLite.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from junctionbox.domain.events import DEFAULT_STREAM, AppendResult, EventDraft, StoredEvent
-from junctionbox.services.event_log import EventLog
+from junctionbox.services.event_log import EventLog, TenantDrafts
 
 DEFAULT_MAX_EVENTS = 5000
 DEFAULT_COMMIT_INTERVAL = 0.002  # seconds
@@ -66,18 +67,16 @@ class AppendCoalescer:
         self._waiting.append(_Waiting(org_id, stream or DEFAULT_STREAM, drafts, answer))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_all())
-        # Shielded: a caller that goes away (client disconnect) must not cancel the write
-        # of the others it shares a transaction with.
-        return await asyncio.shield(answer)
+        # A caller that goes away (client disconnect) cancels only its answer: the write, of
+        # the others it shares a transaction with too, runs in the writer's task.
+        return await answer
 
     async def _write_all(self) -> None:
         while self._waiting:
             await self._pace()
             batch = self._take_batch()
             try:
-                results, stored = await self.event_log.write_retrying(
-                    functools.partial(_append_batch, self.event_log, batch=batch)
-                )
+                results, stored = await _append_batch(self.event_log, batch)
             except Exception as exc:  # every caller of the failed transaction hears of it
                 for waiting in batch:
                     if not waiting.answer.done():
@@ -108,22 +107,23 @@ class AppendCoalescer:
 
 
 async def _append_batch(
-    event_log: EventLog, conn: AsyncConnection, *, batch: list[_Waiting]
+    event_log: EventLog, batch: list[_Waiting]
 ) -> tuple[list[list[AppendResult]], list[StoredEvent]]:
-    """One ``append_in`` per tenant (and default stream) for the whole batch, results split
-    back per caller."""
+    """One part per tenant (and default stream) for the whole batch, results split back
+    per caller."""
     groups: dict[tuple[int, str], list[int]] = {}
     for index, waiting in enumerate(batch):
         groups.setdefault((waiting.org_id, waiting.stream), []).append(index)
+    parts = [
+        TenantDrafts(org_id, [draft for i in indexes for draft in batch[i].drafts], stream)
+        for (org_id, stream), indexes in groups.items()
+    ]
+    merged_results, stored = await event_log.append_together(parts)
     results: list[list[AppendResult]] = [[] for _ in batch]
-    stored_all: list[StoredEvent] = []
-    for (org_id, stream), indexes in groups.items():
-        merged = [draft for i in indexes for draft in batch[i].drafts]
-        merged_results, stored = await event_log.append_in(conn, org_id, merged, stream=stream)
-        stored_all.extend(stored)
+    for indexes, part_results in zip(groups.values(), merged_results, strict=True):
         position = 0
         for i in indexes:
             size = len(batch[i].drafts)
-            results[i] = merged_results[position : position + size]
+            results[i] = part_results[position : position + size]
             position += size
-    return results, stored_all
+    return results, stored

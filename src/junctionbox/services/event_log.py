@@ -5,6 +5,12 @@ the caller's write transaction, so that what the caller records alongside (an id
 response, a source checkpoint) commits with the events or not at all. Listeners (live
 subscriptions) hear about events only after the commit.
 
+The group commit's appends (``append_together``) record nothing alongside: when their ids
+are all made here and their streams known, they commit below SQLAlchemy
+(``queries.append_committed``: one statement on PostgreSQL, one call on aiosqlite's
+thread), which halves a small write's CPU (SQLite 0.80 -> 0.42 ms, PostgreSQL 0.76 -> 0.35
+ms for two events, in process).
+
 Offsets: each partition has a counter row; reserving offsets updates it, which on PostgreSQL
 locks the row until commit, so a partition's offsets become visible strictly in order and a
 reader that has seen offset n never later finds an uncommitted n-1 appearing.
@@ -114,6 +120,75 @@ class EventLog:
         results = [_result(name, known, firsts.get(index)) for index, name in enumerate(named)]
         return results, stored
 
+    async def append_together(
+        self, parts: Sequence[TenantDrafts]
+    ) -> tuple[list[list[AppendResult]], list[StoredEvent]]:
+        """Append each part in one write transaction (retried as ``write_retrying``
+        retries). A result per draft, by part, and the events newly stored, for ``notify``
+        once the caller has answered."""
+        committed = await self._append_committed(parts)
+        if committed is not None:
+            return committed
+
+        async def work(conn: AsyncConnection) -> tuple[list[list[AppendResult]], list[StoredEvent]]:
+            results, stored_all = [], []
+            for part in parts:
+                found, stored = await self.append_in(
+                    conn, part.org_id, part.drafts, stream=part.stream
+                )
+                results.append(found)
+                stored_all.extend(stored)
+            return results, stored_all
+
+        return await self.write_retrying(work)
+
+    async def _append_committed(
+        self, parts: Sequence[TenantDrafts]
+    ) -> tuple[list[list[AppendResult]], list[StoredEvent]] | None:
+        """``append_together`` by ``queries.append_committed`` (a transaction below
+        SQLAlchemy), when that applies (see ``_committed_plan``). None when it does not,
+        and when a stream was deleted meanwhile (nothing was stored)."""
+        plan = self._committed_plan(parts)
+        if plan is None:
+            return None
+        named_parts, appends = plan
+        stored: list[list[StoredEvent]] | None = []
+        if appends:
+            async with self.db.driver() as driver:
+                stored = await queries.append_committed(
+                    driver, self.db.engine.dialect, appends, announce_on=EVENTS_CHANNEL
+                )
+        if stored is None:  # a stream was deleted since its count was kept
+            self._partition_counts.invalidate()
+            return None
+        results = [[_result(name, {}, None) for name in named] for named in named_parts]
+        return results, [event for events in stored for event in events]
+
+    def _committed_plan(
+        self, parts: Sequence[TenantDrafts]
+    ) -> tuple[list[list[_Named]], list[queries.TenantAppend]] | None:
+        """Each part's drafts named and placed, when ``queries.append_committed`` can take
+        them: every id is made here (a supplied one may be logged already, which takes a
+        read), every stream's partition count is known, and on PostgreSQL the events are
+        few. None otherwise."""
+        if not self.db.is_sqlite and sum(len(p.drafts) for p in parts) > queries.COMMITTED_AT_MOST:
+            return None
+        if any(d.event_id is not None for part in parts for d in part.drafts):
+            return None
+        received_at = self.clock()
+        named_parts, appends = [], []
+        for part in parts:
+            named = _identified(part.drafts, part.stream or DEFAULT_STREAM)
+            names = {n.stream for n in named}
+            counts = self._cached_counts(part.org_id, names)
+            if len(counts) != len(names):
+                return None
+            named_parts.append(named)
+            placed = _place(named, counts)
+            if placed:
+                appends.append(_tenant_append(part.org_id, placed, received_at))
+        return named_parts, appends
+
     def notify(self, stored: Sequence[StoredEvent]) -> None:
         if not stored:
             return
@@ -125,11 +200,7 @@ class EventLog:
 
     async def _streams(self, conn: AsyncConnection, org_id: int, names: set[str]) -> dict[str, int]:
         """The partition count of each stream, creating the streams that do not exist."""
-        known: dict[str, int] = {}
-        for name in names:
-            hit = self._partition_counts.get((org_id, name))
-            if hit is not None:
-                known[name] = hit[0]
+        known = self._cached_counts(org_id, names)
         missing = names - known.keys()
         if not missing:
             return known
@@ -138,6 +209,15 @@ class EventLog:
         for name, count in counts.items():
             self._partition_counts.put((org_id, name), count, generation)
         return known | counts
+
+    def _cached_counts(self, org_id: int, names: set[str]) -> dict[str, int]:
+        """The partition counts of those streams of ``names`` whose count is kept."""
+        known: dict[str, int] = {}
+        for name in names:
+            hit = self._partition_counts.get((org_id, name))
+            if hit is not None:
+                known[name] = hit[0]
+        return known
 
     async def _read_streams(
         self, conn: AsyncConnection, org_id: int, names: set[str]
@@ -173,29 +253,45 @@ class EventLog:
         partition (in order, so that concurrent writers lock partitions in one order)."""
         if not placed:
             return []
-        groups = sorted(placed.items())
-        reservations = [
-            queries.Reservation(
-                stream, partition, len(names), sum(len(n.draft.payload) for n in names)
-            )
-            for (stream, partition), names in groups
-        ]
-
-        def events_at(firsts: Sequence[int]) -> list[StoredEvent]:
-            events = []
-            for ((_, partition), names), first in zip(groups, firsts, strict=True):
-                for index, name in enumerate(names):
-                    name.stored = _stored(org_id, partition, first + index, name, received_at)
-                    events.append(name.stored)
-            return events
-
+        part = _tenant_append(org_id, placed, received_at)
         stored = await queries.append_events(
-            conn, org_id, reservations, events_at, announce_on=EVENTS_CHANNEL
+            conn, org_id, part.reservations, part.events_at, announce_on=EVENTS_CHANNEL
         )
         if stored is None:  # a stream was deleted since its count was kept
             self._partition_counts.invalidate()
             raise ConflictError("a stream changed meanwhile")  # write_retrying tries again
         return stored
+
+
+def _tenant_append(
+    org_id: int, placed: dict[tuple[str, int], list[_Named]], received_at: datetime
+) -> queries.TenantAppend:
+    """The reservations of ``placed`` (by stream and partition) and how its events are made
+    of their first offsets (each named draft keeps its stored event)."""
+    groups = sorted(placed.items())
+    reservations = [
+        queries.Reservation(stream, partition, len(names), sum(len(n.draft.payload) for n in names))
+        for (stream, partition), names in groups
+    ]
+
+    def events_at(firsts: Sequence[int]) -> list[StoredEvent]:
+        events = []
+        for ((_, partition), names), first in zip(groups, firsts, strict=True):
+            for index, name in enumerate(names):
+                name.stored = _stored(org_id, partition, first + index, name, received_at)
+                events.append(name.stored)
+        return events
+
+    return queries.TenantAppend(org_id, reservations, events_at)
+
+
+@dataclass(frozen=True, slots=True)
+class TenantDrafts:
+    """A tenant's drafts to append, with the stream of those that name none."""
+
+    org_id: int
+    drafts: Sequence[EventDraft]
+    stream: str | None = None
 
 
 @dataclass(slots=True)

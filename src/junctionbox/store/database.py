@@ -8,6 +8,7 @@ between SQLite and PostgreSQL. Driver exceptions never leave this module: a lost
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import sqlite3
@@ -29,7 +30,7 @@ from sqlalchemy.exc import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import PoolResetState
-from sqlalchemy.util import await_only
+from sqlalchemy.util import await_only, greenlet_spawn
 
 from junctionbox.errors import ConflictError, JunctionboxError, ServiceUnavailableError
 from junctionbox.store.queries.driver_calls import pg_call, pg_driver
@@ -144,6 +145,32 @@ class Database:
             return
         async with self._write_lock, self._transaction(write=True, inline=inline) as conn:
             yield conn
+
+    @asynccontextmanager
+    async def driver(self) -> AsyncIterator[Any]:
+        """A pooled connection's own driver connection (aiosqlite's or asyncpg's), outside
+        any transaction, for a unit of work that runs entirely on the driver and ends its
+        own transaction (one statement on PostgreSQL; BEGIN IMMEDIATE … COMMIT in one call
+        on aiosqlite's thread). On SQLite the write lock is held meanwhile, as in
+        ``write()``. It skips SQLAlchemy's connection and transaction (about 0.1 ms of CPU to check
+        out a connection, as much again to begin and commit): for the hottest small writes.
+
+        If the work fails the connection is discarded (the pool opens another): it may be
+        broken, or be left in the middle of a statement."""
+        async with self._write_lock or contextlib.nullcontext():
+            try:
+                raw = await self.engine.raw_connection()
+            except SQLAlchemyError as exc:
+                raise translate_error(exc) from exc
+            except (TimeoutError, OSError) as exc:
+                raise ServiceUnavailableError("database unavailable") from exc
+            try:
+                yield raw.driver_connection
+            except BaseException:
+                await greenlet_spawn(raw.invalidate)
+                raise
+            finally:
+                await greenlet_spawn(raw.close)
 
     @asynccontextmanager
     async def _transaction(

@@ -9,6 +9,7 @@ from urllib.parse import quote
 import pytest
 from pydantic import Field, TypeAdapter, ValidationError
 
+from junctionbox.api import publish_fast_path
 from junctionbox.api.publish_fast_path import PublishParameters, plain_parameters
 
 ROUTE_BOOL = TypeAdapter(bool)
@@ -68,3 +69,14 @@ def test_the_last_of_repeated_parameters_counts_as_for_the_route() -> None:
     assert plain_parameters(b"stream=bad%20one&stream=good&orgId=7") == PublishParameters(
         7, "good", False
     )
+
+
+def test_a_query_read_again_gives_the_same_answer_and_few_are_kept() -> None:
+    for query in (b"orgId=7&stream=s1", b"orgId=007", b"x" * 300):
+        assert plain_parameters(query) == plain_parameters(query)
+    assert plain_parameters(b"orgId=7&stream=s1") == PublishParameters(7, "s1", False)
+    assert plain_parameters(b"orgId=007") is None
+    for n in range(3000):
+        assert plain_parameters(f"orgId={n + 1}".encode()) == PublishParameters(n + 1, None, False)
+    assert len(publish_fast_path._READ) <= publish_fast_path._READ_MAX
+    assert b"x" * 300 not in publish_fast_path._READ  # long queries are read, not kept

@@ -11,6 +11,7 @@ import pytest
 from junctionbox.domain import event_envelope
 from junctionbox.domain.event_envelope import EnvelopeLimits, Item, parse_publish
 from junctionbox.domain.events import UNDECODED, EventDraft
+from junctionbox.errors import ValidationError
 
 JSON = {"content-type": "application/json"}
 LIMITS = EnvelopeLimits(max_batch=50, max_event_bytes=4096, max_depth=8)
@@ -44,6 +45,7 @@ def decoded(items: list[Item]) -> list[Item]:
 
 def walked(body: bytes, monkeypatch: pytest.MonkeyPatch) -> tuple[bool, str, list[Item]]:
     with monkeypatch.context() as patch:
+        patch.setattr(event_envelope, "_plain_single", lambda *_: None)
         patch.setattr(event_envelope, "_plain_batch", lambda *_: None)
         patch.setattr(event_envelope, "_compact_batch", lambda *_: None)
         result = parse_publish(body, JSON, LIMITS)
@@ -157,3 +159,71 @@ def test_a_value_left_undecoded_is_decoded_as_the_walk_would() -> None:
     )
     assert draft.json_value() == {"big": 123456789012345678901234567890, "inf": float("inf")}
     assert EventDraft("a.b", b"[1]", [1], True).json_value() == [1]
+
+
+# --- single events ---
+
+
+@pytest.mark.parametrize("event", PLAIN, ids=[f"plain-{n}" for n in range(len(PLAIN))])
+def test_a_plain_single_event_is_read_as_the_walk_reads_it(
+    event: dict[str, object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for body in (orjson.dumps(event), b" " + orjson.dumps(event, option=orjson.OPT_INDENT_2)):
+        fast = event_envelope._plain_single(body, "application/json", LIMITS)
+        assert fast is not None
+        batch, base, items = walked(body, monkeypatch)
+        assert (fast.batch, fast.base) == (batch, base) == (False, "")
+        assert decoded(fast.items) == items
+        assert parse_publish(body, JSON, LIMITS).items == fast.items
+
+
+@pytest.mark.parametrize(
+    ("why", "body"),
+    [
+        ("an unknown member", orjson.dumps({"type": "a.b", "data": {}, "ext": "v"})),
+        ("a time", orjson.dumps({"type": "a.b", "data": {}, "time": "2024-05-01T10:00:00Z"})),
+        ("no data", orjson.dumps({"type": "a.b"})),
+        ("a bad type", orjson.dumps({"type": "a b", "data": {}})),
+        ("an empty attribute", orjson.dumps({"type": "a.b", "data": {}, "subject": ""})),
+        ("data too large", orjson.dumps({"type": "a.b", "data": "x" * 5000})),
+        ("an escaped NUL", orjson.dumps({"type": "a.b", "data": {"nul": "\u0000"}})),
+        ("invalid UTF-8", b'{"type":"a.b","data":"\xff"}'),
+        ("a lone surrogate", b'{"type":"a.b","data":"\\ud800"}'),
+        ("text after it", b'{"type":"a.b","data":{}} x'),
+        ("a batch", orjson.dumps({"events": [{"type": "a.b", "data": {}}]})),
+        ("an array", orjson.dumps([{"type": "a.b", "data": {}}])),
+        ("a CloudEvent", orjson.dumps({"specversion": "1.0", "type": "a.b", "id": "1"})),
+    ],
+)
+def test_a_single_event_the_plain_way_is_unsure_of_goes_the_other_ways(
+    why: str, body: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert event_envelope._plain_single(body, "application/json", LIMITS) is None, why
+    try:
+        expected: object = walked(body, monkeypatch)
+    except Exception as exc:  # the walk's explanation
+        expected = repr(exc)
+    try:
+        parsed = parse_publish(body, JSON, LIMITS)
+        outcome: object = (parsed.batch, parsed.base, decoded(parsed.items))
+    except Exception as exc:
+        outcome = repr(exc)
+    assert outcome == expected
+
+
+def test_a_single_event_under_a_cloudevents_media_type_is_left_to_the_walk() -> None:
+    body = orjson.dumps({"type": "a.b", "data": {}})
+    for media in ("application/cloudevents+json", "application/cloudevents-batch+json"):
+        assert event_envelope._plain_single(body, media, LIMITS) is None
+
+
+@pytest.mark.parametrize("shape", ["single", "batch", "array"])
+def test_data_nested_too_deeply_for_msgspec_is_left_to_the_walk(shape: str) -> None:
+    # msgspec raises RecursionError even in the data it skips; the walk explains (a 400).
+    data = b"[" * 10_000 + b"]" * 10_000
+    event = b'{"type": "a.b", "data": ' + data + b"}"
+    body = {"single": event, "batch": b'{"events": [' + event + b"]}", "array": b"[" + event + b"]"}
+    assert event_envelope._plain_single(body[shape], "application/json", LIMITS) is None
+    assert event_envelope._plain_batch(body[shape], "application/json", LIMITS) is None
+    with pytest.raises(ValidationError, match="nests too deeply"):
+        parse_publish(body[shape], JSON, EnvelopeLimits(max_depth=20_000))

@@ -80,11 +80,15 @@ async def copy_records(
 
 async def sqlite_run(conn: AsyncConnection, work: Callable[[sqlite3.Connection], T]) -> T:
     """``work(sqlite3 connection)`` on the transaction's aiosqlite thread, in one hand-over
-    (SQLAlchemy's adapter takes three or four per statement), sqlite3's errors translated.
-    aiosqlite runs every call on its thread through ``_execute`` and keeps the sqlite3
-    connection as ``_conn``."""
+    (SQLAlchemy's adapter takes three or four per statement), sqlite3's errors translated."""
     raw = await conn.get_raw_connection()
-    driver: Any = raw.driver_connection
+    return await sqlite_driver_run(raw.driver_connection, work)
+
+
+async def sqlite_driver_run(driver: Any, work: Callable[[sqlite3.Connection], T]) -> T:
+    """``work(sqlite3 connection)`` on the thread of ``driver`` (an aiosqlite connection),
+    in one hand-over, sqlite3's errors translated. aiosqlite runs every call on its thread
+    through ``_execute`` and keeps the sqlite3 connection as ``_conn``."""
     return await sqlite_call(driver._execute(lambda: work(driver._conn)))
 
 
