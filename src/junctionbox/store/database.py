@@ -147,7 +147,7 @@ class Database:
             yield conn
 
     @asynccontextmanager
-    async def driver(self) -> AsyncIterator[Any]:
+    async def driver(self, *, inline: bool = False) -> AsyncIterator[Any]:
         """A pooled connection's own driver connection (aiosqlite's or asyncpg's), outside
         any transaction, for a unit of work that runs entirely on the driver and ends its
         own transaction (one statement on PostgreSQL; BEGIN IMMEDIATE … COMMIT in one call
@@ -156,7 +156,8 @@ class Database:
         out a connection, as much again to begin and commit): for the hottest small writes.
 
         If the work fails the connection is discarded (the pool opens another): it may be
-        broken, or be left in the middle of a statement."""
+        broken, or be left in the middle of a statement. ``inline``: short work, run on this
+        thread by ``sqlite_driver_run`` (see :mod:`junctionbox.store.sqlite_inline`)."""
         async with self._write_lock or contextlib.nullcontext():
             try:
                 raw = await self.engine.raw_connection()
@@ -164,8 +165,11 @@ class Database:
                 raise translate_error(exc) from exc
             except (TimeoutError, OSError) as exc:
                 raise ServiceUnavailableError("database unavailable") from exc
+            driver = raw.driver_connection
+            if inline and isinstance(driver, InlineConnection) and driver.idle:
+                driver.inline = True  # cleared when the connection goes back to the pool
             try:
-                yield raw.driver_connection
+                yield driver
             except BaseException:
                 await greenlet_spawn(raw.invalidate)
                 raise

@@ -30,10 +30,11 @@ import asyncio
 import sqlite3
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
+T = TypeVar("T")
 IMMEDIATE = "BEGIN IMMEDIATE"
 # A transaction over at most this many items (jobs, events, outcomes) is short enough to run
 # inline: a few hundred microseconds of SQLite. A larger batch keeps the thread, where its
@@ -81,20 +82,27 @@ class InlineConnection(aiosqlite.Connection):
         """``statement`` (a BEGIN) on this thread; False, with nothing begun, when it is
         ``BEGIN IMMEDIATE`` and another process holds the write lock (the caller then
         begins on the connection's thread, which waits for the lock)."""
-        sqlite = self._conn
         if statement != IMMEDIATE:
-            sqlite.execute(statement)
+            self._conn.execute(statement)
             return True
+        done, _ = self.try_inline(lambda sqlite: sqlite.execute(statement))
+        return done
+
+    def try_inline(self, work: Callable[[sqlite3.Connection], T]) -> tuple[bool, T | None]:
+        """``work`` on this thread without waiting for the write lock: (True, its result),
+        or (False, None) when another process held the lock as the work began its
+        transaction (nothing done: the caller runs it on the connection's thread, which
+        waits). ``work`` must begin its transaction before it changes anything."""
+        sqlite = self._conn
         sqlite.execute("PRAGMA busy_timeout=0")
         try:
-            sqlite.execute(statement)
+            return True, work(sqlite)
         except sqlite3.OperationalError as exc:
             if sqlite.in_transaction or "locked" not in str(exc):
                 raise
-            return False
+            return False, None
         finally:
             sqlite.execute(f"PRAGMA busy_timeout={self.busy_timeout_ms}")
-        return True
 
 
 def inline_connect(database: str, **kwargs: Any) -> InlineConnection:
