@@ -7,9 +7,9 @@ subscriptions) hear about events only after the commit.
 
 The group commit's appends (``append_together``) record nothing alongside: when their ids
 are all made here and their streams known, they commit below SQLAlchemy
-(``queries.append_committed``: one statement on PostgreSQL, one call on SQLite, on
-the loop's own thread for a small group: ``store.sqlite_inline``), which halves a small write's CPU (SQLite 0.80 -> 0.42 ms, PostgreSQL 0.76 -> 0.35
-ms for two events, in process).
+(``queries.append_committed``: one statement on PostgreSQL; one call on SQLite, on the
+loop's own thread for a small group, see ``store.sqlite_inline``), which halves a small
+write's CPU (SQLite 0.80 -> 0.42 ms, PostgreSQL 0.76 -> 0.35 ms for two events, in process).
 
 Offsets: each partition has a counter row; reserving offsets updates it, which on PostgreSQL
 locks the row until commit, so a partition's offsets become visible strictly in order and a
