@@ -381,6 +381,17 @@ class Response:
         """The body was received to its end and nothing is left to read."""
         return self._complete and not self._chunks
 
+    def take_whole(self) -> bytes | None:
+        """The whole body if all of it has arrived (taken: the response is then at its
+        end), else None; what :meth:`next_chunk` would give, without a coroutine."""
+        if not self._complete or self._error is not None or self._buffered > _HIGH_WATER:
+            return None
+        chunks = self._chunks
+        body = b"" if not chunks else chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        self._buffered = 0
+        return body
+
     async def next_chunk(self) -> bytes:
         """The next piece of the body, ``b""`` at its end; raises the connection's error."""
         while not self._chunks:

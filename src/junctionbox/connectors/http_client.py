@@ -470,6 +470,10 @@ class StreamedResponse:
 
     async def read(self, cap: int) -> tuple[bytes, bool]:
         """The body, at most ``cap`` bytes; True when it was longer (and cut)."""
+        if self._decoder is None:
+            whole = self._response.take_whole()  # a short answer has usually all arrived
+            if whole is not None:
+                return (whole[:cap], True) if len(whole) > cap else (whole, False)
         try:
             return await _read_capped(self._next, cap, self._decoder)
         except Exception as exc:

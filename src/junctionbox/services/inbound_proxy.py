@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -111,6 +111,7 @@ DELIVERY_ID_LENGTH: Final = 40  # delivery_logs.delivery_id, dlq_entries.deliver
 SMALL_BODY: Final = 64 * 1024  # bodies up to this long (declared) are not streamed
 _TRANSFORMED_DROP: Final = frozenset({"content-length", "content-encoding", "content-type"})
 _DECODED_DROP: Final = frozenset({"content-length", "content-encoding"})
+_LENGTH_DROP: Final = frozenset({"content-length"})  # a whole body: the length is set again
 
 
 # ---------------------------------------------------------------- the call and its answer
@@ -383,34 +384,54 @@ class InboundProxy:
     # ------------------------------------------------------------ the call
 
     async def handle(self, tenant: TenantContext, call: ProxyCall) -> ProxyAnswer:
-        plan = await self.plan_for(tenant, call.type)
+        hit = self.plans.get((tenant.org_id, call.type))  # the usual case, without a task
+        plan = hit[0] if hit is not None else await self.plan_for(tenant, call.type)
+        if plan is None or not plan.stored.is_active:
+            raise NotFoundError(f"no active inbound integration of type {call.type!r}")
         tracing = self.telemetry.tracing
-        if not tracing.recording:  # tracing off: no span, the caller's traceparent goes on
-            return await self._handle(tenant, call, plan, outbound_traceparent(get_current_span()))
+        if tracing.recording:
+            return await self._traced(tenant, call, plan)
+        # Tracing off: no span, the caller's traceparent goes on. The steps are awaited
+        # here rather than in a helper coroutine: one layer less for each of them.
+        x, quota = self._admit(tenant, call, plan, outbound_traceparent(get_current_span()))
+        self._prepare(x)
+        if plan.request is not None:
+            self._transformed_body(x, await self._transform(x, plan.request))
+        self._forwarding(x)
+        answer = await self._send(x)
+        if quota is not None:
+            answer.headers.extend(quota.headers())
+        return answer
+
+    async def _traced(self, tenant: TenantContext, call: ProxyCall, plan: ProxyPlan) -> ProxyAnswer:
         attributes = {
             "adapter.id": plan.stored.id,
             "integration.type": call.type,
             "http.request.method": call.method,
             "tenant.id": tenant.org_id,
         }
+        tracing = self.telemetry.tracing
         with tracing.span("proxy.call", kind=SpanKind.CLIENT, attributes=attributes) as span:
-            exchange: list[_Exchange] = []
+            x: _Exchange | None = None
             try:
-                return await self._handle(
-                    tenant, call, plan, outbound_traceparent(span), exchange.append
-                )
+                x, quota = self._admit(tenant, call, plan, outbound_traceparent(span))
+                self._prepare(x)
+                if plan.request is not None:
+                    self._transformed_body(x, await self._transform(x, plan.request))
+                self._forwarding(x)
+                answer = await self._send(x)
+                if quota is not None:
+                    answer.headers.extend(quota.headers())
+                return answer
             finally:
-                if exchange:
-                    _annotate(span, exchange[0])
+                if x is not None:
+                    _annotate(span, x)
 
-    async def _handle(
-        self,
-        tenant: TenantContext,
-        call: ProxyCall,
-        plan: ProxyPlan,
-        trace: tuple[str, str],
-        seen: Callable[[_Exchange], None] | None = None,
-    ) -> ProxyAnswer:
+    def _admit(
+        self, tenant: TenantContext, call: ProxyCall, plan: ProxyPlan, trace: tuple[str, str]
+    ) -> tuple[_Exchange, Quota | None]:
+        """The call's checks (method, framing, credential, rate limit), in that order, and
+        its exchange record."""
         if call.method not in plan.methods:
             raise _MethodNotAllowed(plan.allow)
         check_framing(call.headers)
@@ -423,15 +444,10 @@ class InboundProxy:
             )
         exchange = _Exchange(plan, tenant.org_id, call, log_id=call.log_id)
         exchange.traceparent, exchange.trace_id = trace
-        if seen is not None:
-            seen(exchange)
-        await self._prepare(exchange)
-        answer = await self._send(exchange)
-        if quota is not None:
-            answer.headers.extend(quota.headers())
-        return answer
+        return exchange, quota
 
-    async def _prepare(self, x: _Exchange) -> None:
+    def _prepare(self, x: _Exchange) -> None:
+        """The upstream URL, the body and the caller's headers that go on."""
         plan, call = x.plan, x.call
         base = plan.origin + confined_path(plan.base_path, call.sub_path)
         extra = urlencode(call.query) if call.query else ""
@@ -439,32 +455,49 @@ class InboundProxy:
         x.masked_url = _with_query(base, plan.masked_query, extra)
         # The drop list has traceparent: our span's context replaces the caller's (tracing
         # off: the caller's, unchanged).
-        headers = forwardable_request_headers(call.headers, plan.drop)
+        x.headers = forwardable_request_headers(call.headers, plan.drop)
         x.body = call.body
-        if plan.request is not None:
-            document = await self._run(plan.request, _json_body(call.body), x, "request")
-            x.body = _dumps(document)
-            headers = [(k, v) for k, v in headers if k.lower() != "content-type"]
-            headers.append(("Content-Type", JSON_TYPE))
-        trusted = self.trusted.trusts(call.peer)
-        headers += forwarded_headers(
-            call.headers, peer=call.peer, scheme=call.scheme, host=call.host, trusted=trusted
-        )
-        headers.append(("traceparent", x.traceparent))
+
+    def _transform(self, x: _Exchange, side: _Side) -> Awaitable[Any]:
+        """The request body transformed. A SIMPLE mapping without lookups is run at once
+        (a finished future: no coroutine for it); the others through :meth:`_run`."""
+        document = _json_body(x.call.body)
+        if side.threaded or side.lookups:
+            return self._run(side, document, x, "request")
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        context = self._context(x, None) if side.contextual else EMPTY_CONTEXT
+        done.set_result(side.transformer.transform(document, context))
+        return done
+
+    @staticmethod
+    def _transformed_body(x: _Exchange, document: Any) -> None:
+        """The transformed body, sent as JSON: the caller's ``Content-Type`` is replaced."""
+        x.body = _dumps(document)
+        headers = [(k, v) for k, v in x.headers if k.lower() != "content-type"]
+        headers.append(("Content-Type", JSON_TYPE))
         x.headers = headers
 
-    async def _auth_headers(self, plan: ProxyPlan) -> list[tuple[str, str]]:
-        found = list(plan.auth.headers)
-        if plan.auth.oauth is not None:
-            token = await self.oauth.token(plan.auth.oauth)
-            found.append(("Authorization", f"Bearer {token}"))
-        return found
+    def _forwarding(self, x: _Exchange) -> None:
+        """``X-Forwarded-*`` and the ``traceparent`` after the caller's headers."""
+        call = x.call
+        trusted = self.trusted.trusts(call.peer)
+        x.headers += forwarded_headers(
+            call.headers, peer=call.peer, scheme=call.scheme, host=call.host, trusted=trusted
+        )
+        x.headers.append(("traceparent", x.traceparent))
+
+    async def _oauth_headers(self, plan: ProxyPlan) -> list[tuple[str, str]]:
+        assert plan.auth.oauth is not None
+        token = await self.oauth.token(plan.auth.oauth)
+        return [*plan.auth.headers, ("Authorization", f"Bearer {token}")]
 
     async def _send(self, x: _Exchange) -> ProxyAnswer:
         plan, method = x.plan, x.call.method
         decode = plan.response is not None
-        auth = await self._auth_headers(plan)
-        headers = x.headers + auth
+        if plan.auth.oauth is None:
+            headers = [*x.headers, *plan.auth.headers]
+        else:
+            headers = x.headers + await self._oauth_headers(plan)
         while True:
             x.attempts += 1
             try:
@@ -521,18 +554,18 @@ class InboundProxy:
                 return await self._transformed(x, upstream)
             finally:
                 upstream.release()
-        drop = _DECODED_DROP if plan.response is not None else ()
-        headers = forwardable_response_headers(upstream.headers, drop)
-        if _small(upstream.headers) and plan.response is None:
+        if plan.response is None and _small(upstream.headers):
             # A short body with a known length is read whole: answering it in one piece
             # costs less than a streamed response (measured), and memory stays bounded.
             try:
                 body, _ = await upstream.read(SMALL_BODY)
             finally:
                 upstream.release()
-            headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
+            headers = forwardable_response_headers(upstream.headers, _LENGTH_DROP)
             await self._log(x, upstream.status, upstream.headers, body)
             return ProxyAnswer(upstream.status, headers, body=body)
+        drop = _DECODED_DROP if plan.response is not None else ()
+        headers = forwardable_response_headers(upstream.headers, drop)
         answer = ProxyAnswer(upstream.status, headers, upstream=upstream)
         answer.stream = self._relay(x, upstream, answer)
         return answer
@@ -673,7 +706,7 @@ class InboundProxy:
             direction=DIRECTION,
         )
 
-    async def _log(
+    def _log(
         self,
         x: _Exchange,
         status: int,
@@ -681,7 +714,8 @@ class InboundProxy:
         body: bytes,
         *,
         error: str | None = None,
-    ) -> None:
+    ) -> Awaitable[None]:
+        """Queue the call's log row; the awaitable waits only while the queue is full."""
         category = None
         if error is not None:
             category = ErrorCategory.NETWORK_ERROR.value
@@ -697,7 +731,7 @@ class InboundProxy:
             category=category,
         )
         self._measure(x, status, category)
-        await self.logs.record(row)
+        return self.logs.record(row)
 
     async def _failed(
         self,
