@@ -368,9 +368,7 @@ class InboundProxy:
             # Shared: when the entry expires under load, one read instead of one per call
             # in flight (each also compiling the plan).
             plan = await self.plans.load((tenant.org_id, kind), lambda: self._load(tenant, kind))
-        if plan is None or not plan.stored.is_active:
-            raise NotFoundError(f"no active inbound integration of type {kind!r}")
-        return plan
+        return _active(plan, kind)
 
     async def _load(self, tenant: TenantContext, kind: str) -> ProxyPlan | None:
         owners = [tenant.org_id]
@@ -383,49 +381,60 @@ class InboundProxy:
 
     # ------------------------------------------------------------ the call
 
-    async def handle(self, tenant: TenantContext, call: ProxyCall) -> ProxyAnswer:
-        hit = self.plans.get((tenant.org_id, call.type))  # the usual case, without a task
-        plan = hit[0] if hit is not None else await self.plan_for(tenant, call.type)
-        if plan is None or not plan.stored.is_active:
-            raise NotFoundError(f"no active inbound integration of type {call.type!r}")
-        tracing = self.telemetry.tracing
-        if tracing.recording:
-            return await self._traced(tenant, call, plan)
-        # Tracing off: no span, the caller's traceparent goes on. The steps are awaited
-        # here rather than in a helper coroutine: one layer less for each of them.
-        x, quota = self._admit(tenant, call, plan, outbound_traceparent(get_current_span()))
-        self._prepare(x)
-        if plan.request is not None:
-            self._transformed_body(x, await self._transform(x, plan.request))
-        self._forwarding(x)
-        answer = await self._send(x)
-        if quota is not None:
-            answer.headers.extend(quota.headers())
-        return answer
+    def handle(self, tenant: TenantContext, call: ProxyCall) -> Awaitable[ProxyAnswer]:
+        """The call's answer (await it). With its plan cached and tracing off (the usual
+        case) the exchange's coroutine itself: no layer around it."""
+        hit = self.plans.get((tenant.org_id, call.type))
+        if hit is None or self.telemetry.tracing.recording:
+            return self._handle(tenant, call)
+        plan = _active(hit[0], call.type)
+        # Tracing off: no span, the caller's traceparent goes on.
+        return self._exchange(tenant, call, plan, outbound_traceparent(get_current_span()))
 
-    async def _traced(self, tenant: TenantContext, call: ProxyCall, plan: ProxyPlan) -> ProxyAnswer:
+    async def _handle(self, tenant: TenantContext, call: ProxyCall) -> ProxyAnswer:
+        plan = await self.plan_for(tenant, call.type)
+        tracing = self.telemetry.tracing
+        if not tracing.recording:
+            trace = outbound_traceparent(get_current_span())
+            return await self._exchange(tenant, call, plan, trace)
         attributes = {
             "adapter.id": plan.stored.id,
             "integration.type": call.type,
             "http.request.method": call.method,
             "tenant.id": tenant.org_id,
         }
-        tracing = self.telemetry.tracing
         with tracing.span("proxy.call", kind=SpanKind.CLIENT, attributes=attributes) as span:
-            x: _Exchange | None = None
-            try:
-                x, quota = self._admit(tenant, call, plan, outbound_traceparent(span))
-                self._prepare(x)
-                if plan.request is not None:
-                    self._transformed_body(x, await self._transform(x, plan.request))
-                self._forwarding(x)
-                answer = await self._send(x)
-                if quota is not None:
-                    answer.headers.extend(quota.headers())
-                return answer
-            finally:
-                if x is not None:
-                    _annotate(span, x)
+            return await self._exchange(tenant, call, plan, outbound_traceparent(span), span)
+
+    async def _exchange(
+        self,
+        tenant: TenantContext,
+        call: ProxyCall,
+        plan: ProxyPlan,
+        trace: tuple[str, str],
+        span: Span | None = None,
+    ) -> ProxyAnswer:
+        x: _Exchange | None = None
+        try:
+            x, quota = self._admit(tenant, call, plan, trace)
+            self._prepare(x)
+            side = plan.request
+            if side is not None:
+                document = _json_body(call.body)
+                if side.threaded or side.lookups:
+                    document = await self._run(side, document, x, "request")
+                else:  # a SIMPLE mapping: on the loop, without _run's coroutine
+                    context = self._context(x, None) if side.contextual else EMPTY_CONTEXT
+                    document = side.transformer.transform(document, context)
+                self._transformed_body(x, document)
+            self._forwarding(x)
+            answer = await self._send(x)
+            if quota is not None:
+                answer.headers.extend(quota.headers())
+            return answer
+        finally:
+            if span is not None and x is not None:
+                _annotate(span, x)
 
     def _admit(
         self, tenant: TenantContext, call: ProxyCall, plan: ProxyPlan, trace: tuple[str, str]
@@ -457,17 +466,6 @@ class InboundProxy:
         # off: the caller's, unchanged).
         x.headers = forwardable_request_headers(call.headers, plan.drop)
         x.body = call.body
-
-    def _transform(self, x: _Exchange, side: _Side) -> Awaitable[Any]:
-        """The request body transformed. A SIMPLE mapping without lookups is run at once
-        (a finished future: no coroutine for it); the others through :meth:`_run`."""
-        document = _json_body(x.call.body)
-        if side.threaded or side.lookups:
-            return self._run(side, document, x, "request")
-        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        context = self._context(x, None) if side.contextual else EMPTY_CONTEXT
-        done.set_result(side.transformer.transform(document, context))
-        return done
 
     @staticmethod
     def _transformed_body(x: _Exchange, document: Any) -> None:
@@ -831,6 +829,12 @@ def _annotate(span: Span, x: _Exchange) -> None:
         span.set_attribute("http.response.status_code", x.status)
         if x.status >= 500:
             mark_error(span, f"upstream answered HTTP {x.status}")
+
+
+def _active(plan: ProxyPlan | None, kind: str) -> ProxyPlan:
+    if plan is None or not plan.stored.is_active:
+        raise NotFoundError(f"no active inbound integration of type {kind!r}")
+    return plan
 
 
 def _delivery_id(request_id: str | None) -> str | None:
