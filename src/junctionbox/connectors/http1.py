@@ -125,21 +125,30 @@ def request_head(
     host: str,
     headers: Sequence[tuple[str, str]],
     body_length: int,
+    defaults: Sequence[tuple[str, str, str]] = (),
 ) -> bytes:
     """The request line and headers; refuses CR/LF smuggled into a header.
 
     The caller's ``Content-Length``, ``Transfer-Encoding`` and ``Connection`` are replaced:
-    the framing is always the body we send.
+    the framing is always the body we send. Each of ``defaults`` (the name in lower case,
+    the name as sent, the value) is added after the caller's headers unless the caller sent
+    that header (seen in the same pass over them).
     """
     lines = [f"{method} {target} HTTP/1.1"]
     has_host = False
+    present: set[str] = set()
     for name, value in headers:
         lower = name.lower()
         if lower in _FRAMING:
             continue
         if lower == "host":
             has_host = True
+        elif lower in _DEFAULTED:
+            present.add(lower)
         lines.append(f"{name}: {value}")
+    for key, name, value in defaults:
+        if key not in present:
+            lines.append(f"{name}: {value}")
     if not has_host:
         lines.insert(1, f"Host: {host}")
     if body_length or method not in _NO_BODY_METHODS:
@@ -153,6 +162,8 @@ def request_head(
 
 
 _FRAMING: Final = frozenset({"content-length", "transfer-encoding", "connection"})
+# The headers a caller's request may get by default (``request_head``'s ``defaults``).
+_DEFAULTED: Final = frozenset({"accept", "accept-encoding", "user-agent", "content-type"})
 
 
 def body_decoder(encoding: str | None) -> BodyDecoder | None:
