@@ -155,6 +155,11 @@ def forwarded_headers(
     headers: Headers, *, peer: str | None, scheme: str, host: str | None, trusted: bool
 ) -> list[tuple[str, str]]:
     """``X-Forwarded-For/Proto/Host`` for the upstream request."""
+    if not trusted:  # the usual case: the caller's forwarding headers are all replaced
+        found = [("X-Forwarded-For", peer or "unknown"), ("X-Forwarded-Proto", scheme)]
+        if host:
+            found.append(("X-Forwarded-Host", host))
+        return found
 
     def first(name: str) -> str | None:
         return next((v for k, v in headers if k.lower() == name), None)
