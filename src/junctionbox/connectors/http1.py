@@ -125,21 +125,30 @@ def request_head(
     host: str,
     headers: Sequence[tuple[str, str]],
     body_length: int,
+    defaults: Sequence[tuple[str, str, str]] = (),
 ) -> bytes:
     """The request line and headers; refuses CR/LF smuggled into a header.
 
     The caller's ``Content-Length``, ``Transfer-Encoding`` and ``Connection`` are replaced:
-    the framing is always the body we send.
+    the framing is always the body we send. Each of ``defaults`` (the name in lower case,
+    the name as sent, the value) is added after the caller's headers unless the caller sent
+    that header (seen in the same pass over them).
     """
     lines = [f"{method} {target} HTTP/1.1"]
     has_host = False
+    present: set[str] = set()
     for name, value in headers:
         lower = name.lower()
         if lower in _FRAMING:
             continue
         if lower == "host":
             has_host = True
+        elif lower in _DEFAULTED:
+            present.add(lower)
         lines.append(f"{name}: {value}")
+    for key, name, value in defaults:
+        if key not in present:
+            lines.append(f"{name}: {value}")
     if not has_host:
         lines.insert(1, f"Host: {host}")
     if body_length or method not in _NO_BODY_METHODS:
@@ -153,6 +162,8 @@ def request_head(
 
 
 _FRAMING: Final = frozenset({"content-length", "transfer-encoding", "connection"})
+# The headers a caller's request may get by default (``request_head``'s ``defaults``).
+_DEFAULTED: Final = frozenset({"accept", "accept-encoding", "user-agent", "content-type"})
 
 
 def body_decoder(encoding: str | None) -> BodyDecoder | None:
@@ -380,6 +391,17 @@ class Response:
     def at_eof(self) -> bool:
         """The body was received to its end and nothing is left to read."""
         return self._complete and not self._chunks
+
+    def take_whole(self) -> bytes | None:
+        """The whole body if all of it has arrived (taken: the response is then at its
+        end), else None; what :meth:`next_chunk` would give, without a coroutine."""
+        if not self._complete or self._error is not None or self._buffered > _HIGH_WATER:
+            return None
+        chunks = self._chunks
+        body = b"" if not chunks else chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        self._buffered = 0
+        return body
 
     async def next_chunk(self) -> bytes:
         """The next piece of the body, ``b""`` at its end; raises the connection's error."""

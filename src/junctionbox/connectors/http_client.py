@@ -85,6 +85,7 @@ _READ_CHUNK: Final = 16 * 1024
 _VETTED_URLS: Final = 4096  # URLs whose vetting is remembered (per client)
 _CACHED_NAMES: Final = 4096  # vetted DNS answers remembered (per client)
 _ACCEPT_ENCODING: Final = "gzip, deflate"
+DefaultHeaders = tuple[tuple[str, str, str], ...]
 
 
 class OutboundNetworkError(UpstreamError):
@@ -210,6 +211,7 @@ class GuardedHttpClient:
         self._max_response_bytes = max_response_bytes
         self._dns_cache_seconds = dns_cache_seconds
         self._user_agent = user_agent
+        self._defaults = _defaults(user_agent)
         self._ssl_context = ssl_context
         self._resolver = GuardedResolver(self._allowlist)
         self._client: Http1Client | None = None
@@ -301,8 +303,8 @@ class GuardedHttpClient:
         timeout = self._timeout_seconds if timeout_seconds is None else timeout_seconds
         method = method.upper()
         head = request_head(
-            method, target.path, target.host_header, _headers(headers, self._user_agent, body),
-            len(body),
+            method, target.path, target.host_header, _pairs(headers), len(body),
+            self._defaults[1] if body else self._defaults[0],
         )  # fmt: skip
         started = time.perf_counter()
         try:
@@ -376,8 +378,8 @@ class GuardedHttpClient:
         client = self._get_client()
         method = method.upper()
         head = request_head(
-            method, target.path, target.host_header, _headers(headers, self._user_agent, body),
-            len(body),
+            method, target.path, target.host_header, _pairs(headers), len(body),
+            self._defaults[1] if body else self._defaults[0],
         )  # fmt: skip
         try:
             with Deadline(bound):
@@ -470,6 +472,10 @@ class StreamedResponse:
 
     async def read(self, cap: int) -> tuple[bytes, bool]:
         """The body, at most ``cap`` bytes; True when it was longer (and cut)."""
+        if self._decoder is None:
+            whole = self._response.take_whole()  # a short answer has usually all arrived
+            if whole is not None:
+                return (whole[:cap], True) if len(whole) > cap else (whole, False)
         try:
             return await _read_capped(self._next, cap, self._decoder)
         except Exception as exc:
@@ -497,25 +503,24 @@ def _vet_url(url: str, allowlist: Allowlist) -> _Target:
     )
 
 
-def _headers(
-    headers: Mapping[str, str] | Sequence[tuple[str, str]] | None, user_agent: str, body: bytes
-) -> list[tuple[str, str]]:
-    """The caller's headers plus the defaults aiohttp used to add, where the caller set none."""
-    # A list first: the isinstance check against the Mapping ABC costs more per request.
-    if isinstance(headers, list):
-        pairs = headers.copy()
-    else:
-        pairs = list(headers.items() if isinstance(headers, Mapping) else headers or ())
-    names = {k.lower() for k, _ in pairs}
-    if "accept" not in names:
-        pairs.append(("Accept", "*/*"))
-    if "accept-encoding" not in names:
-        pairs.append(("Accept-Encoding", _ACCEPT_ENCODING))
-    if "user-agent" not in names:
-        pairs.append(("User-Agent", user_agent))
-    if body and "content-type" not in names:
-        pairs.append(("Content-Type", "application/octet-stream"))
-    return pairs
+def _pairs(
+    headers: Mapping[str, str] | Sequence[tuple[str, str]] | None,
+) -> Sequence[tuple[str, str]]:
+    # A list or tuple first: the isinstance check against the Mapping ABC costs more.
+    if isinstance(headers, list | tuple):
+        return headers
+    return list(headers.items() if isinstance(headers, Mapping) else headers or ())
+
+
+def _defaults(user_agent: str) -> tuple[DefaultHeaders, DefaultHeaders]:
+    """The headers aiohttp used to add where the caller set none (``request_head``'s
+    ``defaults``): without a body, and with one (its ``Content-Type`` too)."""
+    bodiless: DefaultHeaders = (
+        ("accept", "Accept", "*/*"),
+        ("accept-encoding", "Accept-Encoding", _ACCEPT_ENCODING),
+        ("user-agent", "User-Agent", user_agent),
+    )
+    return bodiless, (*bodiless, ("content-type", "Content-Type", "application/octet-stream"))
 
 
 async def _read_capped(

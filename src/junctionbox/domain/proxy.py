@@ -106,9 +106,14 @@ def forwardable_request_headers(
 def forwardable_response_headers(
     headers: Headers, drop: Iterable[str] = ()
 ) -> list[tuple[str, str]]:
-    """The upstream's response headers that go back to the caller."""
-    skip = HOP_BY_HOP | _connection_named(headers) | set(drop)
-    return [(k, v) for k, v in headers if k.lower() not in skip]
+    """The upstream's response headers that go back to the caller (``drop``: more names,
+    lower-case)."""
+    names = [k.lower() for k, _ in headers]
+    # Without a Connection header (the usual answer) no set is built for it.
+    skip = HOP_BY_HOP | _connection_named(headers) if "connection" in names else HOP_BY_HOP
+    if drop:
+        skip = skip.union(drop)
+    return [(k, v) for (k, v), name in zip(headers, names, strict=True) if name not in skip]
 
 
 @dataclass(frozen=True)
@@ -150,6 +155,11 @@ def forwarded_headers(
     headers: Headers, *, peer: str | None, scheme: str, host: str | None, trusted: bool
 ) -> list[tuple[str, str]]:
     """``X-Forwarded-For/Proto/Host`` for the upstream request."""
+    if not trusted:  # the usual case: the caller's forwarding headers are all replaced
+        found = [("X-Forwarded-For", peer or "unknown"), ("X-Forwarded-Proto", scheme)]
+        if host:
+            found.append(("X-Forwarded-Host", host))
+        return found
 
     def first(name: str) -> str | None:
         return next((v for k, v in headers if k.lower() == name), None)

@@ -9,11 +9,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
-from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class LogContext:
+class LogContext(NamedTuple):
+    """Immutable. (A tuple: a request builds three, at half a frozen dataclass's cost.)"""
+
     request_id: str | None = None
     correlation_id: str | None = None
     org_id: int | None = None
@@ -36,7 +37,7 @@ def current() -> LogContext:
 @contextmanager
 def bound(**values: object) -> Iterator[LogContext]:
     """Bind values for the duration of a block (a request, a job)."""
-    token = _current.set(replace(_current.get(), **values))  # type: ignore[arg-type]
+    token = _current.set(_current.get()._replace(**values))  # type: ignore[arg-type]
     try:
         yield _current.get()
     finally:
@@ -63,8 +64,8 @@ def leave(token: Token[LogContext]) -> None:
 
 def bind(*, org_id: int | _Keep | None = _KEEP, principal_id: str | _Keep | None = _KEEP) -> None:
     """Add values to the context of the current request (the caller, the tenant once
-    resolved). Built directly: ``dataclasses.replace`` costs a few microseconds, twice
-    per API request."""
+    resolved). Built directly: ``_replace`` with keywords costs more, twice per API
+    request."""
     now = _current.get()
     _current.set(
         LogContext(

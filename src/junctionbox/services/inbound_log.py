@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Generator
 from typing import Final
 
 from junctionbox.store.database import Database
@@ -31,6 +32,18 @@ log = logging.getLogger(__name__)
 DEFAULT_QUEUE: Final = 10_000
 DEFAULT_BATCH: Final = 500
 DEFAULT_LINGER: Final = 0.05  # seconds a batch waits for company
+
+
+class _Done:
+    """An awaitable that is already done (``await`` returns None at once)."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[None, None, None]:
+        return iter(())  # type: ignore[return-value]  # no step: StopIteration at once
+
+
+_QUEUED: Final = _Done()
 
 
 class InboundLogWriter:
@@ -57,12 +70,14 @@ class InboundLogWriter:
             self._task = loop.create_task(self._run(self._queue), name="inbound-log-writer")
         return self._queue
 
-    async def record(self, row: AttemptRow) -> None:
+    def record(self, row: AttemptRow) -> Awaitable[None]:
+        """Queue ``row``; the awaitable waits for room only when the queue is full (a
+        plain call otherwise: no coroutine per row)."""
         queue = self._ensure()
         if queue.full():
-            await queue.put(row)
-        else:
-            queue.put_nowait(row)
+            return queue.put(row)
+        queue.put_nowait(row)
+        return _QUEUED
 
     async def flush(self) -> None:
         """Wait until every row queued so far is written (or failed and logged)."""

@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -111,6 +111,7 @@ DELIVERY_ID_LENGTH: Final = 40  # delivery_logs.delivery_id, dlq_entries.deliver
 SMALL_BODY: Final = 64 * 1024  # bodies up to this long (declared) are not streamed
 _TRANSFORMED_DROP: Final = frozenset({"content-length", "content-encoding", "content-type"})
 _DECODED_DROP: Final = frozenset({"content-length", "content-encoding"})
+_LENGTH_DROP: Final = frozenset({"content-length"})  # a whole body: the length is set again
 
 
 # ---------------------------------------------------------------- the call and its answer
@@ -367,9 +368,7 @@ class InboundProxy:
             # Shared: when the entry expires under load, one read instead of one per call
             # in flight (each also compiling the plan).
             plan = await self.plans.load((tenant.org_id, kind), lambda: self._load(tenant, kind))
-        if plan is None or not plan.stored.is_active:
-            raise NotFoundError(f"no active inbound integration of type {kind!r}")
-        return plan
+        return _active(plan, kind)
 
     async def _load(self, tenant: TenantContext, kind: str) -> ProxyPlan | None:
         owners = [tenant.org_id]
@@ -382,11 +381,22 @@ class InboundProxy:
 
     # ------------------------------------------------------------ the call
 
-    async def handle(self, tenant: TenantContext, call: ProxyCall) -> ProxyAnswer:
+    def handle(self, tenant: TenantContext, call: ProxyCall) -> Awaitable[ProxyAnswer]:
+        """The call's answer (await it). With its plan cached and tracing off (the usual
+        case) the exchange's coroutine itself: no layer around it."""
+        hit = self.plans.get((tenant.org_id, call.type))
+        if hit is None or self.telemetry.tracing.recording:
+            return self._handle(tenant, call)
+        plan = _active(hit[0], call.type)
+        # Tracing off: no span, the caller's traceparent goes on.
+        return self._exchange(tenant, call, plan, outbound_traceparent(get_current_span()))
+
+    async def _handle(self, tenant: TenantContext, call: ProxyCall) -> ProxyAnswer:
         plan = await self.plan_for(tenant, call.type)
         tracing = self.telemetry.tracing
-        if not tracing.recording:  # tracing off: no span, the caller's traceparent goes on
-            return await self._handle(tenant, call, plan, outbound_traceparent(get_current_span()))
+        if not tracing.recording:
+            trace = outbound_traceparent(get_current_span())
+            return await self._exchange(tenant, call, plan, trace)
         attributes = {
             "adapter.id": plan.stored.id,
             "integration.type": call.type,
@@ -394,23 +404,43 @@ class InboundProxy:
             "tenant.id": tenant.org_id,
         }
         with tracing.span("proxy.call", kind=SpanKind.CLIENT, attributes=attributes) as span:
-            exchange: list[_Exchange] = []
-            try:
-                return await self._handle(
-                    tenant, call, plan, outbound_traceparent(span), exchange.append
-                )
-            finally:
-                if exchange:
-                    _annotate(span, exchange[0])
+            return await self._exchange(tenant, call, plan, outbound_traceparent(span), span)
 
-    async def _handle(
+    async def _exchange(
         self,
         tenant: TenantContext,
         call: ProxyCall,
         plan: ProxyPlan,
         trace: tuple[str, str],
-        seen: Callable[[_Exchange], None] | None = None,
+        span: Span | None = None,
     ) -> ProxyAnswer:
+        x: _Exchange | None = None
+        try:
+            x, quota = self._admit(tenant, call, plan, trace)
+            self._prepare(x)
+            side = plan.request
+            if side is not None:
+                document = _json_body(call.body)
+                if side.threaded or side.lookups:
+                    document = await self._run(side, document, x, "request")
+                else:  # a SIMPLE mapping: on the loop, without _run's coroutine
+                    context = self._context(x, None) if side.contextual else EMPTY_CONTEXT
+                    document = side.transformer.transform(document, context)
+                self._transformed_body(x, document)
+            self._forwarding(x)
+            answer = await self._send(x)
+            if quota is not None:
+                answer.headers.extend(quota.headers())
+            return answer
+        finally:
+            if span is not None and x is not None:
+                _annotate(span, x)
+
+    def _admit(
+        self, tenant: TenantContext, call: ProxyCall, plan: ProxyPlan, trace: tuple[str, str]
+    ) -> tuple[_Exchange, Quota | None]:
+        """The call's checks (method, framing, credential, rate limit), in that order, and
+        its exchange record."""
         if call.method not in plan.methods:
             raise _MethodNotAllowed(plan.allow)
         check_framing(call.headers)
@@ -423,15 +453,10 @@ class InboundProxy:
             )
         exchange = _Exchange(plan, tenant.org_id, call, log_id=call.log_id)
         exchange.traceparent, exchange.trace_id = trace
-        if seen is not None:
-            seen(exchange)
-        await self._prepare(exchange)
-        answer = await self._send(exchange)
-        if quota is not None:
-            answer.headers.extend(quota.headers())
-        return answer
+        return exchange, quota
 
-    async def _prepare(self, x: _Exchange) -> None:
+    def _prepare(self, x: _Exchange) -> None:
+        """The upstream URL, the body and the caller's headers that go on."""
         plan, call = x.plan, x.call
         base = plan.origin + confined_path(plan.base_path, call.sub_path)
         extra = urlencode(call.query) if call.query else ""
@@ -439,32 +464,38 @@ class InboundProxy:
         x.masked_url = _with_query(base, plan.masked_query, extra)
         # The drop list has traceparent: our span's context replaces the caller's (tracing
         # off: the caller's, unchanged).
-        headers = forwardable_request_headers(call.headers, plan.drop)
+        x.headers = forwardable_request_headers(call.headers, plan.drop)
         x.body = call.body
-        if plan.request is not None:
-            document = await self._run(plan.request, _json_body(call.body), x, "request")
-            x.body = _dumps(document)
-            headers = [(k, v) for k, v in headers if k.lower() != "content-type"]
-            headers.append(("Content-Type", JSON_TYPE))
-        trusted = self.trusted.trusts(call.peer)
-        headers += forwarded_headers(
-            call.headers, peer=call.peer, scheme=call.scheme, host=call.host, trusted=trusted
-        )
-        headers.append(("traceparent", x.traceparent))
+
+    @staticmethod
+    def _transformed_body(x: _Exchange, document: Any) -> None:
+        """The transformed body, sent as JSON: the caller's ``Content-Type`` is replaced."""
+        x.body = _dumps(document)
+        headers = [(k, v) for k, v in x.headers if k.lower() != "content-type"]
+        headers.append(("Content-Type", JSON_TYPE))
         x.headers = headers
 
-    async def _auth_headers(self, plan: ProxyPlan) -> list[tuple[str, str]]:
-        found = list(plan.auth.headers)
-        if plan.auth.oauth is not None:
-            token = await self.oauth.token(plan.auth.oauth)
-            found.append(("Authorization", f"Bearer {token}"))
-        return found
+    def _forwarding(self, x: _Exchange) -> None:
+        """``X-Forwarded-*`` and the ``traceparent`` after the caller's headers."""
+        call = x.call
+        trusted = self.trusted.trusts(call.peer)
+        x.headers += forwarded_headers(
+            call.headers, peer=call.peer, scheme=call.scheme, host=call.host, trusted=trusted
+        )
+        x.headers.append(("traceparent", x.traceparent))
+
+    async def _oauth_headers(self, plan: ProxyPlan) -> list[tuple[str, str]]:
+        assert plan.auth.oauth is not None
+        token = await self.oauth.token(plan.auth.oauth)
+        return [*plan.auth.headers, ("Authorization", f"Bearer {token}")]
 
     async def _send(self, x: _Exchange) -> ProxyAnswer:
         plan, method = x.plan, x.call.method
         decode = plan.response is not None
-        auth = await self._auth_headers(plan)
-        headers = x.headers + auth
+        if plan.auth.oauth is None:
+            headers = [*x.headers, *plan.auth.headers]
+        else:
+            headers = x.headers + await self._oauth_headers(plan)
         while True:
             x.attempts += 1
             try:
@@ -521,18 +552,18 @@ class InboundProxy:
                 return await self._transformed(x, upstream)
             finally:
                 upstream.release()
-        drop = _DECODED_DROP if plan.response is not None else ()
-        headers = forwardable_response_headers(upstream.headers, drop)
-        if _small(upstream.headers) and plan.response is None:
+        if plan.response is None and _small(upstream.headers):
             # A short body with a known length is read whole: answering it in one piece
             # costs less than a streamed response (measured), and memory stays bounded.
             try:
                 body, _ = await upstream.read(SMALL_BODY)
             finally:
                 upstream.release()
-            headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
+            headers = forwardable_response_headers(upstream.headers, _LENGTH_DROP)
             await self._log(x, upstream.status, upstream.headers, body)
             return ProxyAnswer(upstream.status, headers, body=body)
+        drop = _DECODED_DROP if plan.response is not None else ()
+        headers = forwardable_response_headers(upstream.headers, drop)
         answer = ProxyAnswer(upstream.status, headers, upstream=upstream)
         answer.stream = self._relay(x, upstream, answer)
         return answer
@@ -673,7 +704,7 @@ class InboundProxy:
             direction=DIRECTION,
         )
 
-    async def _log(
+    def _log(
         self,
         x: _Exchange,
         status: int,
@@ -681,7 +712,8 @@ class InboundProxy:
         body: bytes,
         *,
         error: str | None = None,
-    ) -> None:
+    ) -> Awaitable[None]:
+        """Queue the call's log row; the awaitable waits only while the queue is full."""
         category = None
         if error is not None:
             category = ErrorCategory.NETWORK_ERROR.value
@@ -697,7 +729,7 @@ class InboundProxy:
             category=category,
         )
         self._measure(x, status, category)
-        await self.logs.record(row)
+        return self.logs.record(row)
 
     async def _failed(
         self,
@@ -797,6 +829,12 @@ def _annotate(span: Span, x: _Exchange) -> None:
         span.set_attribute("http.response.status_code", x.status)
         if x.status >= 500:
             mark_error(span, f"upstream answered HTTP {x.status}")
+
+
+def _active(plan: ProxyPlan | None, kind: str) -> ProxyPlan:
+    if plan is None or not plan.stored.is_active:
+        raise NotFoundError(f"no active inbound integration of type {kind!r}")
+    return plan
 
 
 def _delivery_id(request_id: str | None) -> str | None:

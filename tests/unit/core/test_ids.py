@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from junctionbox.domain.ids import has_prefix, new_id, new_id_of
@@ -57,3 +59,10 @@ def test_ids_from_a_random_integer_are_well_formed_and_keep_80_bits() -> None:
     assert has_prefix(made, "dlv")
     assert made.endswith("0" * 15 + "5")
     assert len({new_id_of("dlv", n) for n in range(1000)}) == 1000
+
+
+def test_random_parts_encode_as_the_whole_ulid() -> None:
+    rng = random.Random(5)
+    for _ in range(500):
+        millis, entropy = rng.getrandbits(48), rng.randbytes(10)
+        assert new_id("dlv", now_ms=millis, entropy=entropy) == "dlv_" + _reference(millis, entropy)

@@ -114,6 +114,8 @@ def test_forwarded_headers_trust_only_configured_proxies() -> None:
         ("X-Forwarded-Proto", "http"),
         ("X-Forwarded-Host", "gw"),
     ]
+    anonymous = forwarded_headers(incoming, peer=None, scheme="https", host=None, trusted=False)
+    assert anonymous == [("X-Forwarded-For", "unknown"), ("X-Forwarded-Proto", "https")]
 
 
 @pytest.mark.parametrize(

@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+import pytest
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.parser import text_string_to_metric_families
 
+from junctionbox.observability import tracing as tracing_module
 from junctionbox.observability.metrics import OTHER, BoundedLabel, Metrics
 from junctionbox.observability.tracing import (
     Tracing,
+    fresh_trace_id,
     outbound_traceparent,
     stamp_traceparent,
     traces_enabled,
@@ -87,6 +90,19 @@ def test_traceparent_is_carried_even_with_tracing_off() -> None:
     assert header.startswith(f"00-{trace_id}-")
     assert header.endswith("-00")
     assert Tracing.context_of_traceparent("garbage") is None
+
+
+def test_fresh_trace_ids_sort_by_time_and_stay_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert len({fresh_trace_id() for _ in range(1000)}) == 1000
+    moments = iter([1_700_000_000_000_000_000, 1_700_000_000_001_000_000])
+    monkeypatch.setattr(tracing_module.time, "time_ns", lambda: next(moments))
+    first, second = fresh_trace_id(), fresh_trace_id()
+    assert first < second  # a millisecond later sorts after
+    for trace_id in (first, second):
+        assert len(trace_id) == 32
+        assert int(trace_id, 16) != 0  # all zeros is invalid (W3C)
+        assert Tracing.context_of_traceparent(f"00-{trace_id}-{'1' * 16}-00") is not None
+    assert first[:12] == f"{1_700_000_000_000:012x}"  # the time first, the random part after
 
 
 def test_events_get_the_current_span_as_traceparent_unless_they_have_one() -> None:
