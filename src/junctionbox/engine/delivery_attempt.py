@@ -53,7 +53,12 @@ from junctionbox.engine.delivery_prefetch import Prepared, ProblemKind, Ready
 from junctionbox.errors import ExpressionRuntimeError, JunctionboxError
 from junctionbox.observability import context as log_context
 from junctionbox.observability.telemetry import Telemetry
-from junctionbox.observability.tracing import Tracing, mark_error, outbound_traceparent
+from junctionbox.observability.tracing import (
+    Tracing,
+    fresh_trace_id,
+    mark_error,
+    outbound_traceparent,
+)
 from junctionbox.queue.jobs import Job
 from junctionbox.services.breakers import Breakers
 from junctionbox.services.outbound_request import PreparedRequest, RequestBuilder, with_header
@@ -668,7 +673,6 @@ def _log_id() -> str:
 
 
 def _trace_id() -> str:
-    # W3C trace-id form: 32 lowercase hex digits, not all zero. A trace id only has to be
-    # unique, not unguessable: no system call per attempt. The module-level generator is
-    # seeded from os.urandom and reseeded in a forked child (a private Random is not).
-    return f"{_random.getrandbits(128) or 1:032x}"
+    # Time first, as every fresh trace id (observability.tracing): the log's trace_id index
+    # then takes the row near its end rather than at a random page.
+    return fresh_trace_id()
