@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Executable, delete
@@ -238,8 +239,8 @@ async def _events_of(svc: Services, events: Sequence[Published]) -> dict[Positio
 
 
 @asynccontextmanager
-async def running_worker(svc: Services) -> AsyncIterator[DeliveryWorker]:
-    worker = DeliveryWorker(svc, node_id="handoff-node")
+async def running_worker(svc: Services, **options: Any) -> AsyncIterator[DeliveryWorker]:
+    worker = DeliveryWorker(svc, node_id="handoff-node", **options)
     stop = asyncio.Event()
     running = asyncio.create_task(worker.run(stop))
     try:
@@ -257,6 +258,8 @@ async def _hand_over(
     jobs: Sequence[NewJob],
     known: Known,
     statements: Sequence[Executable] = (),
+    *,
+    inline: bool = False,
 ) -> list[Job]:
     """Lease ``jobs`` to the worker and hand them over, as the dispatcher does (after
     ``statements``, in the same transaction)."""
@@ -270,7 +273,7 @@ async def _hand_over(
         return reserved == len(jobs)
 
     await _until(room)
-    async with svc.db.write() as conn:
+    async with svc.db.write(inline=inline) as conn:
         for statement in statements:
             await conn.execute(statement)
         leased = await svc.queue.enqueue_leased(conn, jobs, worker.owner, worker.lease_seconds)
@@ -331,6 +334,27 @@ async def test_a_handed_job_whose_integration_is_cached_at_the_dispatchers_stamp
         await _until(lambda: len(sink.requests) == 2)
         await _until_done(svc, job)
     assert [request.path for request in sink.requests] == ["/hook", "/hook"]
+
+
+async def test_a_queue_wake_up_that_comes_with_handed_jobs_is_not_lost(
+    worker_svc: Services, sink: RecordingSink, backend: str
+) -> None:
+    """A job enqueued for a claim and a job handed over, both before the worker's next
+    step: the wake-up that the first one gave must still lead to a claim (the poll, 30 s
+    here, is not what finds it). SQLite's inline writes make the two land in one step."""
+    if backend != "sqlite":
+        pytest.skip("only inline writes (SQLite) put both in one step of the loop")
+    svc = worker_svc
+    stored = await add_integration(svc, sink.url("/hook"))
+    first, second = await publish(svc, 2)
+    found = await _events_of(svc, [second])
+    async with running_worker(svc, poll_seconds=30) as worker:
+        await _until(lambda: worker.reserve(1) == 1)
+        worker.take([], Known(), reserved=1)  # the worker sleeps: its first claim was empty
+        async with svc.db.write(inline=True) as conn:
+            await svc.queue.enqueue(conn, [_job_for(stored, first)])
+        await _hand_over(svc, worker, [_job_for(stored, second)], Known(found), inline=True)
+        await _until(lambda: len(sink.requests) == 2)
 
 
 async def test_a_worker_that_is_not_running_takes_nothing(worker_svc: Services) -> None:

@@ -199,6 +199,7 @@ class DeliveryWorker:
         self._handed_over: list[Job] = []  # leased by this process's dispatcher, to admit
         self._handed_known: list[Known] = []  # what the dispatcher read for them
         self._handoff_arrived = asyncio.Event()
+        self._work_signalled = False  # the queue's wake-up was taken, no claim since
         self._accepting = False  # the role loop runs: jobs may be handed over
         self._more_due = False  # the last claim was full: a backlog is likely waiting
         self._committing = False
@@ -263,6 +264,7 @@ class DeliveryWorker:
                 continue
             if self._next_due <= time.time():
                 self._next_due = float("inf")
+            self._work_signalled = False  # this claim acts on it
             request = self._claim_request(budget)
             self._reserved += request.limit
             try:
@@ -289,17 +291,16 @@ class DeliveryWorker:
     async def _sleep_until_work(self, stop: asyncio.Event) -> None:
         """Until jobs may be due: the queue's wake-up (level-triggered: one that came
         meanwhile returns at once), jobs handed over or claimed by a commit, the next retry
-        due, or the poll."""
-        if self._handed or self._handed_over:
+        due, or the poll. A wake-up of the queue taken here is kept (``_work_signalled``)
+        until a claim acts on it: handed-over jobs arriving with it must not swallow it."""
+        if self._handed or self._handed_over or self._work_signalled:
             return
         wait = min(self.poll_seconds, max(0.0, self._next_due - time.time()))
         self._handoff_arrived.clear()
-        await self._wait_for(
-            stop,
-            wait,
-            self.queue.wait_for_work(wait, queue=DELIVERY_QUEUE),
-            self._handoff_arrived.wait(),
-        )
+        woken = asyncio.ensure_future(self.queue.wait_for_work(wait, queue=DELIVERY_QUEUE))
+        await self._wait_for(stop, wait, woken, self._handoff_arrived.wait())
+        if woken.done() and not woken.cancelled() and woken.result():
+            self._work_signalled = True
 
     def _budget(self, freed: int = 0) -> int:
         """How many jobs to claim now (``freed`` claims are about to be committed). Claims
@@ -549,10 +550,14 @@ class DeliveryWorker:
 
     def reserve(self, wanted: int) -> int:
         """Room for new jobs straight from the dispatcher: only while the role loop runs
-        and the last claim came back short (no backlog for them to overtake)."""
+        and the last claim came back short (no backlog for them to overtake), and only as
+        many as can start at once (idle slots): a burst is better served by claims, which
+        the commits then take over (one transaction per cycle)."""
         if not self._accepting or self._stopping or self._more_due:
             return 0
-        granted = min(wanted, self._budget())  # the budget is never negative
+        waiting = sum(len(lane.queue) for lane in self._queued.values())
+        idle = self.concurrency - self._running - waiting - self._reserved
+        granted = max(0, min(wanted, self._budget(), idle))
         self._reserved += granted
         return granted
 
