@@ -16,8 +16,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from junctionbox.store.database import Database
-from junctionbox.store.queries.driver_calls import sqlite_driver_run
-from junctionbox.store.sqlite_inline import InlineConnection
+from junctionbox.store.sqlite_inline import (
+    AUTOCHECKPOINT_PAGES,
+    INLINE_AUTOCHECKPOINT_PAGES,
+    InlineConnection,
+)
 
 pytestmark = pytest.mark.usefixtures("sqlite_only")
 
@@ -139,41 +142,17 @@ async def test_an_in_memory_database_keeps_aiosqlites_connections() -> None:
         await db.dispose()
 
 
-def _begin_and_note_thread(seen: list[int]) -> Any:
-    def work(sqlite: sqlite3.Connection) -> int:
-        sqlite.execute("BEGIN IMMEDIATE")
-        seen.append(threading.get_ident())
-        sqlite.execute("INSERT INTO t VALUES (3)")
-        sqlite.execute("COMMIT")
-        return 3
-
-    return work
-
-
-async def test_driver_work_runs_inline_when_asked_and_on_the_thread_when_locked_elsewhere(
-    db: Database, tmp_path: Path
+async def test_an_inline_write_leaves_the_wal_checkpoint_to_commits_on_the_thread(
+    db: Database,
 ) -> None:
-    seen: list[int] = []
-    async with db.driver(inline=True) as driver:
-        assert await sqlite_driver_run(driver, _begin_and_note_thread(seen)) == 3
-    async with db.driver() as driver:
-        assert await sqlite_driver_run(driver, _begin_and_note_thread(seen)) == 3
-    other = sqlite3.connect(tmp_path / "jb.db", isolation_level=None, check_same_thread=False)
-    other.execute("BEGIN IMMEDIATE")
+    """A checkpoint copies pages and syncs the file: inside an inline commit it would stop
+    the loop. An inline write raises its checkpoint threshold; the connection gets SQLite's
+    default back when it returns to the pool."""
 
-    async def locked_out() -> int:
-        async with db.driver(inline=True) as driver:
-            return await sqlite_driver_run(driver, _begin_and_note_thread(seen))
+    async def threshold(conn: AsyncConnection) -> int:
+        return int((await conn.exec_driver_sql("PRAGMA wal_autocheckpoint")).scalar_one())
 
-    try:
-        writing = asyncio.create_task(locked_out())
-        await asyncio.sleep(0.2)
-        assert not writing.done()  # waiting for the lock, off the loop
-        other.execute("COMMIT")
-        assert await asyncio.wait_for(writing, 5) == 3
-    finally:
-        other.close()
-    here = threading.get_ident()
-    assert [thread == here for thread in seen] == [True, False, False]
-    async with db.read() as conn:
-        assert (await conn.execute(text("SELECT count(*) FROM t"))).scalar_one() == 3
+    async with db.write(inline=True) as conn:
+        assert await threshold(conn) == INLINE_AUTOCHECKPOINT_PAGES
+    async with db.write() as conn:
+        assert await threshold(conn) == AUTOCHECKPOINT_PAGES

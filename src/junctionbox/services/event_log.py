@@ -7,9 +7,9 @@ subscriptions) hear about events only after the commit.
 
 The group commit's appends (``append_together``) record nothing alongside: when their ids
 are all made here and their streams known, they commit below SQLAlchemy
-(``queries.append_committed``: one statement on PostgreSQL; one call on SQLite, on the
-loop's own thread for a small group, see ``store.sqlite_inline``), which halves a small
-write's CPU (SQLite 0.80 -> 0.42 ms, PostgreSQL 0.76 -> 0.35 ms for two events, in process).
+(``queries.append_committed``: one statement on PostgreSQL; one call on aiosqlite's thread,
+where the WAL checkpoints happen, see ``store.sqlite_inline``), which halves a small write's
+CPU (SQLite 0.80 -> 0.42 ms, PostgreSQL 0.76 -> 0.35 ms for two events, in process).
 
 Offsets: each partition has a counter row; reserving offsets updates it, which on PostgreSQL
 locks the row until commit, so a partition's offsets become visible strictly in order and a
@@ -43,7 +43,6 @@ from junctionbox.errors import ConflictError
 from junctionbox.services.read_cache import ReadCache
 from junctionbox.store.database import Database
 from junctionbox.store.queries import events as queries
-from junctionbox.store.sqlite_inline import SMALL_BATCH
 from junctionbox.store.types import utcnow
 
 log = logging.getLogger(__name__)
@@ -155,8 +154,7 @@ class EventLog:
         named_parts, appends = plan
         stored: list[list[StoredEvent]] | None = []
         if appends:
-            small = sum(len(p.drafts) for p in parts) <= SMALL_BATCH
-            async with self.db.driver(inline=small) as driver:
+            async with self.db.driver() as driver:
                 stored = await queries.append_committed(
                     driver, self.db.engine.dialect, appends, announce_on=EVENTS_CHANNEL
                 )

@@ -35,11 +35,6 @@ from sqlalchemy.util import await_only, greenlet_spawn
 from junctionbox.errors import ConflictError, JunctionboxError, ServiceUnavailableError
 from junctionbox.store.queries.driver_calls import pg_call, pg_driver
 from junctionbox.store.sqlite_inline import InlineConnection, inline_connect
-from junctionbox.store.wal_checkpoints import (
-    BACKSTOP_PAGES,
-    SQLITE_AUTOCHECKPOINT_PAGES,
-    WalCheckpointer,
-)
 
 log = logging.getLogger(__name__)
 _WRITE = "jb_write"
@@ -74,11 +69,6 @@ class Database:
         self.engine: AsyncEngine = self._create_engine(url, pool_size, busy_timeout_ms)
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
         self._option_engines: dict[tuple[bool, bool], AsyncEngine] = {}
-        self._checkpointer: WalCheckpointer | None = None
-        path = _checkpointed_file(url) if self.is_sqlite else None
-        if path is not None:
-            self._checkpointer = WalCheckpointer(path, owner=self)
-            self._checkpointer.start()
 
     @property
     def is_sqlite(self) -> bool:
@@ -87,7 +77,7 @@ class Database:
     def _create_engine(self, url: str, pool_size: int, busy_timeout_ms: int) -> AsyncEngine:
         if self.dialect == "sqlite":
             _ensure_sqlite_directory(url)
-            in_file = _checkpointed_file(url) is not None
+            in_file = _file_of(url) is not None
             engine = create_async_engine(
                 url,
                 json_serializer=dumps_json,
@@ -97,7 +87,7 @@ class Database:
                 # an in-memory database's connection is bound to its own thread.
                 connect_args={"async_creator_fn": inline_connect} if in_file else {},
             )
-            _install_sqlite_hooks(engine, busy_timeout_ms, checkpointed=in_file)
+            _install_sqlite_hooks(engine, busy_timeout_ms)
             return engine
         engine = create_async_engine(
             url,
@@ -147,7 +137,7 @@ class Database:
             yield conn
 
     @asynccontextmanager
-    async def driver(self, *, inline: bool = False) -> AsyncIterator[Any]:
+    async def driver(self) -> AsyncIterator[Any]:
         """A pooled connection's own driver connection (aiosqlite's or asyncpg's), outside
         any transaction, for a unit of work that runs entirely on the driver and ends its
         own transaction (one statement on PostgreSQL; BEGIN IMMEDIATE … COMMIT in one call
@@ -156,8 +146,7 @@ class Database:
         out a connection, as much again to begin and commit): for the hottest small writes.
 
         If the work fails the connection is discarded (the pool opens another): it may be
-        broken, or be left in the middle of a statement. ``inline``: short work, run on this
-        thread by ``sqlite_driver_run`` (see :mod:`junctionbox.store.sqlite_inline`)."""
+        broken, or be left in the middle of a statement."""
         async with self._write_lock or contextlib.nullcontext():
             try:
                 raw = await self.engine.raw_connection()
@@ -165,11 +154,8 @@ class Database:
                 raise translate_error(exc) from exc
             except (TimeoutError, OSError) as exc:
                 raise ServiceUnavailableError("database unavailable") from exc
-            driver = raw.driver_connection
-            if inline and isinstance(driver, InlineConnection) and driver.idle:
-                driver.inline = True  # cleared when the connection goes back to the pool
             try:
-                yield driver
+                yield raw.driver_connection
             except BaseException:
                 await greenlet_spawn(raw.invalidate)
                 raise
@@ -216,8 +202,6 @@ class Database:
         return time.perf_counter() - started
 
     async def dispose(self) -> None:
-        if self._checkpointer is not None:
-            await asyncio.to_thread(self._checkpointer.stop)
         await self.engine.dispose()
 
 
@@ -304,20 +288,15 @@ def _begin_inline(driver: Any, statement: str) -> bool:
     return False
 
 
-def _checkpointed_file(url: str) -> str | None:
-    """The SQLite file whose WAL a :class:`WalCheckpointer` checkpoints (see
-    :mod:`junctionbox.store.wal_checkpoints`); None for an in-memory or URI database, which
-    keep SQLite's own automatic checkpoints."""
+def _file_of(url: str) -> str | None:
+    """The SQLite database's file; None for an in-memory or URI database."""
     database = make_url(url).database
     if not database or database == ":memory:" or database.startswith("file:"):
         return None
     return database
 
 
-def _install_sqlite_hooks(engine: AsyncEngine, busy_timeout_ms: int, *, checkpointed: bool) -> None:
-    # With a WalCheckpointer, the connections' own automatic checkpoint is only a backstop.
-    autocheckpoint = BACKSTOP_PAGES if checkpointed else SQLITE_AUTOCHECKPOINT_PAGES
-
+def _install_sqlite_hooks(engine: AsyncEngine, busy_timeout_ms: int) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy's begin event, not the driver, decide when transactions start.
@@ -330,7 +309,6 @@ def _install_sqlite_hooks(engine: AsyncEngine, busy_timeout_ms: int, *, checkpoi
             f"PRAGMA busy_timeout={busy_timeout_ms}",
             "PRAGMA foreign_keys=ON",
             "PRAGMA synchronous=NORMAL",
-            f"PRAGMA wal_autocheckpoint={autocheckpoint}",
         ):
             cursor.execute(pragma)
         cursor.close()
@@ -353,7 +331,7 @@ def _install_sqlite_hooks(engine: AsyncEngine, busy_timeout_ms: int, *, checkpoi
     def _on_checkin(dbapi_connection: Any, _record: Any) -> None:
         driver = getattr(dbapi_connection, "driver_connection", None)
         if isinstance(driver, InlineConnection):
-            driver.inline = False  # the next transaction decides for itself
+            driver.leave_inline()  # the next transaction decides for itself
 
     @event.listens_for(engine.sync_engine, "reset")
     def _on_reset(dbapi_connection: Any, _record: Any, state: PoolResetState) -> None:

@@ -13,7 +13,6 @@ from sqlalchemy import Dialect, Table, bindparam, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from junctionbox.errors import ConflictError, JunctionboxError, ServiceUnavailableError
-from junctionbox.store.sqlite_inline import InlineConnection
 
 T = TypeVar("T")
 Processor = Callable[[Any], Any]
@@ -89,20 +88,8 @@ async def sqlite_run(conn: AsyncConnection, work: Callable[[sqlite3.Connection],
 async def sqlite_driver_run(driver: Any, work: Callable[[sqlite3.Connection], T]) -> T:
     """``work(sqlite3 connection)`` on the thread of ``driver`` (an aiosqlite connection),
     in one hand-over, sqlite3's errors translated. aiosqlite runs every call on its thread
-    through ``_execute`` and keeps the sqlite3 connection as ``_conn``. A connection set to
-    run inline (``Database.driver(inline=True)``) runs it on this thread, unless another
-    process holds the write lock as the work begins (see :mod:`..sqlite_inline`)."""
-    if isinstance(driver, InlineConnection) and driver.inline and driver.idle:
-        done, result = await sqlite_call(_now(driver.try_inline, work))
-        if done:
-            return result  # type: ignore[return-value]  # done: work's own result
-        driver.inline = False
+    through ``_execute`` and keeps the sqlite3 connection as ``_conn``."""
     return await sqlite_call(driver._execute(lambda: work(driver._conn)))
-
-
-async def _now(function: Callable[..., T], *args: Any) -> T:
-    """``function(*args)`` as an awaitable (for :func:`sqlite_call`'s translation)."""
-    return function(*args)
 
 
 async def pg_driver(conn: AsyncConnection) -> Any:
