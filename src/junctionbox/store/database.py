@@ -34,7 +34,11 @@ from sqlalchemy.util import await_only, greenlet_spawn
 
 from junctionbox.errors import ConflictError, JunctionboxError, ServiceUnavailableError
 from junctionbox.store.queries.driver_calls import pg_call, pg_driver
-from junctionbox.store.sqlite_inline import InlineConnection, inline_connect
+from junctionbox.store.sqlite_inline import (
+    AUTOCHECKPOINT_PAGES,
+    InlineConnection,
+    inline_connect,
+)
 
 log = logging.getLogger(__name__)
 _WRITE = "jb_write"
@@ -309,6 +313,7 @@ def _install_sqlite_hooks(engine: AsyncEngine, busy_timeout_ms: int) -> None:
             f"PRAGMA busy_timeout={busy_timeout_ms}",
             "PRAGMA foreign_keys=ON",
             "PRAGMA synchronous=NORMAL",
+            f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}",
         ):
             cursor.execute(pragma)
         cursor.close()

@@ -49,8 +49,11 @@ IMMEDIATE = "BEGIN IMMEDIATE"
 # SQLite work overlaps the event loop's (the GIL is released while SQLite runs), which is
 # worth more than the hand-overs once a batch is large.
 SMALL_BATCH = 16
-# SQLite's default checkpoint threshold (pages), and the one an inline commit uses.
-AUTOCHECKPOINT_PAGES = 1000
+# The checkpoint threshold (pages) of the connections, and the one an inline commit uses.
+# Smaller than SQLite's default (1000): a checkpoint holds the write lock while it copies the
+# pages and syncs the file, so many small ones stall writers less than a few big ones
+# (single publishes at 1000/s, p99: 13-17 ms at 1000 pages, 8.1 ms at 250, 6.6-6.9 at 100).
+AUTOCHECKPOINT_PAGES = 100
 INLINE_AUTOCHECKPOINT_PAGES = 16384
 
 
