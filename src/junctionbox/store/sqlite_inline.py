@@ -38,11 +38,10 @@ import asyncio
 import sqlite3
 from collections.abc import Callable
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
 import aiosqlite
 
-T = TypeVar("T")
 IMMEDIATE = "BEGIN IMMEDIATE"
 # A transaction over at most this many items (jobs, events, outcomes) is short enough to run
 # inline: a few hundred microseconds of SQLite. A larger batch keeps the thread, where its
@@ -98,13 +97,21 @@ class InlineConnection(aiosqlite.Connection):
         ``BEGIN IMMEDIATE`` and another process holds the write lock (the caller then
         begins on the connection's thread, which waits for the lock). A write's commit
         then leaves the WAL checkpoint to a commit on a thread (see the module)."""
+        sqlite = self._conn
         if statement != IMMEDIATE:
-            self._conn.execute(statement)
+            sqlite.execute(statement)
             return True
-        done, _ = self.try_inline(lambda sqlite: sqlite.execute(statement))
-        if done:
-            self._set_autocheckpoint(INLINE_AUTOCHECKPOINT_PAGES)
-        return done
+        sqlite.execute("PRAGMA busy_timeout=0")
+        try:
+            sqlite.execute(statement)
+        except sqlite3.OperationalError as exc:
+            if sqlite.in_transaction or "locked" not in str(exc):
+                raise
+            return False
+        finally:
+            sqlite.execute(f"PRAGMA busy_timeout={self.busy_timeout_ms}")
+        self._set_autocheckpoint(INLINE_AUTOCHECKPOINT_PAGES)
+        return True
 
     def leave_inline(self) -> None:
         """Back to running calls on the connection's thread (when it returns to the pool)."""
@@ -115,22 +122,6 @@ class InlineConnection(aiosqlite.Connection):
     def _set_autocheckpoint(self, pages: int) -> None:
         self._conn.execute(f"PRAGMA wal_autocheckpoint={pages}")
         self._autocheckpoint = pages
-
-    def try_inline(self, work: Callable[[sqlite3.Connection], T]) -> tuple[bool, T | None]:
-        """``work`` on this thread without waiting for the write lock: (True, its result),
-        or (False, None) when another process held the lock as the work began its
-        transaction (nothing done: the caller runs it on the connection's thread, which
-        waits). ``work`` must begin its transaction before it changes anything."""
-        sqlite = self._conn
-        sqlite.execute("PRAGMA busy_timeout=0")
-        try:
-            return True, work(sqlite)
-        except sqlite3.OperationalError as exc:
-            if sqlite.in_transaction or "locked" not in str(exc):
-                raise
-            return False, None
-        finally:
-            sqlite.execute(f"PRAGMA busy_timeout={self.busy_timeout_ms}")
 
 
 def inline_connect(database: str, **kwargs: Any) -> InlineConnection:
