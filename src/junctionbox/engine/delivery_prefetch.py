@@ -94,11 +94,15 @@ class DeliveryLoader:
     async def prepare(self, jobs: Sequence[Job], known: Known = NOTHING_KNOWN) -> list[Prepared]:
         """The jobs prepared. ``known``: what the dispatcher read for jobs it handed over
         (events, integrations' stamps), not read again; when it covers every job and the
-        caches the rest, nothing is read at all."""
+        caches the rest, nothing is read but the breakers when they are due."""
         deliveries = [_delivery_of(job) for job in jobs]
         wanted = [d for d in deliveries if d is not None]
         from_memory = self._from_memory(jobs, deliveries, known)
         if from_memory is not None:
+            keys = {p.ready.breaker_key for p in from_memory if p.ready is not None}
+            if self.breakers.needs_refresh(keys):
+                async with self.db.read(inline=True) as conn:
+                    await self.breakers.refresh(conn, keys)
             return from_memory
         async with self.db.read(inline=len(jobs) <= SMALL_BATCH) as conn:
             ids = {d.integration_id for d in wanted}
@@ -121,8 +125,8 @@ class DeliveryLoader:
         self, jobs: Sequence[Job], deliveries: Sequence[DeliveryJob | None], known: Known
     ) -> list[Prepared] | None:
         """The jobs prepared without a read, when everything they need is in hand: each
-        one's event, and its integration cached at the stamp the dispatcher just read (and
-        the tenants' parents, and the breakers fresh enough); else None."""
+        one's event, its integration cached at the stamp the dispatcher just read, and the
+        tenants' parents; else None. (The breakers are the caller's to refresh.)"""
         if not known.stamps:
             return None
         integrations: dict[str, StoredIntegration | Problem] = {}
@@ -137,12 +141,10 @@ class DeliveryLoader:
             if delivery.org_id not in self._parents or _position(delivery) not in known.events:
                 return None
             integrations[integration_id] = cached[1]
-        prepared = [
+        return [
             self._prepare(job, delivery, integrations, known.events)
             for job, delivery in zip(jobs, deliveries, strict=True)
         ]
-        keys = {p.ready.breaker_key for p in prepared if p.ready is not None}
-        return None if self.breakers.needs_refresh(keys) else prepared
 
     def _prepare(
         self,
