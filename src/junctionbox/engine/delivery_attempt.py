@@ -479,7 +479,7 @@ class AttemptRunner:
             response_headers=result.headers if result else None,
             response_body=_scrub_bytes(result.body, request) if result else None,
             correlation_id=_correlation_id(r.delivery, r.event),
-            trace_id=trace.trace_id or _trace_id(),
+            trace_id=trace.trace_id or fresh_trace_id(),
             signature=request.signature if request else None,
             trigger_type=r.delivery.trigger.value,
             action_name=r.action.name,
@@ -561,7 +561,7 @@ def _bare_row(
         response_headers=None,
         response_body=None,
         correlation_id=_correlation_id(delivery, event),
-        trace_id=_trace_id(),
+        trace_id=fresh_trace_id(),
         signature=None,
         trigger_type=delivery.trigger.value,
         action_name=action.name if action else None,
@@ -670,9 +670,3 @@ def _log_id() -> str:
     # Unique is enough for a log row's id (time-sortable by its milliseconds): entropy from
     # the module generator (seeded from os.urandom) spares a system call per attempt.
     return new_id_of("dlv", _random.getrandbits(80))
-
-
-def _trace_id() -> str:
-    # Time first, as every fresh trace id (observability.tracing): the log's trace_id index
-    # then takes the row near its end rather than at a random page.
-    return fresh_trace_id()
