@@ -280,18 +280,6 @@ def _ensure_sqlite_directory(url: str) -> None:
         Path(database).parent.mkdir(parents=True, exist_ok=True)
 
 
-def _begin_inline(driver: Any, statement: str) -> bool:
-    """Begin on this thread when the connection can (see :mod:`.sqlite_inline`); False:
-    begin on its own thread instead (and run the transaction's calls there)."""
-    if not isinstance(driver, InlineConnection) or not driver.idle:
-        return False
-    driver.inline = True
-    if driver.begin_inline(statement):
-        return True
-    driver.inline = False  # another process holds the write lock: wait for it off the loop
-    return False
-
-
 def _file_of(url: str) -> str | None:
     """The SQLite database's file; None for an in-memory or URI database."""
     database = make_url(url).database
@@ -324,7 +312,8 @@ def _install_sqlite_hooks(engine: AsyncEngine, busy_timeout_ms: int) -> None:
         statement = "BEGIN IMMEDIATE" if options.get(_WRITE, False) else "BEGIN"
         driver = conn.connection.driver_connection
         try:
-            if options.get(_INLINE, False) and _begin_inline(driver, statement):
+            inline = options.get(_INLINE, False) and isinstance(driver, InlineConnection)
+            if inline and driver.begin_inline(statement):
                 return
             # Straight on the driver: one hand-over to its thread, where exec_driver_sql
             # takes three (cursor, execute, close) and costs more CPU than the work.

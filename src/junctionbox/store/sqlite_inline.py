@@ -93,13 +93,17 @@ class InlineConnection(aiosqlite.Connection):
             self._finished += 1
 
     def begin_inline(self, statement: str) -> bool:
-        """``statement`` (a BEGIN) on this thread; False, with nothing begun, when it is
+        """``statement`` (a BEGIN) on this thread, and the transaction's calls after it;
+        False, with nothing begun, when a call of the thread is still running or when it is
         ``BEGIN IMMEDIATE`` and another process holds the write lock (the caller then
         begins on the connection's thread, which waits for the lock). A write's commit
         then leaves the WAL checkpoint to a commit on a thread (see the module)."""
+        if not self.idle:
+            return False
         sqlite = self._conn
         if statement != IMMEDIATE:
             sqlite.execute(statement)
+            self.inline = True
             return True
         sqlite.execute("PRAGMA busy_timeout=0")
         try:
@@ -111,6 +115,7 @@ class InlineConnection(aiosqlite.Connection):
         finally:
             sqlite.execute(f"PRAGMA busy_timeout={self.busy_timeout_ms}")
         self._set_autocheckpoint(INLINE_AUTOCHECKPOINT_PAGES)
+        self.inline = True
         return True
 
     def leave_inline(self) -> None:
