@@ -28,6 +28,7 @@ from junctionbox.api.routers import subscribe
 from junctionbox.domain.events import AppendResult, EventDraft
 from junctionbox.errors import RateLimitedError, ValidationError
 from junctionbox.runtime import build_services
+from junctionbox.services import live as live_module
 from junctionbox.services.container import Services
 from junctionbox.services.live import (
     CloseKind,
@@ -521,6 +522,45 @@ async def test_live_events_during_a_backlog_are_not_lost(world: World) -> None:
                 received += [d.event.event_id for d in batch]
             assert received == [p.event_id for p in backlog + live]
             assert not subscription.catching_up
+            subscription.close()
+    finally:
+        await hub.stop()
+
+
+async def test_events_committed_while_the_layout_is_read_are_not_forgotten(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A catching-up subscription hears of events the layout it is reading cannot see yet
+    (they committed after its snapshot). Those positions are still to come, not gone: the
+    subscription must read them before it goes live, even when nothing follows them."""
+    services = world.services
+    hub = LiveHub(services.db, services.event_log, queue_size=4, page_size=3)  # holds 2 live
+    layouts = 0
+    live: list[AppendResult] = []
+    read_layout = live_module._layout
+
+    async def layout_then_appends(*args: Any) -> Any:
+        nonlocal layouts
+        layout = await read_layout(*args)
+        layouts += 1
+        if layouts == 1:  # the snapshot is taken; these commit after it
+            live.extend(
+                await append(services, 100, *(draft(n, partition_key="p") for n in (3, 4, 5)))
+            )
+        return layout
+
+    monkeypatch.setattr(live_module, "_layout", layout_then_appends)
+    await hub.start()
+    try:
+        async with asyncio.timeout(LIMIT):
+            backlog = await append(services, 100, *(draft(n, partition_key="p") for n in range(3)))
+            subscription = await hub.subscribe(100, start="earliest")
+            received = []
+            while len(received) < 6:
+                batch = await subscription.next_batch(5)
+                assert batch, "events were lost"
+                received += [d.event.event_id for d in batch]
+            assert received == [p.event_id for p in backlog + live]
             subscription.close()
     finally:
         await hub.stop()

@@ -293,12 +293,18 @@ class Subscription:
         self.initial_id = self._id()
         self._task = self._hub.spawn(self._hub.catch_up(self), f"jb-live-catch-up-{self.org_id}")
 
-    def clamp(self, layout: Layout) -> None:
+    def announced_so_far(self) -> dict[tuple[str, int], int]:
+        """The announced positions now, taken before reading the layout ``clamp`` gets."""
+        return dict(self._marks)
+
+    def clamp(self, layout: Layout, announced_before: dict[tuple[str, int], int]) -> None:
         """Fit the cursors to what the log holds. One past its end (a forged id, or one from
         before a stream was deleted and made again) comes back to it, so that new events are
         not taken for old; one before what retention kept moves up to it (those events are
         gone). Announced positions the log no longer holds are forgotten, so that catching
-        up does not wait for them forever."""
+        up does not wait for them forever; but only those announced before the layout was
+        read: one announced since may have committed after the read's snapshot, and is
+        still to come (the next scan judges it)."""
         for stream in [s for s in self._cursor if s not in layout]:
             del self._cursor[stream]
             self._encoded = None
@@ -307,9 +313,10 @@ class Subscription:
                 position = self.position(stream, partition)
                 if not floor <= position <= last:
                     self._set(stream, partition, min(max(position, floor), last))
-        for (stream, partition), mark in list(self._marks.items()):
-            _, last = layout.get(stream, {}).get(partition, (-1, -1))
-            self._marks[(stream, partition)] = min(mark, last)
+        for (stream, partition), mark in announced_before.items():
+            if self._marks.get((stream, partition)) == mark:
+                _, last = layout.get(stream, {}).get(partition, (-1, -1))
+                self._marks[(stream, partition)] = min(mark, last)
 
     async def take_backlog(self, event: StoredEvent) -> None:
         """An event read from the log: waits for room rather than dropping the client."""
@@ -574,9 +581,10 @@ class LiveHub:
 
     async def _scan(self, subscription: Subscription) -> None:
         org_id = subscription.org_id
+        announced = subscription.announced_so_far()
         async with self.db.read() as conn:
             layout = await _layout(conn, org_id, subscription.streams)
-        subscription.clamp(layout)
+        subscription.clamp(layout, announced)
         for stream, parts in layout.items():
             for partition, (_, last) in parts.items():
                 while (after := subscription.position(stream, partition)) < last:
