@@ -94,6 +94,23 @@ async def test_enqueue_claim_complete(queue: JobQueue, clock: Clock) -> None:
     assert await queue.claim(Q, "worker-b", 10, 30) == []
 
 
+async def test_a_claim_gives_back_every_payload_as_stored(queue: JobQueue) -> None:
+    """Claims on SQLite read their jobs back as one JSON document: payloads orjson refuses
+    (an integer beyond 64 bits), unicode and nesting still come back as they went in."""
+    payloads = [
+        {"big": 2**70, "neg": -(2**65)},
+        {
+            "text": 'zaż\u00f3\u0142\u0107 \U0001f600 "quoted" \\ back',
+            "nested": [{"a": [1, 2.5, None]}],
+        },
+        {"n": 3},
+    ]
+    ids = await queue.enqueue_now([NewJob("delivery", p) for p in payloads])
+    claimed = {j.id: j for j in await queue.claim(Q, "w1", 10, 30)}
+    assert [claimed[i].payload for i in ids] == payloads
+    assert {j.state for j in claimed.values()} == {JobState.RUNNING}
+
+
 async def test_enqueue_joins_the_callers_transaction(db: Database, queue: JobQueue) -> None:
     async def enqueue_then_fail() -> None:
         async with db.write() as conn:

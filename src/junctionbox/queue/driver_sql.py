@@ -143,7 +143,8 @@ def _reap_sql(dialect: str) -> str:
 # The ids in one parameter: an array on PostgreSQL, a JSON array on SQLite (``json_each``:
 # one statement text whatever their number, so SQLite prepares it once). PostgreSQL returns
 # the leased rows; SQLite reads them back as one JSON array of arrays (``JOB_COLUMNS``
-# order, the payload as JSON, parsed with the rest): a row per job would be a step each.
+# order): a row per job would be a step each. The payload stays a string in it, parsed on
+# its own as before: SQLite's ``json()`` would refuse a stored ``NaN`` and fail the claim.
 _LEASE_PG: Final = sql_for(
     "postgresql",
     _LEASE.format(ids="id = ANY(?::text[])") + f" RETURNING {', '.join(JOB_COLUMNS)}",
@@ -151,7 +152,7 @@ _LEASE_PG: Final = sql_for(
 _LEASE_SQLITE: Final = sql_for("sqlite", _LEASE.format(ids=_SQLITE_IDS))
 _LEASED_SQLITE: Final = (
     "SELECT json_group_array(json_array("  # noqa: S608 (the module's constants only)
-    + ", ".join("json(payload)" if c == "payload" else c for c in JOB_COLUMNS)
+    + ", ".join(JOB_COLUMNS)
     + f")) FROM jobs WHERE {_SQLITE_IDS} AND lease_token = ?"
 )
 
@@ -226,7 +227,9 @@ async def _claim_on_pg(driver: Any, request: Claim) -> list[Job]:
 
 
 _RUNNING: Final = JobState.RUNNING
-_RUN_AT, _LEASED_UNTIL = (JOB_COLUMNS.index(n) for n in ("run_at", "leased_until"))
+_PAYLOAD, _RUN_AT, _LEASED_UNTIL = (
+    JOB_COLUMNS.index(n) for n in ("payload", "run_at", "leased_until")
+)
 _FINISHED_AT, _CREATED_AT, _UPDATED_AT = (
     JOB_COLUMNS.index(n) for n in ("finished_at", "created_at", "updated_at")
 )
@@ -234,7 +237,9 @@ _SQLITE_MOMENTS: Final = (_RUN_AT, _LEASED_UNTIL, _FINISHED_AT, _CREATED_AT, _UP
 
 
 def _sqlite_job(values: list[Any]) -> Job:
-    """A job from its ``_LEASED_SQLITE`` array (payload parsed already)."""
+    """A job from its ``_LEASED_SQLITE`` array."""
+    payload = values[_PAYLOAD]
+    values[_PAYLOAD] = loads_json(payload) if payload is not None else None
     for index in _SQLITE_MOMENTS:
         values[index] = sqlite_utc_moment(values[index])
     job = Job(*values)
