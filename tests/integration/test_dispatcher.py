@@ -412,3 +412,81 @@ async def test_a_failing_partition_backs_off_and_is_retried(
     assert calls == 2
     assert "failed (1 in a row); retrying in 0.2 s" in caplog.text
     assert running._failing == {}
+
+
+async def test_small_batches_of_several_partitions_share_one_transaction(
+    svc: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite has one writer, so partitions take turns for it: the few events a publish
+    spreads over several partitions are dispatched in one transaction, not one each."""
+    if not svc.db.is_sqlite:
+        pytest.skip("PostgreSQL dispatches partitions in parallel transactions")
+    await add_integration(svc, 100, "orders")
+    stop = asyncio.Event()
+    running = dispatcher(svc, poll_seconds=30)
+    task = asyncio.create_task(running.run(stop))
+    try:
+        first = await publish_as(svc, 100, [order(n, key=f"k{n}") for n in range(8)])
+        await eventually(lambda s: has_jobs(s, 8), svc)  # the cursors are known from here on
+        writes: list[dict[str, Any]] = []
+        real_write = svc.db.write
+
+        def counted(**options: Any) -> Any:
+            writes.append(options)
+            return real_write(**options)
+
+        monkeypatch.setattr(svc.db, "write", counted)
+        # The same keys: the same partitions, whose cursors the dispatcher knows.
+        second = await publish_as(svc, 100, [order(n, key=f"k{n - 8}") for n in range(8, 16)])
+        writes.clear()  # the publish's own
+        await eventually(lambda s: has_jobs(s, 16), svc)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 5)
+    assert len({e["partition"] for e in second}) > 1
+    assert writes == [{"durable": False, "inline": True}]
+    offsets = await committed(svc, 100)
+    for placed in first + second:
+        assert offsets[placed["partition"]] > placed["offset"]
+
+
+async def test_a_partition_failing_in_a_shared_transaction_holds_up_no_other(
+    svc: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A shared transaction that fails is retried one partition per transaction: the
+    failing partition backs off alone and the others' events are dispatched."""
+    await add_integration(svc, 100, "orders")
+    stop = asyncio.Event()
+    running = dispatcher(svc, poll_seconds=30)
+    task = asyncio.create_task(running.run(stop))
+    try:
+        first = await publish_as(svc, 100, [order(n, key=f"k{n}") for n in range(8)])
+        await eventually(lambda s: has_jobs(s, 8), svc)
+        real_advance = dispatch.advance
+        broken = first[0]["partition"]  # the same keys again below: the same partitions
+
+        async def advance(
+            conn: Any, group: str, org: int, stream: str, partition: int, *rest: Any
+        ) -> Any:
+            if partition == broken:
+                raise RuntimeError("this partition's batch fails")
+            return await real_advance(conn, group, org, stream, partition, *rest)
+
+        monkeypatch.setattr(dispatch, "advance", advance)
+        second = await publish_as(svc, 100, [order(n, key=f"k{n - 8}") for n in range(8, 16)])
+        healthy = [e for e in second if e["partition"] != broken]
+        await eventually(lambda s: has_jobs(s, 8 + len(healthy)), svc)
+        await eventually(backing_off, running)  # (PostgreSQL: once the batches in parallel end)
+        assert set(running._failing) == {(100, "orders", broken)}
+        assert len(await delivery_jobs(svc)) == 8 + len(healthy)
+        monkeypatch.undo()
+        running._failing.clear()
+        running._mark((100, "orders", broken), second[-1]["offset"])
+        await eventually(lambda s: has_jobs(s, 16), svc)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 5)
+
+
+async def backing_off(running: Dispatcher) -> bool:
+    return bool(running._failing)

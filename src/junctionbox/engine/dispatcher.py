@@ -206,12 +206,16 @@ class Dispatcher:
     async def _dispatch_all(
         self, items: list[tuple[PartitionKey, bool]]
     ) -> list[tuple[PartitionKey, BatchResult | BaseException]]:
+        done: list[tuple[PartitionKey, BatchResult | BaseException]] = []
+        if len(items) > 1 and self.db.is_sqlite:
+            together, items = await self._small_ones_together(items)
+            done += together
         if len(items) == 1:  # the common case at low latency: no task to create
             ((key, trust),) = items
             try:
-                return [(key, await self.dispatch_batch(*key, trust_cursor=trust))]
+                return [*done, (key, await self.dispatch_batch(*key, trust_cursor=trust))]
             except Exception as exc:
-                return [(key, exc)]
+                return [*done, (key, exc)]
         slots = asyncio.Semaphore(self.parallel)
 
         async def one(key: PartitionKey, trust: bool) -> BatchResult:
@@ -219,7 +223,7 @@ class Dispatcher:
                 return await self.dispatch_batch(*key, trust_cursor=trust)
 
         results = await asyncio.gather(*(one(*item) for item in items), return_exceptions=True)
-        return [(key, result) for (key, _), result in zip(items, results, strict=True)]
+        return [*done, *((key, r) for (key, _), r in zip(items, results, strict=True))]
 
     async def _scan(self) -> list[PartitionPosition]:
         """Every partition with undispatched events; also gives partitions the group has no
@@ -246,29 +250,88 @@ class Dispatcher:
         cursor = self._done.get(key) if trust_cursor else None
         # A batch known to be small (the events announced since our cursor) runs its SQLite
         # calls inline (store.sqlite_inline), and then reads no more than a small batch.
-        announced = self._announced.get(key)
-        inline = cursor is not None and announced is not None and announced < cursor + SMALL_BATCH
-        grant = _Grant(size=SMALL_BATCH if inline else self.batch_size)
-        committed = False
+        inline = self._announced_since(key, cursor) is not None
         try:
-            # Not durable: a batch a crash loses is dispatched again, with the same dedupe keys.
-            async with self.db.write(durable=False, inline=inline) as conn:
-                batch = await self._batch(conn, key, cursor, grant)
-            committed = True
+            [result] = await self._in_one_transaction([(key, cursor)], inline=inline)
         except _Raced:
             self._done.pop(key, None)
             log.info("dispatcher: %s/%s/%d moved under this batch; reading it again", *key)
             return BatchResult(0, True)
+        return result
+
+    def _announced_since(self, key: PartitionKey, cursor: int | None) -> int | None:
+        """How many events were announced past ``cursor`` when that is a small batch's
+        worth (``SMALL_BATCH`` at most); None when unknown or more."""
+        announced = self._announced.get(key)
+        if cursor is None or announced is None or announced >= cursor + SMALL_BATCH:
+            return None
+        return max(0, announced - cursor + 1)
+
+    async def _in_one_transaction(
+        self, items: Sequence[tuple[PartitionKey, int | None]], *, inline: bool
+    ) -> list[BatchResult]:
+        """The next batch of each partition (from its cursor, or else from the group's
+        committed offset) in ONE write transaction; whatever fails rolls all of them back
+        and propagates."""
+        size = SMALL_BATCH if inline else self.batch_size
+        grants = [_Grant(size=size) for _ in items]
+        batches: list[_Batch] = []
+        committed = False
+        try:
+            # Not durable: a batch a crash loses is dispatched again, with the same dedupe keys.
+            async with self.db.write(durable=False, inline=inline) as conn:
+                for (key, cursor), grant in zip(items, grants, strict=True):
+                    batches.append(await self._batch(conn, key, cursor, grant))
+            committed = True
         finally:
-            if grant.reserved and self.handoff is not None:
-                jobs = grant.jobs if committed else []
-                self.handoff.take(jobs, grant.known, grant.reserved)
-        if batch.following is None:
-            self._done.pop(key, None)
-        else:  # committed
-            self._done[key] = batch.following
-            _log_batch(key, batch.plan)
-        return batch.result
+            for grant in grants:
+                if grant.reserved and self.handoff is not None:
+                    jobs = grant.jobs if committed else []
+                    self.handoff.take(jobs, grant.known, grant.reserved)
+        for (key, _), batch in zip(items, batches, strict=True):
+            if batch.following is None:
+                self._done.pop(key, None)
+            else:
+                self._done[key] = batch.following
+                _log_batch(key, batch.plan)
+        return [batch.result for batch in batches]
+
+    async def _small_ones_together(
+        self, items: list[tuple[PartitionKey, bool]]
+    ) -> tuple[list[tuple[PartitionKey, BatchResult]], list[tuple[PartitionKey, bool]]]:
+        """SQLite (one writer, so partitions take turns anyway): the partitions whose
+        announced events make small batches are dispatched together, up to ``SMALL_BATCH``
+        events per inline transaction, instead of a transaction each: under a stream of
+        single publishes spread over a stream's partitions, every transaction waits its
+        turn for the write lock, and each partition's events waited for all the others'.
+        A group that fails is left to the usual way, one partition per transaction, so that
+        one partition's failure stays its own. The results, and the items left."""
+        groups: list[list[tuple[PartitionKey, int]]] = [[]]
+        left, room = [], SMALL_BATCH
+        for key, trust in items:
+            cursor = self._done.get(key) if trust else None
+            count = self._announced_since(key, cursor)
+            if cursor is None or count is None:
+                left.append((key, trust))
+                continue
+            if count > room:
+                groups.append([])
+                room = SMALL_BATCH
+            groups[-1].append((key, cursor))
+            room -= count
+        done: list[tuple[PartitionKey, BatchResult]] = []
+        for group in groups:
+            if len(group) < 2:
+                left += [(key, True) for key, _ in group]
+                continue
+            try:
+                results = await self._in_one_transaction(group, inline=True)
+            except Exception:  # _Raced too: each partition again on its own
+                log.debug("dispatching %d partitions together failed", len(group), exc_info=True)
+                left += [(key, True) for key, _ in group]
+                continue
+            done += [(key, result) for (key, _), result in zip(group, results, strict=True)]
+        return done, left
 
     async def _batch(
         self, conn: AsyncConnection, key: PartitionKey, cursor: int | None, grant: _Grant
