@@ -490,3 +490,41 @@ async def test_a_partition_failing_in_a_shared_transaction_holds_up_no_other(
 
 async def backing_off(running: Dispatcher) -> bool:
     return bool(running._failing)
+
+
+async def test_partitions_heard_about_do_not_wait_for_the_periodic_scan(
+    svc: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The periodic scan for lag is the safety net: a pass dispatches the partitions it
+    was woken for first, so a slow scan (a large log, a busy loop) holds up no publisher."""
+    await add_integration(svc, 100, "orders")
+    running = dispatcher(svc, poll_seconds=30)
+    real_scan = running._scan
+    release = asyncio.Event()
+    scans = 0
+
+    async def held_scan() -> Any:
+        nonlocal scans
+        scans += 1
+        if scans > 1:  # the start-up scan runs; the next one is held until the test ends
+            await release.wait()
+        return await real_scan()
+
+    monkeypatch.setattr(running, "_scan", held_scan)
+    stop = asyncio.Event()
+    task = asyncio.create_task(running.run(stop))
+    try:
+        await eventually(scanned_once, lambda: scans)
+        running._rescan = True  # the pass the publish wakes scans too
+        await publish_as(svc, 100, [order(1)])
+        await eventually(delivery_jobs, svc)
+        assert scans == 2  # dispatched while that scan is still held
+    finally:
+        release.set()
+        stop.set()
+        await asyncio.wait_for(task, 5)
+
+
+async def scanned_once(scans: Callable[[], int]) -> bool:
+    await asyncio.sleep(0.05)  # the start-up pass finishes after its scan
+    return scans() >= 1

@@ -155,14 +155,21 @@ class Dispatcher:
     # --- one pass ---
 
     async def _pass(self, *, full_scan: bool, raise_errors: bool = False) -> int:
-        """Dispatch the partitions heard about (and, on a full scan, every lagging one),
-        batch after batch, until each is caught up; the number of events dispatched."""
+        """Dispatch the partitions heard about, then, on a full scan, every lagging one,
+        batch after batch, until each is caught up; the number of events dispatched. (The
+        ones heard about first: they are what a publisher waits for, and the scan is only
+        the safety net.)"""
         # partition -> whether to start from our own cursor (not after a full scan: the
         # scan is what finds a partition whose log restarted under our cursor)
-        pending = dict.fromkeys(self._take_dirty(), True)
+        total = await self._catch_up(dict.fromkeys(self._take_dirty(), True), raise_errors)
         if full_scan:
             self._last_scan = time.monotonic()
-            pending.update((_key_of(p), False) for p in await self._scan())
+            lagging = {_key_of(p): False for p in await self._scan()}
+            total += await self._catch_up(lagging, raise_errors)
+        self.dispatched += total
+        return total
+
+    async def _catch_up(self, pending: dict[PartitionKey, bool], raise_errors: bool) -> int:
         total = 0
         while pending := self._not_backing_off(pending, raise_errors):
             results = await self._dispatch_all(sorted(pending.items()))
@@ -177,7 +184,6 @@ class Dispatcher:
                     raise result
                 else:
                     self._back_off(key, result)
-        self.dispatched += total
         return total
 
     def _not_backing_off(
