@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -421,13 +422,8 @@ async def test_small_batches_of_several_partitions_share_one_transaction(
     spreads over several partitions are dispatched in one transaction, not one each."""
     if not svc.db.is_sqlite:
         pytest.skip("PostgreSQL dispatches partitions in parallel transactions")
-    await add_integration(svc, 100, "orders")
-    stop = asyncio.Event()
-    running = dispatcher(svc, poll_seconds=30)
-    task = asyncio.create_task(running.run(stop))
-    try:
-        first = await publish_as(svc, 100, [order(n, key=f"k{n}") for n in range(8)])
-        await eventually(lambda s: has_jobs(s, 8), svc)  # the cursors are known from here on
+    async with dispatching(svc):
+        first = await publish_spread(svc, range(8))  # the cursors are known from here on
         writes: list[dict[str, Any]] = []
         real_write = svc.db.write
 
@@ -436,15 +432,10 @@ async def test_small_batches_of_several_partitions_share_one_transaction(
             return real_write(**options)
 
         monkeypatch.setattr(svc.db, "write", counted)
-        # The same keys: the same partitions, whose cursors the dispatcher knows.
-        second = await publish_as(svc, 100, [order(n, key=f"k{n - 8}") for n in range(8, 16)])
-        writes.clear()  # the publish's own
-        await eventually(lambda s: has_jobs(s, 16), svc)
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 5)
+        second = await publish_spread(svc, range(8, 16))
     assert len({e["partition"] for e in second}) > 1
-    assert writes == [{"durable": False, "inline": True}]
+    # The dispatcher's writes are the ones that need not be durable (see dispatch_batch).
+    assert [w for w in writes if not w.get("durable", True)] == [{"durable": False, "inline": True}]
     offsets = await committed(svc, 100)
     for placed in first + second:
         assert offsets[placed["partition"]] > placed["offset"]
@@ -455,15 +446,10 @@ async def test_a_partition_failing_in_a_shared_transaction_holds_up_no_other(
 ) -> None:
     """A shared transaction that fails is retried one partition per transaction: the
     failing partition backs off alone and the others' events are dispatched."""
-    await add_integration(svc, 100, "orders")
-    stop = asyncio.Event()
-    running = dispatcher(svc, poll_seconds=30)
-    task = asyncio.create_task(running.run(stop))
-    try:
-        first = await publish_as(svc, 100, [order(n, key=f"k{n}") for n in range(8)])
-        await eventually(lambda s: has_jobs(s, 8), svc)
+    async with dispatching(svc) as running:
+        first = await publish_spread(svc, range(8))
         real_advance = dispatch.advance
-        broken = first[0]["partition"]  # the same keys again below: the same partitions
+        broken = first[0]["partition"]
 
         async def advance(
             conn: Any, group: str, org: int, stream: str, partition: int, *rest: Any
@@ -473,7 +459,7 @@ async def test_a_partition_failing_in_a_shared_transaction_holds_up_no_other(
             return await real_advance(conn, group, org, stream, partition, *rest)
 
         monkeypatch.setattr(dispatch, "advance", advance)
-        second = await publish_as(svc, 100, [order(n, key=f"k{n - 8}") for n in range(8, 16)])
+        second = await publish_spread(svc, range(8, 16), wait=False)
         healthy = [e for e in second if e["partition"] != broken]
         await eventually(lambda s: has_jobs(s, 8 + len(healthy)), svc)
         await eventually(backing_off, running)  # (PostgreSQL: once the batches in parallel end)
@@ -483,13 +469,6 @@ async def test_a_partition_failing_in_a_shared_transaction_holds_up_no_other(
         running._failing.clear()
         running._mark((100, "orders", broken), second[-1]["offset"])
         await eventually(lambda s: has_jobs(s, 16), svc)
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 5)
-
-
-async def backing_off(running: Dispatcher) -> bool:
-    return bool(running._failing)
 
 
 async def test_partitions_heard_about_do_not_wait_for_the_periodic_scan(
@@ -511,20 +490,49 @@ async def test_partitions_heard_about_do_not_wait_for_the_periodic_scan(
         return await real_scan()
 
     monkeypatch.setattr(running, "_scan", held_scan)
+    async with dispatching(svc, running):
+        try:
+            await eventually(scanned_once, lambda: scans)
+            running._rescan = True  # the pass the publish wakes scans too
+            await publish_as(svc, 100, [order(1)])
+            await eventually(delivery_jobs, svc)
+            assert scans == 2  # dispatched while that scan is still held
+        finally:
+            release.set()  # before the loop stops: it finishes that pass first
+
+
+@asynccontextmanager
+async def dispatching(
+    svc: Services, running: Dispatcher | None = None
+) -> AsyncIterator[Dispatcher]:
+    """A dispatcher's loop (woken by appends; its periodic scan 30 s apart) while inside."""
+    if running is None:
+        await add_integration(svc, 100, "orders")
+        running = dispatcher(svc, poll_seconds=30)
     stop = asyncio.Event()
     task = asyncio.create_task(running.run(stop))
     try:
-        await eventually(scanned_once, lambda: scans)
-        running._rescan = True  # the pass the publish wakes scans too
-        await publish_as(svc, 100, [order(1)])
-        await eventually(delivery_jobs, svc)
-        assert scans == 2  # dispatched while that scan is still held
+        yield running
     finally:
-        release.set()
         stop.set()
         await asyncio.wait_for(task, 5)
+
+
+async def publish_spread(
+    svc: Services, numbers: range, *, wait: bool = True
+) -> list[dict[str, Any]]:
+    """Orders numbered ``numbers`` over the stream's partitions (keys k0..k7 again for every
+    eight: the same partitions each time); with ``wait``, until all are dispatched."""
+    placed = await publish_as(svc, 100, [order(n, key=f"k{n % 8}") for n in numbers])
+    if wait:
+        await eventually(lambda s: has_jobs(s, numbers.stop), svc)
+    return placed
 
 
 async def scanned_once(scans: Callable[[], int]) -> bool:
     await asyncio.sleep(0.05)  # the start-up pass finishes after its scan
     return scans() >= 1
+
+
+async def backing_off(running: Dispatcher) -> bool:
+    return bool(running._failing)
