@@ -536,3 +536,30 @@ async def scanned_once(scans: Callable[[], int]) -> bool:
 
 async def backing_off(running: Dispatcher) -> bool:
     return bool(running._failing)
+
+
+async def test_the_scan_leaves_partitions_already_woken_to_their_wake_up(
+    svc: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under a steady stream of publishes every partition lags at every scan. One this
+    dispatcher has been woken for, and whose committed offset is its own cursor, is left to
+    the wake-up (from the cursor) instead of being read again from the group's offset."""
+    async with dispatching(svc) as running:
+        await publish_spread(svc, range(8))  # every partition's cursor is known
+        real_scan, real_position = running._scan, dispatch.position
+        positions_read: list[int] = []
+
+        async def scan_meanwhile_a_publish() -> Any:
+            await publish_as(svc, 100, [order(100, key="k0")])  # woken, not yet dispatched
+            return await real_scan()
+
+        async def position(conn: Any, org: int, stream: str, partition: int, group: str) -> Any:
+            positions_read.append(partition)
+            return await real_position(conn, org, stream, partition, group)
+
+        monkeypatch.setattr(running, "_scan", scan_meanwhile_a_publish)
+        monkeypatch.setattr(dispatch, "position", position)
+        running._rescan = True
+        running._wake.set()
+        await eventually(lambda s: has_jobs(s, 9), svc)
+    assert positions_read == []
