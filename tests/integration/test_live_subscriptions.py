@@ -34,6 +34,7 @@ from junctionbox.services.live import (
     CloseKind,
     LiveHub,
     Patterns,
+    Subscription,
     encode_cursor,
     parse_cursor,
 )
@@ -515,11 +516,7 @@ async def test_live_events_during_a_backlog_are_not_lost(world: World) -> None:
                 await asyncio.sleep(0.01)
             live = [(await append(services, 100, draft(n, partition_key="p")))[0] for n in range(3)]
             assert subscription.catching_up
-            received = []
-            while len(received) < 13:
-                batch = await subscription.next_batch(5)
-                assert batch, "events were lost"
-                received += [d.event.event_id for d in batch]
+            received = await taken_ids(subscription, 13)
             assert received == [p.event_id for p in backlog + live]
             assert not subscription.catching_up
             subscription.close()
@@ -555,15 +552,22 @@ async def test_events_committed_while_the_layout_is_read_are_not_forgotten(
         async with asyncio.timeout(LIMIT):
             backlog = await append(services, 100, *(draft(n, partition_key="p") for n in range(3)))
             subscription = await hub.subscribe(100, start="earliest")
-            received = []
-            while len(received) < 6:
-                batch = await subscription.next_batch(5)
-                assert batch, "events were lost"
-                received += [d.event.event_id for d in batch]
+            received = await taken_ids(subscription, 6)
             assert received == [p.event_id for p in backlog + live]
             subscription.close()
     finally:
         await hub.stop()
+
+
+async def taken_ids(subscription: Subscription, count: int) -> list[str]:
+    """The ids of the next ``count`` events the subscription delivers, in order; fails if
+    none comes within five seconds (events were lost)."""
+    received: list[str] = []
+    while len(received) < count:
+        batch = await subscription.next_batch(5)
+        assert batch, "events were lost"
+        received += [d.event.event_id for d in batch]
+    return received
 
 
 async def test_tenants_are_isolated_and_strangers_refused(world: World, serve: Any) -> None:

@@ -119,8 +119,10 @@ class InlineConnection(aiosqlite.Connection):
         return True
 
     def leave_inline(self) -> None:
-        """Back to running calls on the connection's thread (when it returns to the pool)."""
-        if self.inline and self._autocheckpoint != AUTOCHECKPOINT_PAGES and self.idle:
+        """Back to running calls on the connection's thread (when it returns to the pool),
+        with the usual checkpoint threshold: now, or at a later return if a call of the
+        thread is still running (whether or not that transaction was inline)."""
+        if self._autocheckpoint != AUTOCHECKPOINT_PAGES and self.idle:
             self._set_autocheckpoint(AUTOCHECKPOINT_PAGES)
         self.inline = False
 
