@@ -44,6 +44,7 @@ from junctionbox.engine.maintenance import Maintenance
 from junctionbox.engine.scheduled_jobs import JobTicker, ScheduledJobWorker
 from junctionbox.engine.service_health import ServiceHealthChecker
 from junctionbox.engine.sql_poller import SqlSourcePoller
+from junctionbox.engine.table_statistics import TableStatistics
 from junctionbox.engine.webhook_janitor import WebhookJanitor
 from junctionbox.errors import ConfigurationError
 from junctionbox.observability.telemetry import Telemetry
@@ -346,6 +347,8 @@ def role_loops(
         loops.append(JobTicker(services.scheduled_jobs, poll_seconds=poll).run)
         loops.append(alert_loop(services).run)
         loops.append(WebhookJanitor(services.webhooks).run)
+    if not services.db.is_sqlite and {"dispatcher", "worker", "scheduler"} & set(plan.roles):
+        loops.append(TableStatistics(services.db).run)
     loops.append(heartbeat(services, plan).run)
     return loops
 

@@ -1,0 +1,83 @@
+"""Planner statistics kept up with a log that grows faster than autovacuum looks."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import text
+
+from junctionbox.engine.table_statistics import TableStatistics
+from junctionbox.store.database import Database
+from junctionbox.store.queries.table_statistics import MIN_ROWS
+
+# The dispatcher's read of one partition after an offset (store.queries.events).
+_PARTITION_READ = text(
+    "EXPLAIN SELECT * FROM events WHERE org_id = 1 AND stream = 'default' AND partition = 0"
+    " AND log_offset > 900 ORDER BY log_offset LIMIT 100"
+)
+
+
+@pytest.fixture
+async def db(db_url: str) -> AsyncIterator[Database]:
+    database = Database(db_url)
+    yield database
+    await database.dispose()
+
+
+async def _log_events(db: Database, count: int) -> None:
+    """``count`` events of 1 KiB in four partitions of one stream, and this session's
+    statistics sent to the server at once (they are otherwise flushed up to a second later)."""
+    async with db.write() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO events (org_id, stream, partition, log_offset, event_id, source,"
+                " type, received_at, payload, size) SELECT 1, 'default', n % 4, n, 'evt_' || n,"
+                " 'test', 'order.created', now(), convert_to(repeat('x', 1024), 'UTF8'), 1024"
+                " FROM generate_series(1, :count) AS n"
+            ),
+            {"count": count},
+        )
+        await conn.execute(text("SELECT pg_stat_force_next_flush()"))
+
+
+async def _analysed_when_stale(keeper: TableStatistics) -> list[str]:
+    """The keeper's first round that finds stale tables (statistics arrive asynchronously)."""
+    for _ in range(100):
+        analysed = await keeper.run_once()
+        if analysed:
+            return analysed
+        await asyncio.sleep(0.05)
+    return []
+
+
+async def _plan(db: Database) -> str:
+    async with db.read() as conn:
+        return "\n".join(str(row[0]) for row in await conn.execute(_PARTITION_READ))
+
+
+async def test_a_log_grown_from_nothing_is_analysed_and_read_by_its_key(
+    backend: str, db: Database
+) -> None:
+    """Before it is analysed, PostgreSQL 15 plans this read on (org_id, stream,
+    received_at), filtering every event of the stream."""
+    if backend == "sqlite":
+        assert await TableStatistics(db).run_once() == []  # nothing to keep on SQLite
+        return
+    await _log_events(db, 20 * MIN_ROWS)
+    keeper = TableStatistics(db)
+
+    assert "events" in await _analysed_when_stale(keeper)
+
+    assert "pk_events" in await _plan(db)
+    assert "events" not in await keeper.run_once()  # analysed: no longer stale
+
+
+async def test_a_small_table_is_left_to_autovacuum(backend: str, db: Database) -> None:
+    if backend == "sqlite":
+        pytest.skip("PostgreSQL's statistics")
+    await _log_events(db, MIN_ROWS // 2)
+    await asyncio.sleep(0.2)
+
+    assert "events" not in await TableStatistics(db).run_once()
