@@ -28,7 +28,7 @@ import uvicorn
 from fastapi import FastAPI
 from pydantic import SecretStr
 
-from junctionbox.api.app import create_app
+from junctionbox.api.app import build_routes_now, create_app
 from junctionbox.api.http_protocol import CoalescingHttpToolsProtocol
 from junctionbox.connectors.http_client import GuardedHttpClient
 from junctionbox.connectors.job_sources import SqlQueryRunner
@@ -402,8 +402,9 @@ def build_app(settings: Settings) -> FastAPI:
     plan = RolePlan.parse(settings.roles)
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await prepare(services)
+        build_routes_now(app)
         settle_heap()
         await services.live.start()
         try:

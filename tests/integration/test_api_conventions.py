@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import fastapi.routing
 import httpx
+import pytest
 from tests.support import World, make_settings
 
-from junctionbox.api.app import create_app
+from junctionbox.api.app import build_routes_now, create_app
 from junctionbox.runtime import build_services
+from junctionbox.services.container import Services
 
 ENVELOPE_KEYS = {"error", "code", "statusCode", "timestamp", "requestId"}
 
@@ -129,3 +133,25 @@ async def test_openapi_documents_typed_endpoints(client: httpx.AsyncClient) -> N
         )
     ]
     assert untyped == []
+
+
+async def test_routes_built_at_start_up_build_nothing_on_first_requests(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FastAPI builds a router's routes on the first request that reaches it (tens of ms
+    of blocked loop each); the server builds them all at start-up instead."""
+    app = create_app(services)
+    assert build_routes_now(app) > 20
+    built_later: list[str] = []
+    from_api_route = fastapi.routing._EffectiveRouteContext.from_api_route
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        built_later.append(kwargs["original_route"].path)
+        return from_api_route(*args, **kwargs)
+
+    monkeypatch.setattr(fastapi.routing._EffectiveRouteContext, "from_api_route", recording)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        for path in ["/api/v1/health", "/api/v1/outbound-integrations", "/api/v1/logs"]:
+            assert (await http.get(path)).status_code in {200, 401}
+    assert built_later == []

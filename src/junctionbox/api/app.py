@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from starlette.middleware.cors import CORSMiddleware
@@ -105,6 +106,27 @@ async def _unhandled(_: Request, __: Exception) -> Response:
 @asynccontextmanager
 async def _no_lifespan(_: FastAPI) -> AsyncIterator[None]:
     yield
+
+
+def build_routes_now(app: FastAPI) -> int:
+    """Build every route's request handling now; the number of routers built.
+
+    FastAPI builds an included router's routes (their dependencies' and parameters'
+    pydantic schemas) on the first request that reaches that router: 20-60 ms of blocked
+    loop per router, once, in the middle of serving (the deliveries of the same process
+    waited for the first console or API call of each kind after a start). Built at start-up
+    instead. (Duck-typed: a FastAPI without lazy routers has nothing to build.)"""
+    pending: list[Any] = list(app.router.routes)
+    built = 0
+    while pending:
+        route = pending.pop()
+        candidates = getattr(route, "effective_candidates", None)
+        if candidates is None:
+            continue
+        pending.extend(candidates())
+        route.effective_low_priority_routes()
+        built += 1
+    return built
 
 
 def create_app(services: Services, lifespan: Lifespan | None = None) -> FastAPI:
