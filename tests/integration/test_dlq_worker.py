@@ -224,11 +224,16 @@ async def test_a_skipped_redrive_waits_or_is_abandoned(
 # --- the worker ---
 
 
-async def _many(services: Services, integration: str, count: int, prefix: str) -> list[str]:
+async def _many(
+    services: Services, integration: str, count: int, prefix: str, clock: Clock
+) -> list[str]:
+    """``count`` entries, a millisecond apart (entries of one instant have no order: their
+    ids are random within a millisecond)."""
     async with services.db.write() as conn:
         for n in range(count):
             job = delivery_job(ORG, integration, f"{prefix}-{n:03}")
             await services.dlq.on_final(conn, job, outcome())
+            clock.advance(0.001)
     async with services.db.read() as conn:
         rows = await conn.execute(
             select(dlq_entries.c.id).where(dlq_entries.c.event_id.startswith(prefix))
@@ -240,9 +245,9 @@ async def test_a_cycle_redrives_at_most_50_due_entries_oldest_first(
     org: Services, worker: DlqWorker, clock: Clock
 ) -> None:
     integration = await make_integration(org, ORG)
-    await _many(org, integration, 55, "due")
+    await _many(org, integration, 55, "due", clock)
     clock.advance(10)
-    await _many(org, integration, 2, "later")  # due at now + ~1 s
+    await _many(org, integration, 2, "later", clock)  # due at now + ~1 s
     assert await worker.run_once() == 50
     redriven = {p["eventId"] for _, p in await _jobs(org)}
     assert redriven == {f"due-{n:03}" for n in range(50)}
@@ -276,7 +281,7 @@ async def test_two_workers_never_redrive_the_same_entry(
     org: Services, worker: DlqWorker, clock: Clock
 ) -> None:
     integration = await make_integration(org, ORG)
-    created = await _many(org, integration, 60, "c")
+    created = await _many(org, integration, 60, "c", clock)
     clock.advance(10)
     other = DlqWorker(org, node_id="node-2", clock=clock)
     counts = await asyncio.gather(worker.run_once(), other.run_once(), worker.run_once())

@@ -4,11 +4,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from datetime import timedelta
 
+from junctionbox.engine.periodic import run_every
 from junctionbox.services.alerting import AlertEvaluator
 from junctionbox.store.database import Database
 from junctionbox.store.queries.rollups import purge_rollups
@@ -29,14 +29,11 @@ class AlertLoop:
         self._purged = 0.0
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                await self.evaluator.tick()
-                await self._purge()
-            except Exception:
-                log.exception("alert evaluation failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.interval)
+        await run_every(stop, self.interval, self._round, "alert evaluation failed", log)
+
+    async def _round(self) -> None:
+        await self.evaluator.tick()
+        await self._purge()
 
     async def _purge(self) -> None:
         if time.monotonic() - self._purged < PURGE_EVERY:

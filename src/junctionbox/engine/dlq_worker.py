@@ -20,6 +20,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
+from junctionbox.engine.periodic import run_every
 from junctionbox.services.container import Services
 from junctionbox.services.dlq import BATCH_SIZE
 from junctionbox.store.types import utcnow
@@ -54,12 +55,4 @@ class DlqWorker:
         return len(redrives)
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                await self.run_once()
-            except Exception:  # the store may be down; the next cycle tries again
-                log.exception("DLQ worker cycle failed")
-            try:
-                await asyncio.wait_for(stop.wait(), self.poll_seconds)
-            except TimeoutError:
-                continue
+        await run_every(stop, self.poll_seconds, self.run_once, "DLQ worker cycle failed", log)

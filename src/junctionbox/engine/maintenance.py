@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from junctionbox.engine.periodic import run_every
 from junctionbox.services.publish import PublishService
 from junctionbox.services.streams import StreamService
 
@@ -28,12 +29,4 @@ class Maintenance:
         await self.publisher.purge_expired_keys()
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                await self.run_once()
-            except Exception:  # the next round tries again; one failure must not end the loop
-                log.exception("maintenance round failed")
-            try:
-                await asyncio.wait_for(stop.wait(), self.interval_seconds)
-            except TimeoutError:
-                continue
+        await run_every(stop, self.interval_seconds, self.run_once, "maintenance round failed", log)

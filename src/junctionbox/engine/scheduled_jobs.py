@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 
+from junctionbox.engine.periodic import run_every
 from junctionbox.queue.jobs import Job
 from junctionbox.queue.store import JobQueue
 from junctionbox.services.scheduled_job_runs import Stage
@@ -47,13 +48,8 @@ class JobTicker:
         return queued
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                await self.run_once()
-            except Exception:  # the store may be down; the next pass tries again
-                log.exception("scheduled job ticker pass failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.poll_seconds)
+        failure = "scheduled job ticker pass failed"
+        await run_every(stop, self.poll_seconds, self.run_once, failure, log)
 
 
 class ScheduledJobWorker:

@@ -30,6 +30,7 @@ from junctionbox.domain.service_registry import (
     probe_urls,
     probes_of,
 )
+from junctionbox.engine.periodic import run_every
 from junctionbox.errors import JunctionboxError
 from junctionbox.services.service_registry import ServiceRegistry, endpoints_of
 from junctionbox.store.queries.service_registry import ServiceRecord
@@ -73,15 +74,7 @@ class ServiceHealthChecker:
         return len(due)
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                await self.run_once()
-            except Exception:  # the next round tries again; one failure must not end the loop
-                log.exception("service health-check round failed")
-            try:
-                await asyncio.wait_for(stop.wait(), self._sleep)
-            except TimeoutError:
-                continue
+        await run_every(stop, self._sleep, self.run_once, "service health-check round failed", log)
 
     async def _check(self, record: ServiceRecord) -> None:
         policy = HealthCheckPolicy.from_config(record.configuration.get("healthCheck"))

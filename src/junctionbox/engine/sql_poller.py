@@ -15,10 +15,12 @@ loses nothing), then returns.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 from datetime import datetime
 
+from junctionbox.engine.periodic import run_every
 from junctionbox.services.event_sources import EventSourceService, PollReport
 from junctionbox.store.types import utcnow
 
@@ -48,15 +50,8 @@ class SqlSourcePoller:
 
     async def run(self, stop: asyncio.Event) -> None:
         try:
-            while not stop.is_set():
-                try:
-                    await self.start_due(stop)
-                except Exception:  # the store may be down; the next tick tries again
-                    log.exception("SQL source poller tick failed")
-                try:
-                    await asyncio.wait_for(stop.wait(), self.tick_seconds)
-                except TimeoutError:
-                    continue
+            tick = functools.partial(self.start_due, stop)
+            await run_every(stop, self.tick_seconds, tick, "SQL source poller tick failed", log)
         finally:
             await self._shutdown()
 

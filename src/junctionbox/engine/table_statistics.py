@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from junctionbox.engine.periodic import run_every
 from junctionbox.store.database import Database
 from junctionbox.store.queries import table_statistics as queries
 
@@ -38,12 +39,5 @@ class TableStatistics:
         return stale
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                await self.run_once()
-            except Exception:  # the next round tries again; one failure must not end the loop
-                log.exception("refreshing planner statistics failed")
-            try:
-                await asyncio.wait_for(stop.wait(), self.interval_seconds)
-            except TimeoutError:
-                continue
+        failure = "refreshing planner statistics failed"
+        await run_every(stop, self.interval_seconds, self.run_once, failure, log)

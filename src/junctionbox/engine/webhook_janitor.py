@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from junctionbox.engine.periodic import run_every
 from junctionbox.services.webhook_intake import WebhookIntake
 
 log = logging.getLogger(__name__)
@@ -19,12 +20,5 @@ class WebhookJanitor:
         self.interval_seconds = interval_seconds
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                await self.intake.purge_expired()
-            except Exception:  # the next round tries again; one failure must not end the loop
-                log.exception("purging expired webhook receipts failed")
-            try:
-                await asyncio.wait_for(stop.wait(), self.interval_seconds)
-            except TimeoutError:
-                continue
+        failure = "purging expired webhook receipts failed"
+        await run_every(stop, self.interval_seconds, self.intake.purge_expired, failure, log)
