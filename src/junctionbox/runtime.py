@@ -341,7 +341,7 @@ def role_loops(
         loops.append(checker.run)
     if "scheduler" in plan.roles:
         loops.append(DlqWorker(services, node_id=node_id()).run)
-        loops.append(Maintenance(services.streams, services.publisher).run)
+        loops.append(maintenance(services).run)
         loops.append(SqlSourcePoller(services.sources, node_id=node_id()).run)
         poll = services.settings.scheduled_jobs_poll_seconds
         loops.append(JobTicker(services.scheduled_jobs, poll_seconds=poll).run)
@@ -351,6 +351,14 @@ def role_loops(
         loops.append(TableStatistics(services.db).run)
     loops.append(heartbeat(services, plan).run)
     return loops
+
+
+def maintenance(services: Services) -> Maintenance:
+    hours = services.settings.job_retention_hours
+    retention = timedelta(hours=hours) if hours > 0 else None
+    return Maintenance(
+        services.streams, services.publisher, services.queue, job_retention=retention
+    )
 
 
 def alert_loop(services: Services) -> AlertLoop:

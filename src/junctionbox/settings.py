@@ -141,6 +141,15 @@ class Settings(BaseModel):
     alerts_interval_seconds: float = Field(
         30.0, gt=0, le=3600, description="How often the scheduler evaluates alert rules."
     )
+    job_retention_hours: float = Field(
+        24.0,
+        ge=0,
+        le=24 * 3650,
+        description=(
+            "Done and cancelled queue jobs are deleted this long after they finish (0 keeps"
+            " them); a job's dedupe key is remembered as long as the job."
+        ),
+    )
     rollup_retention_days: int = Field(
         90, ge=1, le=3650, description="Days of dashboard rollups kept."
     )

@@ -477,24 +477,28 @@ class JobQueue:
         return [job_id for job_id in dict.fromkeys(job_ids) if job_id in requeued]
 
     async def purge_finished(self, older_than: datetime, *, batch_size: int = 1000) -> int:
-        """Delete done and cancelled jobs finished before ``older_than``, one short write
-        transaction per batch (SQLite has one writer). Dead jobs are kept for the DLQ.
+        """Delete done and cancelled jobs finished before ``older_than``, batch by batch:
+        each batch is found in a read transaction (the search may read much of the table,
+        and on SQLite a write transaction would hold the one write lock meanwhile) and
+        deleted by key in a short write transaction, checked again there. Dead jobs are kept
+        for the DLQ.
 
         A dedupe key is only remembered while its job exists: purging ends its window.
         """
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
-        doomed = (
-            select(jobs.c.id)
-            .where(jobs.c.state.in_(PURGEABLE_STATES), jobs.c.finished_at < older_than)
-            .limit(batch_size)
-        )
+        finished = (jobs.c.state.in_(PURGEABLE_STATES), jobs.c.finished_at < older_than)
+        doomed = select(jobs.c.id).where(*finished).limit(batch_size)
         total = 0
         while True:
+            async with self.db.read() as conn:
+                ids = list((await conn.execute(doomed)).scalars())
+            if not ids:
+                return total
             async with self.db.write() as conn:
-                deleted = (await conn.execute(delete(jobs).where(jobs.c.id.in_(doomed)))).rowcount
-            total += deleted
-            if deleted < batch_size:
+                gone = await conn.execute(delete(jobs).where(jobs.c.id.in_(ids), *finished))
+            total += gone.rowcount
+            if len(ids) < batch_size:
                 return total
 
     # ------------------------------------------------------------------ waiting
