@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import pytest
 from tests.support import World
 
+from junctionbox.services import streams
 from junctionbox.services.streams import StreamService
 from junctionbox.store.queries import consumer_offsets
+from junctionbox.store.queries import events as event_queries
 
 EVENTS = "/api/v1/integration/events"
 
@@ -187,3 +191,34 @@ async def test_retention_trims_by_age_and_size_but_waits_for_system_groups(world
     assert (await svc.streams.enforce_retention()).events > 0
     [metrics] = (await http.get(f"{EVENTS}/metrics", headers=user)).json()["streams"]
     assert 0 < metrics["bytes"] <= 1024
+
+
+async def test_retention_deletes_a_long_backlog_in_short_transactions(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each transaction deletes at most TRIM_BATCH events: a shortened retention on a large
+    log must not hold SQLite's one writer for the whole of it."""
+    svc = world.services
+    await world.client.put(
+        f"{EVENTS}/partition",
+        json={"streamId": "s1", "partitionCount": 1, "retentionSeconds": 3600},
+        headers=world.headers["user_a"],
+    )
+    await publish(world, 10)
+    async with svc.db.write() as conn:
+        await consumer_offsets.commit(conn, 100, "$dispatcher", "s1", {0: 10}, datetime.now(UTC))
+    monkeypatch.setattr(streams, "TRIM_BATCH", 3)
+    trimmed_below: list[int] = []
+    real_trim = event_queries.trim
+
+    async def trim(conn: Any, org_id: int, stream: str, partition: int, below: int) -> Any:
+        trimmed_below.append(below)
+        return await real_trim(conn, org_id, stream, partition, below)
+
+    monkeypatch.setattr(event_queries, "trim", trim)
+    later = StreamService(svc.db, clock=lambda: datetime.now(UTC) + timedelta(hours=2))
+
+    report = await later.enforce_retention()
+
+    assert (report.streams, report.events) == (1, 10)
+    assert trimmed_below == [3, 6, 9, 10]

@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -30,6 +30,10 @@ from junctionbox.store.queries.events import EventFilter, PartitionRecord, Strea
 from junctionbox.store.types import utcnow
 
 log = logging.getLogger(__name__)
+
+# Events a retention transaction deletes at most (a few tens of ms of one writer on SQLite).
+TRIM_BATCH: Final = 5_000
+
 SYSTEM_GROUP_PREFIX = "$"
 # Every event must be dispatched before retention may remove it: a partition this group has
 # not read yet keeps all of its events.
@@ -263,14 +267,16 @@ class StreamService:
     # --- retention ---
 
     async def enforce_retention(self) -> RetentionReport:
-        """Trim every stream with a retention setting, one partition per transaction."""
+        """Trim every stream with a retention setting, partition by partition, at most
+        ``TRIM_BATCH`` events per transaction: a retention shortened on a large log would
+        otherwise delete millions of events in one transaction (holding SQLite's write lock,
+        and every publish behind it, for as long)."""
         async with self.db.read() as conn:
             streams = await queries.streams_with_retention(conn)
         report = RetentionReport()
         for stream in streams:
             for partition in range(stream.partition_count):
-                async with self.db.write() as conn:
-                    removed, size = await self._trim(conn, stream, partition)
+                removed, size = await self._trim_partition(stream, partition)
                 if removed:
                     report = RetentionReport(
                         report.streams + 1, report.events + removed, report.bytes + size
@@ -279,16 +285,27 @@ class StreamService:
             log.info("retention removed %d events (%d bytes)", report.events, report.bytes)
         return report
 
+    async def _trim_partition(self, stream: StreamRecord, partition: int) -> tuple[int, int]:
+        removed = size = 0
+        more = True
+        while more:
+            async with self.db.write() as conn:
+                batch, freed, more = await self._trim(conn, stream, partition)
+            removed, size = removed + batch, size + freed
+        return removed, size
+
     async def _trim(
         self, conn: AsyncConnection, stream: StreamRecord, partition: int
-    ) -> tuple[int, int]:
+    ) -> tuple[int, int, bool]:
+        """One batch of a partition's trim: (events, bytes) removed, and whether more are
+        due."""
         org_id, name = stream.org_id, stream.name
         parts = {p.partition: p for p in await queries.partitions(conn, org_id, name)}
         part = parts.get(partition)
         if part is None:
-            return 0, 0
+            return 0, 0, False
         if await offsets.committed_offset(conn, org_id, DISPATCHER_GROUP, name, partition) is None:
-            return 0, 0
+            return 0, 0, False
         below = part.first_offset
         if stream.retention_seconds is not None:
             cutoff = self.clock() - timedelta(seconds=stream.retention_seconds)
@@ -301,8 +318,10 @@ class StreamService:
         if floor is not None:
             below = min(below, floor)
         if below <= part.first_offset:
-            return 0, 0
-        return await queries.trim(conn, org_id, name, partition, below)
+            return 0, 0, False
+        batch_below = min(below, part.first_offset + TRIM_BATCH)
+        removed, size = await queries.trim(conn, org_id, name, partition, batch_below)
+        return removed, size, batch_below < below
 
     async def _info(self, conn: AsyncConnection, org_id: int, name: str) -> StreamInfo:
         stream = await queries.get_stream(conn, org_id, name)
