@@ -169,8 +169,7 @@ class PublishService:
         return PublishResponse(earlier.response_status, earlier.response_body, replayed=True)
 
     async def purge_expired_keys(self, now: datetime | None = None) -> int:
-        async with self.db.write() as conn:
-            return await idempotency.purge_expired(conn, now or utcnow())
+        return await idempotency.purge_expired(self.db, now or utcnow())
 
 
 def _checked_key(key: str | None) -> str | None:

@@ -168,8 +168,7 @@ class WebhookIntake:
             raise
 
     async def purge_expired(self, now: datetime | None = None) -> int:
-        async with self.db.write() as conn:
-            return await queries.purge_expired(conn, now or self.clock())
+        return await queries.purge_expired(self.db, now or self.clock())
 
     # --- the steps ---
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, Table, delete, func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from junctionbox.domain.paging import PageRequest
+from junctionbox.store.database import Database
 
 R = TypeVar("R")
 
@@ -24,3 +25,37 @@ async def fetch_page(
     total = (await conn.execute(select(func.count()).select_from(query.subquery()))).scalar_one()
     rows = await conn.execute(query.order_by(*order_by).limit(page.limit).offset(page.offset))
     return list(rows.mappings()), int(total)
+
+
+# Rows one housekeeping delete removes at most: each is a short write transaction, so that
+# an expiry sweep after a busy day does not hold SQLite's one writer (and every publish
+# behind it) for seconds.
+PURGE_BATCH: Final = 5_000
+
+
+async def delete_some(conn: AsyncConnection, table: Table, where: Any, limit: int) -> int:
+    """Delete at most ``limit`` rows of ``table`` matching ``where``; how many were deleted.
+    The rows are picked by their physical address (SQLite's rowid, PostgreSQL's ctid),
+    whatever the table's key."""
+    postgres = conn.dialect.name == "postgresql"
+    address: Any = literal_column("ctid" if postgres else "rowid")
+    picked = select(address).select_from(table).where(where).limit(limit)
+    if postgres:
+        chosen = address == func.any(func.array(picked.scalar_subquery()))
+    else:
+        chosen = address.in_(picked.scalar_subquery())
+    # ``where`` again: a row changed meanwhile (PostgreSQL re-reads it) is left alone.
+    statement = delete(table).where(chosen, where)
+    return int((await conn.execute(statement)).rowcount or 0)
+
+
+async def purge(db: Database, table: Table, where: Any) -> int:
+    """Delete every row of ``table`` matching ``where``, ``PURGE_BATCH`` rows per write
+    transaction; how many were deleted."""
+    total = 0
+    while True:
+        async with db.write() as conn:
+            deleted = await delete_some(conn, table, where, PURGE_BATCH)
+        total += deleted
+        if deleted < PURGE_BATCH:
+            return total

@@ -8,6 +8,8 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from junctionbox.store.database import Database
+from junctionbox.store.queries.common import purge
 from junctionbox.store.queries.events import insert_ignoring_conflicts
 from junctionbox.store.tables import idempotency_keys
 
@@ -82,6 +84,6 @@ async def save_response(
     )
 
 
-async def purge_expired(conn: AsyncConnection, now: datetime) -> int:
-    result = await conn.execute(delete(idempotency_keys).where(idempotency_keys.c.expires_at < now))
-    return int(result.rowcount or 0)
+async def purge_expired(db: Database, now: datetime) -> int:
+    """Delete the keys expired before ``now``, in short transactions."""
+    return await purge(db, idempotency_keys, idempotency_keys.c.expires_at < now)

@@ -15,7 +15,8 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from junctionbox.domain.paging import PageRequest
-from junctionbox.store.queries.common import fetch_page, record_of
+from junctionbox.store.database import Database
+from junctionbox.store.queries.common import fetch_page, purge, record_of
 from junctionbox.store.queries.events import insert_ignoring_conflicts
 from junctionbox.store.tables import entities, webhook_receipts, webhook_sources
 
@@ -153,6 +154,6 @@ async def forget_receipt(conn: AsyncConnection, source_id: str, message_id: str)
     )
 
 
-async def purge_expired(conn: AsyncConnection, now: datetime) -> int:
-    deleted = await conn.execute(delete(webhook_receipts).where(_rcpt.expires_at <= now))
-    return int(deleted.rowcount or 0)
+async def purge_expired(db: Database, now: datetime) -> int:
+    """Delete the receipts expired by ``now``, in short transactions."""
+    return await purge(db, webhook_receipts, _rcpt.expires_at <= now)
