@@ -354,10 +354,15 @@ def role_loops(
 
 
 def maintenance(services: Services) -> Maintenance:
-    hours = services.settings.job_retention_hours
-    retention = timedelta(hours=hours) if hours > 0 else None
+    settings = services.settings
+    jobs, logs = settings.job_retention_hours, settings.log_retention_days
     return Maintenance(
-        services.streams, services.publisher, services.queue, job_retention=retention
+        services.db,
+        services.streams,
+        services.publisher,
+        services.queue,
+        job_retention=timedelta(hours=jobs) if jobs > 0 else None,
+        log_retention=timedelta(days=logs) if logs > 0 else None,
     )
 
 

@@ -150,6 +150,16 @@ class Settings(BaseModel):
             " them); a job's dedupe key is remembered as long as the job."
         ),
     )
+    log_retention_days: int = Field(
+        0,
+        ge=0,
+        le=3650,
+        description=(
+            "Delivery-log rows (deliveries, proxied calls, received webhooks, with their"
+            " execution traces) are deleted this many days after they were written (0 keeps"
+            " them)."
+        ),
+    )
     rollup_retention_days: int = Field(
         90, ge=1, le=3650, description="Days of dashboard rollups kept."
     )

@@ -1,12 +1,18 @@
-"""The scheduler's housekeeping: finished queue jobs are purged after their retention."""
+"""The scheduler's housekeeping: finished queue jobs and old delivery-log rows are purged
+after their retention."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+
+from sqlalchemy import insert, select
 
 from junctionbox.engine.maintenance import Maintenance
 from junctionbox.queue.jobs import NewJob
 from junctionbox.services.container import Services
+from junctionbox.store.queries.delivery_attempts import AttemptRow
+from junctionbox.store.queries.log_batches import insert_log_rows
+from junctionbox.store.tables import delivery_logs, entities
 from junctionbox.store.types import utcnow
 
 QUEUE = "housekeeping-test"
@@ -28,14 +34,19 @@ async def _left(services: Services, ids: dict[str, str]) -> set[str]:
 
 
 def _maintenance(
-    services: Services, retention: timedelta | None, hours_later: float
+    services: Services,
+    retention: timedelta | None,
+    hours_later: float,
+    log_retention: timedelta | None = None,
 ) -> Maintenance:
     later = utcnow() + timedelta(hours=hours_later)
     return Maintenance(
+        services.db,
         services.streams,
         services.publisher,
         services.queue,
         job_retention=retention,
+        log_retention=log_retention,
         clock=lambda: later,
     )
 
@@ -57,3 +68,68 @@ async def test_finished_jobs_are_kept_without_a_retention(services: Services) ->
 
     await _maintenance(services, None, hours_later=24 * 365).run_once()
     assert await _left(services, ids) == {"done", "dead", "running", "ready"}
+
+
+def _log_row(row_id: str, org_id: int, written: datetime) -> AttemptRow:
+    return AttemptRow(
+        id=row_id,
+        org_id=org_id,
+        integration_id="int_1",
+        integration_name="sink",
+        delivery_id="msg_1",
+        job_id=None,
+        event_id="evt_1",
+        event_type="order.created",
+        status="SUCCESS",
+        target_url="https://example.com/hook",
+        http_method="POST",
+        response_status=200,
+        response_time_ms=3,
+        attempt_count=1,
+        error_message=None,
+        error_category=None,
+        original_payload=b"{}",
+        request_headers=None,
+        request_body=b"{}",
+        response_headers=None,
+        response_body=None,
+        correlation_id=None,
+        trace_id=None,
+        signature=None,
+        trigger_type="EVENT",
+        action_name=None,
+        action_index=None,
+        should_retry=False,
+        steps=None,
+        created_at=written,
+        delivered_at=written,
+    )
+
+
+async def _log_ids(services: Services) -> set[str]:
+    async with services.db.read() as conn:
+        return set((await conn.execute(select(delivery_logs.c.id))).scalars())
+
+
+async def test_delivery_logs_older_than_their_retention_are_purged_for_every_tenant(
+    services: Services,
+) -> None:
+    now = utcnow()
+    async with services.db.write() as conn:
+        for org_id in (501, 502):
+            row = {"id": org_id, "name": f"org {org_id}", "tags": []}
+            await conn.execute(insert(entities).values(**row, created_at=now, updated_at=now))
+        await insert_log_rows(
+            conn,
+            [
+                _log_row("dlv_old_a", 501, now - timedelta(days=40)),
+                _log_row("dlv_old_b", 502, now - timedelta(days=31)),
+                _log_row("dlv_new_a", 501, now - timedelta(days=29)),
+            ],
+        )
+
+    await _maintenance(services, None, hours_later=0).run_once()  # no log retention set
+    assert await _log_ids(services) == {"dlv_old_a", "dlv_old_b", "dlv_new_a"}
+
+    await _maintenance(services, None, 0, log_retention=timedelta(days=30)).run_once()
+    assert await _log_ids(services) == {"dlv_new_a"}

@@ -15,12 +15,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, case, func, literal, or_, select
+from sqlalchemy import ColumnElement, Select, and_, bindparam, case, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from junctionbox.domain.paging import PageRequest
-from junctionbox.store.queries.common import fetch_page, record_of
+from junctionbox.store.database import Database
+from junctionbox.store.queries.common import fetch_page, purge, record_of
 from junctionbox.store.tables import delivery_logs, entities
+from junctionbox.store.types import UTCDateTime
 
 _log = delivery_logs.c
 
@@ -247,3 +249,30 @@ async def status_counts(
         StatusCount(str(status), int(n), None if avg is None else float(avg))
         for status, n, avg in (await conn.execute(query)).all()
     ]
+
+
+# --- retention ---
+
+
+async def purge_before(db: Database, cutoff: datetime) -> int:
+    """Delete the rows written before ``cutoff``, tenant by tenant, in short transactions;
+    how many were deleted. Each tenant's old rows are found on its ``(org_id, created_at)``
+    index (a search across tenants by time alone would read the whole table)."""
+    async with db.read() as conn:
+        found = await conn.execute(_OWNERS_WITH_ROWS_BEFORE, {"cutoff": cutoff})
+        owners = list(found.scalars())
+    total = 0
+    for org_id in owners:
+        old = and_(delivery_logs.c.org_id == org_id, delivery_logs.c.created_at < cutoff)
+        total += await purge(db, delivery_logs, old)
+    return total
+
+
+_OWNERS_WITH_ROWS_BEFORE = select(entities.c.id).where(
+    select(delivery_logs.c.id)
+    .where(
+        delivery_logs.c.org_id == entities.c.id,
+        delivery_logs.c.created_at < bindparam("cutoff", type_=UTCDateTime()),
+    )
+    .exists()
+)
