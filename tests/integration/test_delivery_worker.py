@@ -8,6 +8,7 @@ and what the listeners were told.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +40,7 @@ from junctionbox.domain.circuit_breaker import BreakerConfig
 from junctionbox.domain.delivery import DeliveryJob, DeliveryOutcome, EventRef, FinalState
 from junctionbox.engine.delivery_attempt import AttemptOutcome
 from junctionbox.engine.delivery_commit import Committed
-from junctionbox.engine.delivery_worker import DeliveryWorker
+from junctionbox.engine.delivery_worker import LANE_IDLE_SECONDS, DeliveryWorker
 from junctionbox.queue.jobs import ClaimRequest, JobState
 from junctionbox.services.container import Services
 from junctionbox.services.outbound_request import PreparedRequest
@@ -613,3 +614,17 @@ async def test_an_unexpected_error_is_a_visible_failed_attempt(
     assert "RuntimeError" in row["error_message"]
     assert (await job(svc, job_id)).state is JobState.DEAD
     assert recorder.states() == ["DEAD_LETTERED"]
+
+
+async def test_idle_destination_lanes_are_forgotten(svc: Services, recorder: Recorder) -> None:
+    """A worker serves many destinations over its life: a lane idle for ten minutes leaves
+    memory (a busy one never does)."""
+    worker = worker_of(svc, recorder)
+    start = time.monotonic()
+    idle, busy = worker._lane("https://a.example:443", start), worker._lane("https://b:443", start)
+    busy.running = 1
+
+    worker._forget_idle_lanes(start + LANE_IDLE_SECONDS - 1)
+    assert set(worker._lanes) == {idle.name, busy.name}
+    worker._forget_idle_lanes(start + LANE_IDLE_SECONDS + 61)
+    assert set(worker._lanes) == {busy.name}

@@ -87,6 +87,10 @@ TRIM_SECONDS: Final = 0.25  # how often lanes' queues are re-checked against the
 # ahead: a backlog for one destination is then passed over about once, not at every claim.
 MAX_BUSY_DELAY: Final = 300.0
 _MIN_RATE: Final = 0.2  # completions/s assumed of a lane that finishes nothing
+# A lane idle this long is forgotten: a worker serves many destinations over its life, and
+# must not keep one lane for each (a new lane starts rated high, as an idle one would be).
+LANE_IDLE_SECONDS: Final = 600.0
+_LANE_SWEEP_SECONDS: Final = 60.0
 _COMMIT_TRIES: Final = 5
 _COMMIT_BACKOFF: Final = 0.5
 
@@ -102,10 +106,14 @@ class _Lane:
     busy_since: float = field(default_factory=time.monotonic)
     next_turn: float = 0.0  # when the last job turned away from this lane is due back
 
+    def idle_since(self) -> float:
+        """When it last started or finished an attempt (monotonic)."""
+        return max(self.finished[-1], self.busy_since) if self.finished else self.busy_since
+
     def drain_rate(self, now: float) -> float:
         """Completions per second lately. A lane that has finished nothing for a while is
         rated by that wait, so a stuck lane rates low within moments and a new one high."""
-        last = max(self.finished[-1], self.busy_since) if self.finished else self.busy_since
+        last = self.idle_since()
         stalled = max(self.running, 1) / max(now - last, 1e-3)
         recent = [t for t in self.finished if t >= self.busy_since]
         if len(recent) >= 2 and recent[-1] > recent[0]:
@@ -187,6 +195,7 @@ class DeliveryWorker:
 
     def _reset(self) -> None:
         self._lanes: dict[str, _Lane] = {}
+        self._lanes_swept = time.monotonic()
         self._queued: dict[str, _Lane] = {}  # lanes with jobs waiting, in round-robin order
         self._claims: dict[str, _Claim] = {}
         self._running = 0
@@ -245,6 +254,7 @@ class DeliveryWorker:
 
     async def _claim_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            self._forget_idle_lanes(time.monotonic())
             if self._handed:  # claimed by a commit
                 handed, self._handed = self._handed, []
                 await self._admit(handed)
@@ -417,6 +427,17 @@ class DeliveryWorker:
                 self._finish(defer(item, self._busy_turn(lane, now), BUSY_NOTE))
             if not lane.queue:
                 del self._queued[name]
+
+    def _forget_idle_lanes(self, now: float) -> None:
+        """Once a minute, drop the lanes idle for ``LANE_IDLE_SECONDS``."""
+        if now - self._lanes_swept < _LANE_SWEEP_SECONDS:
+            return
+        self._lanes_swept = now
+        wall = time.time()
+        for name, lane in list(self._lanes.items()):
+            idle = lane.running == 0 and not lane.queue and lane.next_turn < wall
+            if idle and lane.idle_since() < now - LANE_IDLE_SECONDS:
+                del self._lanes[name]
 
     def _busy_turn(self, lane: _Lane, now: float) -> float:
         """When a job turned away by a saturated lane should come back (epoch seconds):

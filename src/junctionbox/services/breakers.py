@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import Final
 from urllib.parse import urlsplit
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -75,6 +76,12 @@ class _Entry:
     stored: tuple[object, ...]  # the persisted form last read or written
 
 
+# A breaker not read or written this long is dropped from memory (the table keeps its state):
+# a process serves many destinations over its life, and must not keep one entry for each.
+IDLE_SECONDS: Final = 600.0
+_SWEEP_SECONDS: Final = 60.0
+
+
 class Breakers:
     """The process's breakers. Not thread-safe: one event loop."""
 
@@ -92,11 +99,13 @@ class Breakers:
         self._monotonic = monotonic
         self._entries: dict[BreakerKey, _Entry] = {}
         self._dirty: set[BreakerKey] = set()
+        self._swept = monotonic()
 
     # ------------------------------------------------------------ the table
 
     async def refresh(self, conn: AsyncConnection, keys: Iterable[BreakerKey]) -> None:
         """Load unknown keys and re-read stale ones (not those with unsaved changes)."""
+        self.forget_idle()
         wanted = self._to_refresh(keys)
         if not wanted:
             return
@@ -104,6 +113,22 @@ class Breakers:
         loaded_at = self._monotonic()
         for key in wanted:
             self._adopt(key, found.get(key), loaded_at)
+
+    def forget_idle(self) -> None:
+        """Drop (once a minute) the breakers idle for ``IDLE_SECONDS``: nothing unsaved, no
+        probe out."""
+        now = self._monotonic()
+        if now - self._swept < _SWEEP_SECONDS:
+            return
+        self._swept = now
+        idle_since = now - IDLE_SECONDS
+        for key, entry in list(self._entries.items()):
+            if (
+                entry.loaded_at < idle_since
+                and key not in self._dirty
+                and entry.breaker.probes_in_flight == 0
+            ):
+                del self._entries[key]
 
     def needs_refresh(self, keys: Iterable[BreakerKey]) -> bool:
         """Whether :meth:`refresh` of ``keys`` would read anything."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from junctionbox.domain.circuit_breaker import BreakerConfig, CircuitState
-from junctionbox.services.breakers import Breakers, origin_of
+from junctionbox.services.breakers import IDLE_SECONDS, Breakers, origin_of
 
 T0 = 1_700_000_000.0
 KEY = (100, "https://hooks.example.com:443")
@@ -65,3 +65,26 @@ def test_a_change_made_while_saving_stays_dirty() -> None:
     breakers.record(KEY, failed=True, now=T0)  # tripped before the first write committed
     breakers.saved(rows)
     assert [r.state for r in breakers.dirty_rows(T0)] == ["OPEN"]
+
+
+def test_idle_breakers_are_forgotten_unless_unsaved_or_probing() -> None:
+    """A process serves many destinations over its life: a breaker unused for ten minutes
+    leaves memory (the table keeps its state), but never one with something unsaved or a
+    probe out."""
+    clock = [0.0]
+    breakers = Breakers(CONFIG, monotonic=lambda: clock[0])
+    idle, unsaved, probing = ((100, f"https://{name}:443") for name in ("a", "b", "c"))
+    breakers.record(idle, failed=True, now=T0)
+    breakers.record(unsaved, failed=True, now=T0)
+    for _ in range(2):
+        breakers.record(probing, failed=True, now=T0)
+    breakers.saved([row for row in breakers.dirty_rows(T0) if row.destination != unsaved[1]])
+    assert breakers.check(probing, T0 + 10).probe
+    breakers.saved([row for row in breakers.dirty_rows(T0) if row.destination != unsaved[1]])
+
+    clock[0] = IDLE_SECONDS - 1
+    breakers.forget_idle()
+    assert set(breakers._entries) == {idle, unsaved, probing}
+    clock[0] = IDLE_SECONDS + 61
+    breakers.forget_idle()
+    assert set(breakers._entries) == {unsaved, probing}
