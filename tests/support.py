@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import socket
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ import pytest
 from junctionbox.domain.identity import Role
 from junctionbox.services.container import Services
 from junctionbox.settings import Settings, load_settings
+from junctionbox.store.queries.delivery_attempts import AttemptRow
 
 PG_HOST, PG_PORT = "127.0.0.1", 5432
 PG_ADMIN_DSN = os.environ.get(
@@ -108,3 +111,43 @@ class World:
         response = await self.client.post(path, json=body, headers=headers)
         assert response.status_code == 201, response.text
         return response.json()
+
+
+_ATTEMPT_ROW = AttemptRow(
+    id="dlv_1",
+    org_id=1,
+    integration_id="int_1",
+    integration_name="sink",
+    delivery_id="msg_1",
+    job_id=None,
+    event_id="evt_1",
+    event_type="order.created",
+    status="SUCCESS",
+    target_url="https://example.com/hook",
+    http_method="POST",
+    response_status=200,
+    response_time_ms=3,
+    attempt_count=1,
+    error_message=None,
+    error_category=None,
+    original_payload=b"{}",
+    request_headers=None,
+    request_body=b"{}",
+    response_headers=None,
+    response_body=None,
+    correlation_id=None,
+    trace_id=None,
+    signature=None,
+    trigger_type="EVENT",
+    action_name=None,
+    action_index=None,
+    should_retry=False,
+    steps=None,
+    created_at=datetime(2030, 1, 1, tzinfo=UTC),
+    delivered_at=None,
+)
+
+
+def attempt_row(row_id: str, **fields: Any) -> AttemptRow:
+    """A delivery-log row: a plain successful attempt, with ``fields`` instead."""
+    return replace(_ATTEMPT_ROW, id=row_id, **fields)

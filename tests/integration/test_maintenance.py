@@ -3,14 +3,14 @@ after their retention."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import insert, select
+from tests.support import attempt_row
 
 from junctionbox.engine.maintenance import Maintenance
 from junctionbox.queue.jobs import NewJob
 from junctionbox.services.container import Services
-from junctionbox.store.queries.delivery_attempts import AttemptRow
 from junctionbox.store.queries.log_batches import insert_log_rows
 from junctionbox.store.tables import delivery_logs, entities
 from junctionbox.store.types import utcnow
@@ -70,42 +70,6 @@ async def test_finished_jobs_are_kept_without_a_retention(services: Services) ->
     assert await _left(services, ids) == {"done", "dead", "running", "ready"}
 
 
-def _log_row(row_id: str, org_id: int, written: datetime) -> AttemptRow:
-    return AttemptRow(
-        id=row_id,
-        org_id=org_id,
-        integration_id="int_1",
-        integration_name="sink",
-        delivery_id="msg_1",
-        job_id=None,
-        event_id="evt_1",
-        event_type="order.created",
-        status="SUCCESS",
-        target_url="https://example.com/hook",
-        http_method="POST",
-        response_status=200,
-        response_time_ms=3,
-        attempt_count=1,
-        error_message=None,
-        error_category=None,
-        original_payload=b"{}",
-        request_headers=None,
-        request_body=b"{}",
-        response_headers=None,
-        response_body=None,
-        correlation_id=None,
-        trace_id=None,
-        signature=None,
-        trigger_type="EVENT",
-        action_name=None,
-        action_index=None,
-        should_retry=False,
-        steps=None,
-        created_at=written,
-        delivered_at=written,
-    )
-
-
 async def _log_ids(services: Services) -> set[str]:
     async with services.db.read() as conn:
         return set((await conn.execute(select(delivery_logs.c.id))).scalars())
@@ -122,9 +86,9 @@ async def test_delivery_logs_older_than_their_retention_are_purged_for_every_ten
         await insert_log_rows(
             conn,
             [
-                _log_row("dlv_old_a", 501, now - timedelta(days=40)),
-                _log_row("dlv_old_b", 502, now - timedelta(days=31)),
-                _log_row("dlv_new_a", 501, now - timedelta(days=29)),
+                attempt_row("dlv_old_a", org_id=501, created_at=now - timedelta(days=40)),
+                attempt_row("dlv_old_b", org_id=502, created_at=now - timedelta(days=31)),
+                attempt_row("dlv_new_a", org_id=501, created_at=now - timedelta(days=29)),
             ],
         )
 

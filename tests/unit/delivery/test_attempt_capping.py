@@ -6,11 +6,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from multidict import CIMultiDict
+from tests.support import attempt_row
 
 from junctionbox.store.queries.delivery_attempts import (
     MAX_LOGGED_BYTES,
     TRUNCATION_MARK,
-    AttemptRow,
     attempt_values,
     cap_headers,
     cap_text,
@@ -58,39 +58,25 @@ def test_header_names_become_plain_strings() -> None:
 
 
 def test_row_values_are_capped() -> None:
-    now = datetime.now(UTC)
-    row = AttemptRow(
-        id="dlv_1",
-        org_id=1,
-        integration_id="int_1",
+    row = attempt_row(
+        "dlv_1",
         integration_name="n" * 300,
-        delivery_id="msg_1",
         job_id="job_1",
-        event_id="evt_1",
         event_type="t",
         status="FAILED",
         target_url="https://example.com/",
-        http_method="POST",
         response_status=500,
-        response_time_ms=3,
-        attempt_count=1,
         error_message="boom\x00",
         error_category="SERVER_ERROR",
         original_payload=b"x" * 100_000,
         request_headers=[("a", "b")],
-        request_body=b"{}",
         response_headers=[("c", "d")],
         response_body=b"y" * 100_000,
-        correlation_id=None,
         trace_id="t" * 32,
-        signature=None,
-        trigger_type="EVENT",
         action_name="a",
         action_index=0,
-        should_retry=False,
         steps=[],
-        created_at=now,
-        delivered_at=None,
+        created_at=datetime.now(UTC),
     )
     values = attempt_values(row)
     assert len(values["integration_name"]) == 200
