@@ -31,7 +31,7 @@ class Maintenance:
         publisher: PublishService,
         queue: JobQueue,
         *,
-        job_retention: timedelta | None,
+        job_retention: timedelta | None = None,
         log_retention: timedelta | None = None,
         interval_seconds: float = 60.0,
         clock: Callable[[], datetime] = utcnow,
