@@ -167,6 +167,14 @@ def test_v1_is_base64_hmac_of_the_signed_content() -> None:
     assert sign(MSG, TS, BODY, [secret]) == "v1," + base64.b64encode(digest).decode()
 
 
+@given(key=st.binary(min_size=1, max_size=200), body=st.binary(max_size=300))
+def test_v1_matches_the_standard_library_hmac_for_any_key_length(key: bytes, body: bytes) -> None:
+    # Keys longer than SHA-256's 64-byte block are hashed first (RFC 2104).
+    secret = "whsec_" + base64.b64encode(key).decode()
+    digest = hmac.new(key, f"{MSG}.{TS}.".encode() + body, hashlib.sha256).digest()
+    assert sign(MSG, TS, body, [secret]) == "v1," + base64.b64encode(digest).decode()
+
+
 def test_rotation_signs_with_every_key_in_order() -> None:
     old, new = generate_secret(), generate_secret()
     private, _ = generate_keypair()
