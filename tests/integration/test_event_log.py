@@ -302,3 +302,26 @@ async def test_a_driver_connection_whose_work_failed_is_closed_not_pooled(world:
     assert driver.is_closed() if db.dialect == "postgresql" else driver._connection is None
     async with db.driver() as again:
         assert again is not driver
+
+
+@pytest.mark.parametrize("count", [1, 2, 4, 5, 9])
+async def test_appends_together_of_every_size_store_what_was_sent(world: World, count: int) -> None:
+    # PostgreSQL sends a few rows as scalar parameters and more as arrays (pg_rows): both
+    # forms, for the reservations and for the events, must store the same thing.
+    log = world.services.event_log
+    drafts = [draft(n, partition_key=f"k{n}", subject=f"s{n}") for n in range(count)]
+    results, stored = await log.append_together(
+        [TenantDrafts(100, drafts[: count // 2]), TenantDrafts(200, drafts[count // 2 :])]
+    )
+    assert [len(r) for r in results] == [count // 2, count - count // 2]
+    assert sorted(e.payload for e in stored) == sorted(d.payload for d in drafts)
+    async with world.services.db.read() as conn:
+        for result, event in zip([*results[0], *results[1]], drafts, strict=True):
+            org_id = 100 if event in drafts[: count // 2] else 200
+            after = result.offset - 1
+            [read] = await queries.read_after(conn, org_id, "default", result.partition, after, 1)
+            assert (read.payload, read.subject, read.offset) == (
+                event.payload,
+                event.subject,
+                result.offset,
+            )

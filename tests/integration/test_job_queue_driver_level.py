@@ -165,3 +165,23 @@ def test_placeholders_per_dialect() -> None:
     text = "a = ? AND b < ?::timestamptz AND c = ANY(?::text[])"
     assert sql_for("sqlite", text) == "a = ? AND b < ? AND c = ANY(?)"
     assert sql_for("postgresql", text) == "a = $1 AND b < $2::timestamptz AND c = ANY($3::text[])"
+
+
+@pytest.mark.parametrize("count", [1, 3, 4, 5, 12])
+async def test_enqueues_of_every_size_read_back_alike_and_skip_taken_keys(
+    queue: JobQueue, count: int
+) -> None:
+    # PostgreSQL sends a few rows as scalar parameters and more as arrays (pg_rows).
+    await queue.enqueue_now([job(0, dedupe_key="taken")])
+    batch = [job(n, org_id=n, priority=n % 3, dedupe_key=f"d{n}") for n in range(1, count)]
+    ids = await queue.enqueue_now([*batch, job(99, dedupe_key="taken")])
+    assert len(set(ids)) == count
+    for new, job_id in zip(batch, ids, strict=False):
+        found = await stored(queue, job_id)
+        assert (found.payload, found.org_id, found.priority) == (
+            new.payload,
+            new.org_id,
+            new.priority,
+        )
+    taken = await stored(queue, ids[-1])
+    assert taken.payload["n"] == 0  # the older job holding the key

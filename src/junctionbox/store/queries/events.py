@@ -6,7 +6,7 @@ import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import (
     ColumnElement,
@@ -37,6 +37,9 @@ from junctionbox.store.queries.driver_calls import (
     fetch_rows,
     pg_call,
     pg_driver,
+    pg_rows,
+    pg_rows_arguments,
+    pg_rows_form,
     positional_insert,
     prepare,
     sqlite_driver_run,
@@ -446,12 +449,12 @@ def _committed_in_sqlite(
 
 # PostgreSQL: the reservations (locked in one order, as _ALLOCATE_ALL does, and updated
 # only if every partition exists) and the insert of the events, whose offsets are relative
-# to their partition's reservation, in one statement: $1-$5 the reservations as arrays, $6
-# the channel to NOTIFY (or NULL), then one array per column of INSERT_COLUMNS.
+# to their partition's reservation, in one statement: $1 the channel to NOTIFY (or NULL),
+# then the reservations' rows and the events' rows (``driver_calls.pg_rows``: a few as
+# scalars, more as one array per column).
 _APPEND_COMMITTED = """
 WITH wanted AS (
-    SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], $4::bigint[], $5::bigint[])
-        AS w(org_id, stream, partition, count, size)
+    SELECT * FROM {reservations} AS w(org_id, stream, partition, count, size)
 ), locked AS MATERIALIZED (
     SELECT p.org_id, p.stream, p.partition
     FROM stream_partitions AS p
@@ -467,37 +470,39 @@ WITH wanted AS (
     FROM wanted AS w, locked AS l
     WHERE p.org_id = w.org_id AND p.stream = w.stream AND p.partition = w.partition
         AND l.org_id = w.org_id AND l.stream = w.stream AND l.partition = w.partition
-        AND (SELECT count(*) FROM locked) = cardinality($1::bigint[])
+        AND (SELECT count(*) FROM locked) = (SELECT count(*) FROM wanted)
     RETURNING p.org_id, p.stream, p.partition, p.next_offset - w.count AS first,
-        CASE WHEN $6::text IS NOT NULL THEN pg_notify($6::text, json_build_object(
+        CASE WHEN $1::text IS NOT NULL THEN pg_notify($1::text, json_build_object(
             'o', p.org_id, 's', p.stream, 'p', p.partition,
             'f', p.next_offset - w.count, 'l', p.next_offset - 1)::text) END
 ), inserted AS (
     INSERT INTO events ({columns})
     SELECT {placed}
-    FROM unnest({arrays}) AS e({columns})
+    FROM {events} AS e({columns})
     JOIN reserved AS r
         ON r.org_id = e.org_id AND r.stream = e.stream AND r.partition = e.partition
 )
 SELECT org_id, stream, partition, first FROM reserved
 """
-_COMMITTED_SQL: dict[str, str] = {}
+_RESERVATION_TYPES: Final = ("bigint", "text", "int", "bigint", "bigint")
+_COMMITTED_SQL: dict[tuple[str, int, int], str] = {}
 
 
-def _committed_sql(dialect: Dialect) -> str:
-    found = _COMMITTED_SQL.get(dialect.driver)
+def _committed_sql(dialect: Dialect, reservations: int, rows: int) -> str:
+    key = (dialect.driver, pg_rows_form(reservations), pg_rows_form(rows))
+    found = _COMMITTED_SQL.get(key)
     if found is None:
-        arrays = ", ".join(
-            f"${index}::{events.c[name].type.compile(dialect=dialect)}[]"
-            for index, name in enumerate(INSERT_COLUMNS, start=7)
-        )
+        types = [events.c[name].type.compile(dialect=dialect) for name in INSERT_COLUMNS]
         placed = ", ".join(
             "r.first + e.log_offset" if name == "log_offset" else f"e.{name}"
             for name in INSERT_COLUMNS
         )
-        columns = ", ".join(INSERT_COLUMNS)
-        found = _COMMITTED_SQL[dialect.driver] = _APPEND_COMMITTED.format(
-            columns=columns, placed=placed, arrays=arrays
+        after = 2 + len(_RESERVATION_TYPES) * (reservations if key[1] else 1)
+        found = _COMMITTED_SQL[key] = _APPEND_COMMITTED.format(
+            reservations=pg_rows(_RESERVATION_TYPES, 2, reservations),
+            columns=", ".join(INSERT_COLUMNS),
+            placed=placed,
+            events=pg_rows(types, after, rows),
         )
     return found
 
@@ -515,19 +520,14 @@ async def _committed_on_postgres(
     if len(rows) > COMMITTED_AT_MOST:
         raise ValueError(f"at most {COMMITTED_AT_MOST} events are appended this way")
     _, processors = _compiled_insert(dialect)
-    columns: list[Sequence[Any]] = [[] for _ in INSERT_COLUMNS]
-    if rows:
-        columns = list(zip(*_processed(rows, processors), strict=True))
+    reservations = [(org_id, r.stream, r.partition, r.count, r.size) for org_id, r in wanted]
     arguments = (
-        [org_id for org_id, _ in wanted],
-        [r.stream for _, r in wanted],
-        [r.partition for _, r in wanted],
-        [r.count for _, r in wanted],
-        [r.size for _, r in wanted],
         announce_on,
-        *columns,
+        *pg_rows_arguments(reservations, len(_RESERVATION_TYPES)),
+        *pg_rows_arguments(_processed(rows, processors) if rows else [], len(INSERT_COLUMNS)),
     )
-    found = await pg_call(driver.fetch(_committed_sql(dialect), *arguments))
+    sql = _committed_sql(dialect, len(reservations), len(rows))
+    found = await pg_call(driver.fetch(sql, *arguments))
     firsts = {(row[0], row[1], row[2]): int(row[3]) for row in found}
     if len(firsts) != len(wanted):
         return None

@@ -10,9 +10,9 @@ when a row was in fact not inserted (a repeated dedupe key):
 
 * SQLite: one hand-over for the whole of it: multi-row INSERTs, their change count, and
   the look-up if one is needed.
-* PostgreSQL: one statement, ``INSERT ... SELECT FROM unnest(arrays) ... RETURNING id``
-  (one text whatever the batch size, so asyncpg prepares it once), and the look-up by
-  ``dedupe_key = ANY(...)`` if fewer ids came back than rows went in.
+* PostgreSQL: one statement, ``INSERT ... SELECT FROM`` the rows ``... RETURNING id`` (a few
+  rows as scalar parameters, more as one array per column: ``driver_calls.pg_rows``), and the
+  look-up by ``dedupe_key = ANY(...)`` if fewer ids came back than rows went in.
 """
 
 from __future__ import annotations
@@ -32,6 +32,9 @@ from junctionbox.store.queries.driver_calls import (
     bind_processor,
     pg_call,
     pg_driver,
+    pg_rows,
+    pg_rows_arguments,
+    pg_rows_form,
     positional_insert,
     sqlite_run,
 )
@@ -50,7 +53,7 @@ _LOOKUP_PG: Final = (
     "SELECT kind, dedupe_key, id FROM jobs WHERE kind = $1 AND dedupe_key = ANY($2::varchar[])"
 )
 _MULTI_ROW: dict[tuple[str, int], str] = {}
-_UNNEST: dict[tuple[str, bool], str] = {}
+_INSERT_SQL: dict[tuple[str, bool, int], str] = {}
 
 Row = tuple[Any, ...]
 Holders = dict[tuple[str, str], str]
@@ -131,9 +134,9 @@ async def _pg_insert(
     conn: AsyncConnection, values: list[Row], notify: tuple[str, list[str]] | None
 ) -> Holders | None:
     driver = await pg_driver(conn)
-    columns = [list(column) for column in zip(*values, strict=True)]
-    sql = _unnest_insert(conn.dialect, notifying=notify is not None)
-    inserted = await pg_call(driver.fetch(sql, *columns, *(notify or ())))
+    sql = _insert_sql(conn.dialect, len(values), notifying=notify is not None)
+    arguments = pg_rows_arguments(values, len(COLUMNS))
+    inserted = await pg_call(driver.fetch(sql, *(notify or ()), *arguments))
     if len(inserted) == len(values):
         return None
     found: Holders = {}
@@ -145,33 +148,32 @@ async def _pg_insert(
 
 # The NOTIFYs ride on the INSERT: the uncorrelated sub-select in its WHERE is run once,
 # before the first row (PostgreSQL runs a plain SELECT in WITH only when it is read).
-_CHANNEL_AT: Final = len(COLUMNS) + 1  # the channel's parameter, then the payloads'
+# Parameters $1 and $2: the channel and the payloads; the rows follow.
 _NOTIFYING: Final = (
-    f"WITH woken AS (SELECT pg_notify(${_CHANNEL_AT}, payload) "  # noqa: S608
-    f"FROM unnest(${_CHANNEL_AT + 1}::text[]) AS q(payload)) "
+    "WITH woken AS (SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS q(payload)) "
 )
 _AFTER_NOTIFYING: Final = " WHERE (SELECT count(*) FROM woken) >= 0"
 
 
-def _unnest_insert(dialect: Dialect, *, notifying: bool) -> str:
-    """``INSERT INTO jobs (...) SELECT * FROM unnest($1::type[], ...)``: one array per
-    column (JSON as text, cast back), so one prepared statement serves any batch size;
-    ``notifying``, with ``_NOTIFYING`` (two more parameters: channel, payloads)."""
-    found = _UNNEST.get((dialect.name, notifying))
+def _insert_sql(dialect: Dialect, rows: int, *, notifying: bool) -> str:
+    """``INSERT INTO jobs (...) SELECT ... FROM`` the rows (``driver_calls.pg_rows``: JSON as
+    text, cast back); ``notifying``, with ``_NOTIFYING`` first."""
+    key = (dialect.name, notifying, pg_rows_form(rows))
+    found = _INSERT_SQL.get(key)
     if found is None:
-        arrays, selected = [], []
+        types, selected = [], []
         for number, column in enumerate(jobs.columns, start=1):
             if isinstance(column.type, JSON):
-                arrays.append(f"${number}::text[]")
+                types.append("text")
                 selected.append(f"CAST(c{number} AS {column.type.compile(dialect)})")
             else:
-                arrays.append(f"${number}::{column.type.compile(dialect)}[]")
+                types.append(column.type.compile(dialect))
                 selected.append(f"c{number}")
-        names = ", ".join(f"c{number}" for number in range(1, len(arrays) + 1))
+        names = ", ".join(f"c{number}" for number in range(1, len(types) + 1))
         # Only the table's own column names and types go into the text, never a value.
         columns = ", ".join(COLUMNS)
-        source = f"unnest({', '.join(arrays)}) AS t({names})"
-        found = _UNNEST[dialect.name, notifying] = "".join(
+        source = f"{pg_rows(types, 3 if notifying else 1, rows)} AS t({names})"
+        found = _INSERT_SQL[key] = "".join(
             [
                 _NOTIFYING if notifying else "",
                 f"INSERT INTO jobs ({columns}) SELECT {', '.join(selected)} FROM {source}",  # noqa: S608
