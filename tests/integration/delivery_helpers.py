@@ -19,6 +19,7 @@ from junctionbox.domain.delivery import (
     DeliveryJob,
     DeliveryOutcome,
     EventRef,
+    FinalState,
     Trigger,
     message_id,
 )
@@ -161,6 +162,9 @@ class Recorder:
     worker's transaction by reading there)."""
 
     outcomes: list[tuple[DeliveryJob, DeliveryOutcome]] = field(default_factory=list)
+
+    def concerns(self, job: DeliveryJob, state: FinalState) -> bool:
+        return True
 
     async def on_final(
         self, conn: AsyncConnection, job: DeliveryJob, outcome: DeliveryOutcome

@@ -440,6 +440,9 @@ class FailsOnce:
 
     failed: bool = False
 
+    def concerns(self, job: DeliveryJob, state: FinalState) -> bool:
+        return True
+
     async def on_final(
         self, conn: AsyncConnection, job: DeliveryJob, outcome: DeliveryOutcome
     ) -> None:

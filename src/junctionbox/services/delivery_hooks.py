@@ -11,10 +11,16 @@ from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from junctionbox.domain.delivery import DeliveryJob, DeliveryOutcome
+from junctionbox.domain.delivery import DeliveryJob, DeliveryOutcome, FinalState
 
 
 class DeliveryListener(Protocol):
+    def concerns(self, job: DeliveryJob, state: FinalState) -> bool:
+        """Whether :meth:`on_final` would do anything for a job that ended so: a batch of
+        which no listener is concerned may be committed without calling them (on
+        PostgreSQL in one statement; see ``store.queries.commit_on_postgres``)."""
+        ...
+
     async def on_final(
         self, conn: AsyncConnection, job: DeliveryJob, outcome: DeliveryOutcome
     ) -> None: ...

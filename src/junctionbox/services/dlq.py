@@ -222,6 +222,10 @@ class DlqService:
 
     # ------------------------------------------------------------------ listener
 
+    def concerns(self, job: DeliveryJob, state: FinalState) -> bool:
+        """A failure makes an entry; any end of a redrive settles its entry."""
+        return job.dlq_entry_id is not None or state in _FAILED
+
     async def on_final(
         self, conn: AsyncConnection, job: DeliveryJob, outcome: DeliveryOutcome
     ) -> None:

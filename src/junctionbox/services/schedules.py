@@ -205,6 +205,10 @@ class ScheduleService:
 
     # - the delivery listener -
 
+    def concerns(self, job: DeliveryJob, state: FinalState) -> bool:
+        """Only the first action of a scheduled occurrence."""
+        return job.scheduled_id is not None and job.action_index == 0
+
     async def on_final(
         self, conn: AsyncConnection, job: DeliveryJob, outcome: DeliveryOutcome
     ) -> None:
