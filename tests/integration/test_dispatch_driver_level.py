@@ -220,3 +220,22 @@ async def test_lock_partition_brings_the_stamps_on_postgresql(svc: Services) -> 
         async with svc.db.write() as other:  # another node's batch of the same partition
             assert await dispatch.lock_partition(other, 42, [100]) == (False, None)
             assert await dispatch.lock_partition(other, 43, []) == (True, None)
+
+
+@pytest.mark.parametrize("owners", [[], [100]])
+async def test_a_dispatch_transaction_does_not_wait_for_the_wal_flush(
+    svc: Services, owners: list[int]
+) -> None:
+    # Its work is redone after a crash (same dedupe keys): the lock statement says so,
+    # for that transaction alone.
+    if svc.db.is_sqlite:
+        pytest.skip("synchronous_commit is PostgreSQL's; SQLite's commits never wait for a flush")
+    setting = select(func.current_setting("synchronous_commit"))
+    async with svc.db.write() as conn:
+        assert await dispatch.lock_partition(conn, 42, owners) == (
+            True,
+            None if not owners else {100: dispatch.NO_INTEGRATIONS},
+        )
+        assert (await conn.execute(setting)).scalar_one() == "off"
+    async with svc.db.write() as conn:
+        assert (await conn.execute(setting)).scalar_one() == "on"

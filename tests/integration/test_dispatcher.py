@@ -433,8 +433,8 @@ async def test_small_batches_of_several_partitions_share_one_transaction(
         monkeypatch.setattr(svc.db, "write", counted)
         second = await publish_spread(svc, range(8, 16))
     assert len({e["partition"] for e in second}) > 1
-    # The dispatcher's writes are the ones that need not be durable (see dispatch_batch).
-    assert [w for w in writes if not w.get("durable", True)] == [{"durable": False, "inline": True}]
+    # One transaction for the partitions (the dispatcher writes small batches inline).
+    assert [w for w in writes if w.get("inline")] == [{"inline": True}]
     offsets = await committed(svc, 100)
     for placed in first + second:
         assert offsets[placed["partition"]] > placed["offset"]

@@ -294,8 +294,9 @@ class Dispatcher:
         batches: list[_Batch] = []
         committed = False
         try:
-            # Not durable: a batch a crash loses is dispatched again, with the same dedupe keys.
-            async with self.db.write(durable=False, inline=inline) as conn:
+            # Not durable: a batch a crash loses is dispatched again, with the same dedupe keys
+            # (on PostgreSQL each partition's lock statement says so: queries.lock_partition).
+            async with self.db.write(inline=inline) as conn:
                 for (key, cursor), grant in zip(items, grants, strict=True):
                     batches.append(await self._batch(conn, key, cursor, grant))
             committed = True
