@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import bindparam, case, func, insert, select
+from sqlalchemy import bindparam, case, func, insert, literal_column, select, text
 from tests.integration.dispatch_helpers import add_integration, make_tenants, order, publish_as
 
 from junctionbox.domain.events import StoredEvent
@@ -239,3 +239,84 @@ async def test_a_dispatch_transaction_does_not_wait_for_the_wal_flush(
         assert (await conn.execute(setting)).scalar_one() == "off"
     async with svc.db.write() as conn:
         assert (await conn.execute(setting)).scalar_one() == "on"
+
+
+async def test_lock_and_read_equal_the_lock_the_read_and_the_advance_apart(
+    svc: Services,
+) -> None:
+    if svc.db.is_sqlite:
+        pytest.skip("PostgreSQL's statement; on SQLite the read brings the stamps")
+    await add_integration(svc, 100, "one")
+    placed = await publish_as(
+        svc,
+        100,
+        [order(1), order(2, specversion="1.0", subject="s", traceparent=_TRACEPARENT), order(3)],
+    )
+    partition = placed[0]["partition"]
+    position = (100, "orders", partition)
+    now = datetime.now(UTC)
+    async with svc.db.write() as conn:
+        assert await dispatch.advance(conn, GROUP, *position, None, 0, now)
+    async with svc.db.write() as conn:
+        found = await dispatch.lock_and_read(conn, 7, [100, 200], GROUP, position, 0, 9, now)
+        direct = await dispatch.integration_stamps(conn, [100, 200])
+        expected = await events.read_after(conn, 100, "orders", partition, -1, 9)
+        setting = await conn.execute(select(func.current_setting("synchronous_commit")))
+        assert setting.scalar_one() == "off"
+        assert found.locked
+        assert found.stamps == {100: direct[100], 200: dispatch.NO_INTEGRATIONS}
+        assert found.events == expected
+        assert found.events
+        assert found.moved
+        following = found.events[-1].offset + 1
+        at = await dispatch.position(conn, *position, GROUP)
+        assert at is not None
+        assert at.committed == following
+        # Nothing after it: nothing read, the offset stays.
+        after = await dispatch.lock_and_read(conn, 8, [], GROUP, position, following, 9, now)
+        assert after == dispatch.LockedBatch(True, None, [], False)
+        async with svc.db.write() as other:  # another node's batch of the same partition
+            held = await dispatch.lock_and_read(other, 7, [100], GROUP, position, 0, 9, now)
+            assert held == dispatch.LockedBatch(False)
+
+
+async def test_lock_and_read_does_not_move_an_offset_someone_else_moved(svc: Services) -> None:
+    if svc.db.is_sqlite:
+        pytest.skip("PostgreSQL's statement")
+    placed = await publish_as(svc, 100, [order(1)])
+    position = (100, "orders", placed[0]["partition"])
+    now = datetime.now(UTC)
+    async with svc.db.write() as conn:
+        assert await dispatch.advance(conn, GROUP, *position, None, 0, now)
+    async with svc.db.write() as conn:
+        found = await dispatch.lock_and_read(conn, 7, [], GROUP, position, 5, 9, now)
+        assert found == dispatch.LockedBatch(True, None, [], False)  # none after 5
+        stale = await dispatch.lock_and_read(conn, 7, [], GROUP, (*position[:2], 99), 0, 9, now)
+        assert stale == dispatch.LockedBatch(True, None, [], False)  # no such partition
+    async with svc.db.write() as conn:  # the offset is 0, this dispatcher thinks 0: it reads
+        raced = await dispatch.lock_and_read(conn, 7, [], "$other-group", position, 0, 9, now)
+        assert raced.events
+        assert not raced.moved  # that group has no row at 0: someone else's move
+
+
+async def test_the_dispatchers_reads_keep_one_plan_on_postgresql(svc: Services) -> None:
+    # With its LIMIT a parameter, PostgreSQL planned the read anew at every execution (a
+    # generic plan, not knowing the limit, looks dearer than a custom one): after five
+    # custom plans a prepared statement should settle on its generic plan.
+    if svc.db.is_sqlite:
+        pytest.skip("PostgreSQL's plan cache")
+    placed = await publish_as(svc, 100, [order(1)])
+    position = (100, "orders", placed[0]["partition"])
+    now = datetime.now(UTC)
+    plans = select(func.sum(literal_column("generic_plans"))).select_from(
+        text("pg_prepared_statements")
+    )
+    async with svc.db.write() as conn:
+        await dispatch.advance(conn, GROUP, *position, None, 5, now)
+        for _ in range(8):
+            await dispatch.lock_and_read(conn, 7, [100], GROUP, position, 5, 16, now)
+            await events.read_after(conn, *position, 5, 16)
+        generic = (
+            await conn.execute(plans.where(text("statement LIKE '%FROM events%'")))
+        ).scalar_one()
+    assert generic >= 2 * (8 - 5)

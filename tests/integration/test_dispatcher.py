@@ -37,6 +37,7 @@ from junctionbox.domain.delivery import (
 from junctionbox.domain.events import EventDraft
 from junctionbox.engine import dispatcher as dispatcher_module
 from junctionbox.engine.dispatcher import GROUP, Dispatcher
+from junctionbox.queue import store as queue_store
 from junctionbox.runtime import build_services
 from junctionbox.services.container import Services
 from junctionbox.store.queries import consumer_offsets, dispatch
@@ -203,6 +204,30 @@ async def test_a_crash_before_the_offset_commits_leaves_nothing_behind(
     assert await dispatcher(svc).dispatch_pending() == 2
     assert len(await delivery_jobs(svc)) == 4
     assert len(await scheduled_rows(svc)) == 2
+
+
+async def test_a_batch_failing_after_its_offset_moved_leaves_nothing_behind(
+    svc: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From its cursor on PostgreSQL the batch's read moves the offset before its jobs are
+    written: a failure after that rolls both back, as a failure before the move would."""
+    async with dispatching(svc) as running:
+        await publish_spread(svc, range(8))  # every partition's cursor is known
+        before = await committed(svc, 100)
+
+        async def crash(*_args: object, **_kwargs: object) -> None:
+            raise RuntimeError("killed before the jobs were written")
+
+        monkeypatch.setattr(queue_store, "insert_jobs", crash)
+        await publish_spread(svc, range(8, 9), wait=False)
+        await eventually(backing_off, running)
+        assert await committed(svc, 100) == before
+        assert len(await delivery_jobs(svc)) == 8
+        monkeypatch.undo()
+        running._failing.clear()
+        running._rescan = True
+        running._wake.set()
+        await eventually(lambda s: has_jobs(s, 9), svc)
 
 
 async def test_two_dispatchers_share_the_log_without_dispatching_twice(svc: Services) -> None:
@@ -447,7 +472,7 @@ async def test_a_partition_failing_in_a_shared_transaction_holds_up_no_other(
     failing partition backs off alone and the others' events are dispatched."""
     async with dispatching(svc) as running:
         first = await publish_spread(svc, range(8))
-        real_advance = dispatch.advance
+        real_advance, real_lock_and_read = dispatch.advance, dispatch.lock_and_read
         broken = first[0]["partition"]
 
         async def advance(
@@ -457,7 +482,15 @@ async def test_a_partition_failing_in_a_shared_transaction_holds_up_no_other(
                 raise RuntimeError("this partition's batch fails")
             return await real_advance(conn, group, org, stream, partition, *rest)
 
+        async def lock_and_read(
+            conn: Any, key: int, owners: Any, group: str, position: Any, *rest: Any
+        ) -> Any:  # PostgreSQL's way of moving the offset
+            if position[2] == broken:
+                raise RuntimeError("this partition's batch fails")
+            return await real_lock_and_read(conn, key, owners, group, position, *rest)
+
         monkeypatch.setattr(dispatch, "advance", advance)
+        monkeypatch.setattr(dispatch, "lock_and_read", lock_and_read)
         second = await publish_spread(svc, range(8, 16), wait=False)
         healthy = [e for e in second if e["partition"] != broken]
         await eventually(lambda s: has_jobs(s, 8 + len(healthy)), svc)

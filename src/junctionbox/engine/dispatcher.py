@@ -22,7 +22,9 @@ converted as SQLAlchemy would: ``store.queries.driver_calls``), since under load
 statement, and every wait for the event loop between two, lengthens the transaction and
 so, on SQLite, everyone's wait for the write lock. On SQLite a batch makes five calls to
 aiosqlite's thread: BEGIN, the read (with the integrations' freshness check), the jobs
-(with their dedupe look-up when needed), the offset, COMMIT.
+(with their dedupe look-up when needed), the offset, COMMIT. On PostgreSQL, from its cursor,
+five round trips: BEGIN, the lock with the freshness check and the read (and the setting
+that makes the commit not wait for the WAL flush), the jobs, the offset, COMMIT.
 
 Wake-ups: the dispatcher hears this process's appends at once (an ``EventLog`` listener,
 called after their commit) and, on PostgreSQL, every node's (``NOTIFY jb_events``, carrying
@@ -361,9 +363,19 @@ class Dispatcher:
         chain = await self.fanout.tenants.chain(conn, key[0])
         owners = self.fanout.catalog.unchecked(chain.ids)
         lock_key = queries.lock_key(GROUP, *key)
+        if cursor is not None and self.db.dialect == "postgresql":
+            found = await queries.lock_and_read(
+                conn, lock_key, owners, GROUP, key, cursor, grant.size, self.clock()
+            )
+            if not found.locked:
+                return _Batch(BatchResult(0, False))  # another node holds it; it finishes it
+            if found.events and not found.moved:
+                raise _Raced()
+            read = _Read((), found.stamps, found.events, moved=True)
+            return await self._batch_from(conn, key, read, (cursor, cursor, None), grant)
         locked, stamps = await queries.lock_partition(conn, lock_key, owners)
         if not locked:
-            return _Batch(BatchResult(0, False))  # another node holds it; it will finish it
+            return _Batch(BatchResult(0, False))
         read = _Read(owners if stamps is None else (), stamps)
         if cursor is not None:
             return await self._batch_from(conn, key, read, (cursor, cursor, None), grant)
@@ -387,9 +399,12 @@ class Dispatcher:
         start, committed, end = span
         started = time.time_ns()
         size = grant.size
-        events, stamps = await queries.read_batch(conn, *key, start - 1, size, read.owners)
-        if read.stamps is not None:
-            stamps = read.stamps
+        if read.events is not None:
+            events, stamps = read.events, read.stamps
+        else:
+            events, stamps = await queries.read_batch(conn, *key, start - 1, size, read.owners)
+            if read.stamps is not None:
+                stamps = read.stamps
         if not events and end is None:
             # Nothing after our own cursor: nothing new, or the stream was deleted and made
             # again (offsets restart). Forget the cursor; the next look reads the group's.
@@ -398,7 +413,9 @@ class Dispatcher:
         await self.fanout.store(conn, await self._lease_to_worker(conn, plan, events, grant))
         # No events before the end: they were trimmed, or their stream deleted.
         following = events[-1].offset + 1 if events else end or start
-        if not await queries.advance(conn, GROUP, *key, committed, following, self.clock()):
+        if read.moved:  # the read moved the offset already
+            pass
+        elif not await queries.advance(conn, GROUP, *key, committed, following, self.clock()):
             raise _Raced()
         more = len(events) >= size if end is None else following < end
         trace_dispatch(self.services.telemetry.tracing, events, plan, started)
@@ -526,6 +543,8 @@ class _Grant:
 class _Read:
     owners: Collection[int]  # whose stamps the read is to bring
     stamps: dict[int, Stamp] | None  # the stamps the lock brought
+    events: list[StoredEvent] | None = None  # the batch, when the lock read it too
+    moved: bool = False  # and moved the group's offset past it
 
 
 class _Raced(Exception):
