@@ -300,18 +300,21 @@ async def test_lock_and_read_does_not_move_an_offset_someone_else_moved(svc: Ser
 
 
 async def test_the_dispatchers_reads_keep_one_plan_on_postgresql(svc: Services) -> None:
-    # With its LIMIT a parameter, PostgreSQL planned the read anew at every execution (a
-    # generic plan, not knowing the limit, looks dearer than a custom one): after five
-    # custom plans a prepared statement should settle on its generic plan.
+    # With its LIMIT a parameter, PostgreSQL planned the read anew at every execution once
+    # the partition held a few thousand events (a generic plan, not knowing the limit, looks
+    # dearer than a custom one): a prepared statement should settle on its generic plan
+    # after its five custom plans.
     if svc.db.is_sqlite:
         pytest.skip("PostgreSQL's plan cache")
-    placed = await publish_as(svc, 100, [order(1)])
+    for first in range(0, 3000, 500):
+        placed = await publish_as(svc, 100, [order(n) for n in range(first, first + 500)])
     position = (100, "orders", placed[0]["partition"])
     now = datetime.now(UTC)
     plans = select(func.sum(literal_column("generic_plans"))).select_from(
         text("pg_prepared_statements")
     )
     async with svc.db.write() as conn:
+        await conn.execute(text("ANALYZE events"))
         await dispatch.advance(conn, GROUP, *position, None, 5, now)
         for _ in range(8):
             await dispatch.lock_and_read(conn, 7, [100], GROUP, position, 5, 16, now)
