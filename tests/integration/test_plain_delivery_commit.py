@@ -22,6 +22,7 @@ from tests.integration.delivery_helpers import (
 from tests.support import attempt_row
 
 from junctionbox.domain.circuit_breaker import BreakerConfig
+from junctionbox.domain.rollups import RollupKey
 from junctionbox.engine.delivery_worker import DeliveryWorker
 from junctionbox.queue.jobs import JobState, Lease, NewJob
 from junctionbox.services.container import Services
@@ -141,12 +142,30 @@ async def leased(svc: Services, count: int) -> list[Lease]:
     return [Lease(job.id, job.lease_token or "") for job in claimed]
 
 
-def rows_for(svc: Services, leases: list[Lease], integration_id: str) -> list[tuple[object, ...]]:
-    made = [
+def success_bucket(integration_id: str, now: datetime) -> RollupKey:
+    return (
+        100,
+        integration_id,
+        now.replace(minute=0, second=0, microsecond=0),
+        "status",
+        "SUCCESS",
+    )
+
+
+async def commit(
+    svc: Services, leases: list[Lease], integration_id: str, now: datetime, total_ms: int
+) -> dict[str, str] | None:
+    """The statement for ``leases``: a successful attempt's row each, their rollup."""
+    rows = [
         attempt_row(f"dlv_{n}", job_id=lease.job_id, integration_id=integration_id, org_id=100)
         for n, lease in enumerate(leases)
     ]
-    return log_row_values(svc.db.engine.dialect, made)
+    counts = {success_bucket(integration_id, now): (len(leases), total_ms)}
+    dialect = svc.db.engine.dialect
+    async with svc.db.driver() as driver:
+        return await commit_delivered(
+            driver, dialect, leases, now, log_row_values(dialect, rows), counts
+        )
 
 
 @pytest.mark.usefixtures("postgres_only")
@@ -160,18 +179,7 @@ async def test_the_statement_writes_nothing_when_a_lease_was_lost(
         await conn.execute(
             update(jobs).where(jobs.c.id == leases[1].job_id).values(lease_token="someone-else")
         )
-    now = datetime.now(UTC)
-    bucket = (100, plain.id, now.replace(minute=0, second=0, microsecond=0), "status", "SUCCESS")
-    async with svc.db.driver() as driver:
-        moved = await commit_delivered(
-            driver,
-            svc.db.engine.dialect,
-            leases,
-            now,
-            rows_for(svc, leases, plain.id),
-            {bucket: (3, 9)},
-        )
-    assert moved is None
+    assert await commit(svc, leases, plain.id, datetime.now(UTC), 9) is None
     assert await log_rows(svc) == []
     assert await success_rollups(svc, plain.id) == 0
     assert (await reload(svc, plain.id)).consecutive_failures == 2
@@ -190,7 +198,7 @@ async def test_the_statement_writes_everything_when_every_lease_is_ours(
     await set_streak(svc, plain.id, 2)
     leases = await leased(svc, count)
     now = datetime.now(UTC)
-    bucket = (100, plain.id, now.replace(minute=0, second=0, microsecond=0), "status", "SUCCESS")
+    bucket = success_bucket(plain.id, now)
     async with svc.db.write() as conn:  # an earlier batch's counts: added to, not replaced
         await conn.execute(
             delivery_rollups.insert().values(
@@ -204,15 +212,7 @@ async def test_the_statement_writes_everything_when_every_lease_is_ours(
                 | {"count": 5, "total_ms": 50}
             )
         )
-    async with svc.db.driver() as driver:
-        moved = await commit_delivered(
-            driver,
-            svc.db.engine.dialect,
-            leases,
-            now,
-            rows_for(svc, leases, plain.id),
-            {bucket: (count, 7)},
-        )
+    moved = await commit(svc, leases, plain.id, now, 7)
     assert moved == {lease.job_id: "q" for lease in leases}
     assert sorted(row["job_id"] for row in await log_rows(svc)) == sorted(moved)
     assert await success_rollups(svc, plain.id) == 5 + count

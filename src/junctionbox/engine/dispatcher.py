@@ -23,8 +23,9 @@ statement, and every wait for the event loop between two, lengthens the transact
 so, on SQLite, everyone's wait for the write lock. On SQLite a batch makes five calls to
 aiosqlite's thread: BEGIN, the read (with the integrations' freshness check), the jobs
 (with their dedupe look-up when needed), the offset, COMMIT. On PostgreSQL, from its cursor,
-five round trips: BEGIN, the lock with the freshness check and the read (and the setting
-that makes the commit not wait for the WAL flush), the jobs, the offset, COMMIT.
+four round trips: BEGIN, one statement for the lock, the setting that makes the commit not
+wait for the WAL flush, the freshness check, the read and the offset's move, then the jobs,
+COMMIT.
 
 Wake-ups: the dispatcher hears this process's appends at once (an ``EventLog`` listener,
 called after their commit) and, on PostgreSQL, every node's (``NOTIFY jb_events``, carrying
@@ -368,14 +369,14 @@ class Dispatcher:
                 conn, lock_key, owners, GROUP, key, cursor, grant.size, self.clock()
             )
             if not found.locked:
-                return _Batch(BatchResult(0, False))  # another node holds it; it finishes it
+                return _Batch(BatchResult(0, False))  # as below
             if found.events and not found.moved:
                 raise _Raced()
-            read = _Read((), found.stamps, found.events, moved=True)
+            read = _Read((), found.stamps, found.events, moved=found.moved)
             return await self._batch_from(conn, key, read, (cursor, cursor, None), grant)
         locked, stamps = await queries.lock_partition(conn, lock_key, owners)
         if not locked:
-            return _Batch(BatchResult(0, False))
+            return _Batch(BatchResult(0, False))  # another node holds it; it will finish it
         read = _Read(owners if stamps is None else (), stamps)
         if cursor is not None:
             return await self._batch_from(conn, key, read, (cursor, cursor, None), grant)
@@ -413,9 +414,10 @@ class Dispatcher:
         await self.fanout.store(conn, await self._lease_to_worker(conn, plan, events, grant))
         # No events before the end: they were trimmed, or their stream deleted.
         following = events[-1].offset + 1 if events else end or start
-        if read.moved:  # the read moved the offset already
-            pass
-        elif not await queries.advance(conn, GROUP, *key, committed, following, self.clock()):
+        moved = read.moved or await queries.advance(
+            conn, GROUP, *key, committed, following, self.clock()
+        )
+        if not moved:
             raise _Raced()
         more = len(events) >= size if end is None else following < end
         trace_dispatch(self.services.telemetry.tracing, events, plan, started)
