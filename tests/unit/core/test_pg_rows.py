@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
-from junctionbox.store.queries.driver_calls import (
-    PG_VALUES_AT_MOST,
-    pg_rows,
-    pg_rows_arguments,
-    pg_rows_form,
-)
+from junctionbox.store.queries.driver_calls import pg_rows, pg_rows_arguments, pg_rows_form
 
 
-def test_a_few_rows_are_scalar_parameters_numbered_from_the_first() -> None:
-    assert pg_rows(["int", "text"], 3, 2) == "(VALUES ($3::int, $4::text), ($5::int, $6::text))"
-    assert pg_rows_arguments([(1, "a"), (2, "b")], 2) == [1, "a", 2, "b"]
+def test_a_single_row_is_scalar_parameters_numbered_from_the_first() -> None:
+    assert pg_rows(["int", "text"], 3, 1) == "(VALUES ($3::int, $4::text))"
+    assert pg_rows_arguments([(1, "a")], 2) == [1, "a"]
+
+
+def test_a_caller_may_allow_more_rows_as_scalars() -> None:
+    text = pg_rows(["int", "text"], 3, 2, at_most=4)
+    assert text == "(VALUES ($3::int, $4::text), ($5::int, $6::text))"
+    assert pg_rows_arguments([(1, "a"), (2, "b")], 2, at_most=4) == [1, "a", 2, "b"]
 
 
 def test_more_rows_are_one_array_per_column() -> None:
-    count = PG_VALUES_AT_MOST + 1
-    assert pg_rows(["int", "text"], 1, count) == "unnest($1::int[], $2::text[])"
-    rows = [(n, str(n)) for n in range(count)]
-    assert pg_rows_arguments(rows, 2) == [list(range(count)), [str(n) for n in range(count)]]
+    assert pg_rows(["int", "text"], 1, 2) == "unnest($1::int[], $2::text[])"
+    assert pg_rows(["int"], 1, 5, at_most=4) == "unnest($1::int[])"
+    rows = [(n, str(n)) for n in range(5)]
+    assert pg_rows_arguments(rows, 2, at_most=4) == [list(range(5)), [str(n) for n in range(5)]]
 
 
 def test_no_rows_are_empty_arrays() -> None:
@@ -28,5 +29,5 @@ def test_no_rows_are_empty_arrays() -> None:
 
 
 def test_the_form_names_each_text() -> None:
-    forms = [pg_rows_form(n) for n in range(PG_VALUES_AT_MOST + 3)]
-    assert forms == [*range(PG_VALUES_AT_MOST + 1), 0, 0]
+    assert [pg_rows_form(n) for n in range(4)] == [0, 1, 0, 0]
+    assert [pg_rows_form(n, at_most=4) for n in range(7)] == [0, 1, 2, 3, 4, 0, 0]

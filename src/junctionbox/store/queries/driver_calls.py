@@ -7,7 +7,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Dialect, Table, bindparam, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -126,39 +126,44 @@ async def pg_call(call: Awaitable[T]) -> T:
         raise JunctionboxError() from exc
 
 
-# Up to this many rows go to PostgreSQL as a VALUES list of scalar parameters, more as one
-# array per column (``unnest``: one text for any number of rows, so one prepared statement).
-# asyncpg encodes an array parameter several times slower than a scalar: a one-row insert of
-# 19 one-element arrays cost 65 us of the client's CPU against 38 as scalars, and about 45 us
-# more of PostgreSQL's; the single publishes and dispatches of a moderate load are such rows.
-PG_VALUES_AT_MOST: Final = 4
+# A few rows go to PostgreSQL as a VALUES list of scalar parameters, more as one array per
+# column (``unnest``: one text for any number of rows). asyncpg encodes an array parameter
+# several times slower than a scalar (a one-row insert of 19 one-element arrays cost 65 us of
+# the client's CPU against 38 as scalars, and about 45 us more of PostgreSQL's), and with
+# array parameters PostgreSQL judges every custom plan cheaper than the generic one (it
+# knows the arrays' lengths), so it plans such a statement anew at every execution. But each
+# row count is a text of its own, and each text is planned five times on each pooled
+# connection before PostgreSQL may keep its plan: up to four forms of the publish's append
+# made its p99 at 1,000 single publishes a second 8-19 ms against 6-7. So by default only a
+# single row (the common single publish and dispatch) goes as scalars; a caller may allow
+# more (``at_most``).
 
 
-def pg_rows(types: Sequence[str], first: int, count: int) -> str:
+def pg_rows(types: Sequence[str], first: int, count: int, *, at_most: int = 1) -> str:
     """``count`` rows of columns of ``types`` (PostgreSQL type names) from the parameters
     numbered from ``first``, as a FROM item to alias (``... AS t(a, b)``): ``(VALUES
-    ($1::t1, $2::t2), ...)`` for at most :data:`PG_VALUES_AT_MOST` rows, else
-    ``unnest($1::t1[], $2::t2[])``. :func:`pg_rows_arguments` gives the parameters."""
-    if 0 < count <= PG_VALUES_AT_MOST:
+    ($1::t1, $2::t2), ...)`` for ``at_most`` rows or fewer, else ``unnest($1::t1[],
+    $2::t2[])``. :func:`pg_rows_arguments` gives the parameters."""
+    if 0 < count <= at_most:
         numbers = iter(range(first, first + count * len(types)))
         rows = (", ".join(f"${next(numbers)}::{kind}" for kind in types) for _ in range(count))
         return "(VALUES " + ", ".join(f"({row})" for row in rows) + ")"
     return "unnest(" + ", ".join(f"${n}::{kind}[]" for n, kind in enumerate(types, first)) + ")"
 
 
-def pg_rows_arguments(rows: Sequence[Sequence[Any]], width: int) -> list[Any]:
+def pg_rows_arguments(rows: Sequence[Sequence[Any]], width: int, *, at_most: int = 1) -> list[Any]:
     """The parameters of :func:`pg_rows` for ``rows`` (each of ``width`` values)."""
-    if 0 < len(rows) <= PG_VALUES_AT_MOST:
+    if 0 < len(rows) <= at_most:
         return [value for row in rows for value in row]
     if not rows:
         return [[] for _ in range(width)]
     return [list(column) for column in zip(*rows, strict=True)]
 
 
-def pg_rows_form(count: int) -> int:
+def pg_rows_form(count: int, *, at_most: int = 1) -> int:
     """What the text of :func:`pg_rows` depends on (a cache key): the row count up to
-    :data:`PG_VALUES_AT_MOST`, else 0."""
-    return count if count <= PG_VALUES_AT_MOST else 0
+    ``at_most``, else 0."""
+    return count if count <= at_most else 0
 
 
 def result_processors(columns: Sequence[Any], dialect: Dialect) -> Processors:
