@@ -359,6 +359,23 @@ async def test_other_nodes_appends_wake_it_on_postgresql(
         await other_node.close()
 
 
+async def test_two_running_dispatchers_racing_from_their_cursors_lose_no_event(
+    svc: Services,
+) -> None:
+    """Both are woken by every append and dispatch from their own cursors (on PostgreSQL
+    the read moves the offset: a loser of the race rolls back and reads again)."""
+    async with dispatching(svc) as first, dispatching(svc, dispatcher(svc, poll_seconds=30)):
+        await publish_spread(svc, range(8))
+        for start in range(8, 48, 8):
+            await publish_spread(svc, range(start, start + 8), wait=False)
+        await eventually(lambda s: has_jobs(s, 48), svc)
+        async with svc.db.read() as conn:
+            positions = await dispatch.lagging_partitions(conn, GROUP)
+        assert positions == []  # every partition's offset is at its end
+        assert first._failing == {}
+    assert len(await delivery_jobs(svc)) == 48
+
+
 async def test_a_failing_pass_is_retried_by_the_loop(
     svc: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
