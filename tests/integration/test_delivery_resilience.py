@@ -35,12 +35,6 @@ from junctionbox.testing import Behaviour, RecordingSink
 
 
 @pytest.fixture
-async def sink() -> AsyncIterator[RecordingSink]:
-    async with RecordingSink() as recording:
-        yield recording
-
-
-@pytest.fixture
 async def other_sink() -> AsyncIterator[RecordingSink]:
     async with RecordingSink() as recording:
         yield recording

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import orjson
 import pytest
@@ -31,7 +30,6 @@ from tests.integration.delivery_helpers import (
     log_rows,
     publish,
     reload,
-    tenant_services,
 )
 from tests.integration.dispatch_helpers import tenant
 
@@ -50,19 +48,6 @@ from junctionbox.testing import Behaviour, RecordingSink
 
 # A breaker that never trips: these tests look at single deliveries, not at the breaker.
 CALM = BreakerConfig(failure_threshold=1000)
-
-
-@pytest.fixture
-async def sink() -> AsyncIterator[RecordingSink]:
-    async with RecordingSink() as recording:
-        yield recording
-
-
-@pytest.fixture
-async def svc(db_url: str, tmp_path: Path, sink: RecordingSink) -> AsyncIterator[Services]:
-    services = await tenant_services(db_url, tmp_path, [sink.allowlist_entry])
-    yield services
-    await services.close()
 
 
 @pytest.fixture

@@ -200,12 +200,6 @@ async def test_a_batch_that_fails_hands_nothing_over_and_gives_the_room_back(
 
 
 @pytest.fixture
-async def sink() -> AsyncIterator[RecordingSink]:
-    async with RecordingSink() as recording:
-        yield recording
-
-
-@pytest.fixture
 async def worker_svc(db_url: str, tmp_path: Path, sink: RecordingSink) -> AsyncIterator[Services]:
     services = await tenant_services(db_url, tmp_path, [sink.allowlist_entry])
     yield services

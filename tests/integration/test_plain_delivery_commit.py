@@ -4,9 +4,7 @@ transaction's way. Both must record the same thing; the statement writes all or 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, update
@@ -17,7 +15,6 @@ from tests.integration.delivery_helpers import (
     log_rows,
     publish,
     reload,
-    tenant_services,
 )
 from tests.support import attempt_row
 
@@ -51,19 +48,6 @@ _PER_ATTEMPT = {
     "action_name",  # the integration's name, which the first action takes
     "target_url",
 }
-
-
-@pytest.fixture
-async def sink() -> AsyncIterator[RecordingSink]:
-    async with RecordingSink() as recording:
-        yield recording
-
-
-@pytest.fixture
-async def svc(db_url: str, tmp_path: Path, sink: RecordingSink) -> AsyncIterator[Services]:
-    services = await tenant_services(db_url, tmp_path, [sink.allowlist_entry])
-    yield services
-    await services.close()
 
 
 def worker(svc: Services, *listeners: object) -> DeliveryWorker:

@@ -5,13 +5,10 @@ and the delivery worker run as in production, bounded)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
-import pytest
 from standardwebhooks.webhooks import Webhook
-from tests.integration.delivery_helpers import ORG, add_integration, tenant_services
+from tests.integration.delivery_helpers import ORG, add_integration
 from tests.integration.dispatch_helpers import tenant
 from tests.integration.webhook_helpers import SENDERS, logged_events, receive_path
 
@@ -20,19 +17,6 @@ from junctionbox.engine.delivery_worker import DeliveryWorker
 from junctionbox.engine.dispatcher import Dispatcher
 from junctionbox.services.container import Services
 from junctionbox.testing import RecordingSink
-
-
-@pytest.fixture
-async def sink() -> AsyncIterator[RecordingSink]:
-    async with RecordingSink() as recording:
-        yield recording
-
-
-@pytest.fixture
-async def svc(db_url: str, tmp_path: Path, sink: RecordingSink) -> AsyncIterator[Services]:
-    services = await tenant_services(db_url, tmp_path, [sink.allowlist_entry])
-    yield services
-    await services.close()
 
 
 async def test_a_verified_webhook_is_logged_and_delivered(
