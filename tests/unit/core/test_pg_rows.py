@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from junctionbox.store.queries.driver_calls import pg_rows, pg_rows_arguments, pg_rows_form
+from junctionbox.store.queries.driver_calls import (
+    pg_rows,
+    pg_rows_arguments,
+    pg_rows_form,
+    pg_rows_width,
+)
 
 
 def test_a_single_row_is_scalar_parameters_numbered_from_the_first() -> None:
@@ -31,3 +36,9 @@ def test_no_rows_are_empty_arrays() -> None:
 def test_the_form_names_each_text() -> None:
     assert [pg_rows_form(n) for n in range(4)] == [0, 1, 0, 0]
     assert [pg_rows_form(n, at_most=4) for n in range(7)] == [0, 1, 2, 3, 4, 0, 0]
+
+
+def test_the_width_counts_the_parameters_the_text_takes() -> None:
+    for count, at_most in ((1, 1), (2, 1), (3, 4), (5, 4), (0, 1)):
+        arguments = pg_rows_arguments([(1, "a")] * count, 2, at_most=at_most)
+        assert pg_rows_width(2, count, at_most=at_most) == len(arguments)

@@ -28,7 +28,13 @@ from sqlalchemy import JSON, Column, Dialect, String
 
 from junctionbox.domain.rollups import RollupKey
 from junctionbox.queue.jobs import Lease
-from junctionbox.store.queries.driver_calls import pg_call, pg_rows, pg_rows_arguments, pg_rows_form
+from junctionbox.store.queries.driver_calls import (
+    pg_call,
+    pg_rows,
+    pg_rows_arguments,
+    pg_rows_form,
+    pg_rows_width,
+)
 from junctionbox.store.queries.log_batches import COLUMNS as LOG_COLUMNS
 from junctionbox.store.tables import delivery_logs, delivery_rollups
 
@@ -110,9 +116,9 @@ def _statement(dialect: Dialect, leases: int, logs: int, rollups: int) -> str:
     )
     at = 2
     lease_rows = pg_rows(["text", "text"], at, leases, at_most=_AT_MOST)
-    at += 2 * (leases if key[1] else 1)
+    at += pg_rows_width(2, leases, at_most=_AT_MOST)
     log_rows = pg_rows(log_types, at, logs, at_most=_AT_MOST)
-    at += len(log_types) * (logs if key[2] else 1)
+    at += pg_rows_width(len(log_types), logs, at_most=_AT_MOST)
     found = _TEXTS[key] = _STATEMENT.format(
         leases=lease_rows,
         log_columns=", ".join(LOG_COLUMNS),

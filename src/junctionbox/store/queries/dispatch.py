@@ -218,8 +218,7 @@ async def lock_partition(
     rows = await fetch_rows(conn, _LOCK_WITH_STAMPS, {"key": key, "org_ids": list(owners)})
     if not rows[0][0]:
         return False, None
-    found = _stamps_of(row[2:] for row in rows if row[2] is not None)
-    return True, dict.fromkeys(owners, NO_INTEGRATIONS) | found
+    return True, _every_owner(owners, (row[2:] for row in rows if row[2] is not None))
 
 
 _NOT_DURABLE = func.set_config("synchronous_commit", "off", True)
@@ -388,8 +387,7 @@ async def lock_and_read(
     stamps = None
     if owners:
         columns = (value or [] for value in first[_FIRST_STAMP_COLUMN:_FIRST_EVENT_COLUMN])
-        found = _stamps_of(zip(*columns, strict=True))
-        stamps = dict.fromkeys(owners, NO_INTEGRATIONS) | found
+        stamps = _every_owner(owners, zip(*columns, strict=True))
     events = [event_of(row[_FIRST_EVENT_COLUMN:]) for row in rows if row[_FIRST_EVENT_COLUMN]]
     return LockedBatch(True, stamps, events, bool(first[2]))
 
@@ -406,6 +404,11 @@ def _stamps_query(conn: AsyncConnection, org_ids: Collection[int]) -> tuple[Any,
     if conn.dialect.name == "sqlite":
         return _STAMPS_SQLITE, {"org_ids": orjson.dumps(owners).decode()}
     return _STAMPS_PG, {"org_ids": owners}
+
+
+def _every_owner(owners: Collection[int], rows: Iterable[Sequence[Any]]) -> dict[int, Stamp]:
+    """The stamp of every owner: from its row, else ``NO_INTEGRATIONS`` (no row: none)."""
+    return dict.fromkeys(owners, NO_INTEGRATIONS) | _stamps_of(rows)
 
 
 def _stamps_of(rows: Iterable[Sequence[Any]]) -> dict[int, Stamp]:
@@ -432,7 +435,7 @@ async def read_batch(
     if conn.dialect.name != "sqlite" or not owners:
         return [event_of(row) for row in await fetch_rows(conn, *read)], None
     rows, stamp_rows = await fetch_together(conn, [read, _stamps_query(conn, owners)])
-    stamps = dict.fromkeys(owners, NO_INTEGRATIONS) | _stamps_of(stamp_rows)
+    stamps = _every_owner(owners, stamp_rows)
     return [event_of(row) for row in rows], stamps
 
 

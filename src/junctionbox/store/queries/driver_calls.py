@@ -160,6 +160,11 @@ def pg_rows_arguments(rows: Sequence[Sequence[Any]], width: int, *, at_most: int
     return [list(column) for column in zip(*rows, strict=True)]
 
 
+def pg_rows_width(width: int, count: int, *, at_most: int = 1) -> int:
+    """How many parameters :func:`pg_rows` takes for ``count`` rows of ``width`` columns."""
+    return width * count if 0 < count <= at_most else width
+
+
 def pg_rows_form(count: int, *, at_most: int = 1) -> int:
     """What the text of :func:`pg_rows` depends on (a cache key): the row count up to
     ``at_most``, else 0."""

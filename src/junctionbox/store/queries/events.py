@@ -42,6 +42,7 @@ from junctionbox.store.queries.driver_calls import (
     pg_rows,
     pg_rows_arguments,
     pg_rows_form,
+    pg_rows_width,
     positional_insert,
     prepare,
     sqlite_driver_run,
@@ -499,7 +500,7 @@ def _committed_sql(dialect: Dialect, reservations: int, rows: int) -> str:
             "r.first + e.log_offset" if name == "log_offset" else f"e.{name}"
             for name in INSERT_COLUMNS
         )
-        after = 2 + len(_RESERVATION_TYPES) * (reservations if key[1] else 1)
+        after = 2 + pg_rows_width(len(_RESERVATION_TYPES), reservations)
         found = _COMMITTED_SQL[key] = _APPEND_COMMITTED.format(
             reservations=pg_rows(_RESERVATION_TYPES, 2, reservations),
             columns=", ".join(INSERT_COLUMNS),
