@@ -41,6 +41,7 @@ from junctionbox.queue import store as queue_store
 from junctionbox.runtime import build_services
 from junctionbox.services.container import Services
 from junctionbox.store.queries import consumer_offsets, dispatch
+from junctionbox.store.queries import dispatch_known as known_batches
 from junctionbox.store.tables import consumer_offsets as offsets_table
 from junctionbox.store.tables import events as events_table
 
@@ -490,6 +491,7 @@ async def test_a_partition_failing_in_a_shared_transaction_holds_up_no_other(
     async with dispatching(svc) as running:
         first = await publish_spread(svc, range(8))
         real_advance, real_lock_and_read = dispatch.advance, dispatch.lock_and_read
+        real_dispatch_known = known_batches.dispatch_known
         broken = first[0]["partition"]
 
         async def advance(
@@ -506,8 +508,14 @@ async def test_a_partition_failing_in_a_shared_transaction_holds_up_no_other(
                 raise RuntimeError("this partition's batch fails")
             return await real_lock_and_read(conn, key, owners, group, position, *rest)
 
+        async def dispatch_known(driver: Any, dialect: Any, **given: Any) -> Any:
+            if given["offsets"][1][2] == broken:  # PostgreSQL, for events appended here
+                raise RuntimeError("this partition's batch fails")
+            return await real_dispatch_known(driver, dialect, **given)
+
         monkeypatch.setattr(dispatch, "advance", advance)
         monkeypatch.setattr(dispatch, "lock_and_read", lock_and_read)
+        monkeypatch.setattr(known_batches, "dispatch_known", dispatch_known)
         second = await publish_spread(svc, range(8, 16), wait=False)
         healthy = [e for e in second if e["partition"] != broken]
         await eventually(lambda s: has_jobs(s, 8 + len(healthy)), svc)

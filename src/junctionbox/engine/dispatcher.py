@@ -25,7 +25,11 @@ aiosqlite's thread: BEGIN, the read (with the integrations' freshness check), th
 (with their dedupe look-up when needed), the offset, COMMIT. On PostgreSQL, from its cursor,
 four round trips: BEGIN, one statement for the lock, the setting that makes the commit not
 wait for the WAL flush, the freshness check, the read and the offset's move, then the jobs,
-COMMIT.
+COMMIT; and when this process appended every event of the batch itself (the usual case of
+a node that takes the publishes it dispatches) and the integrations they match are cached,
+ONE statement outside any transaction, since nothing needs reading first
+(``store.queries.dispatch_known``: the lock, the check that the cached integrations are
+still current, the offset's compare-and-set and the jobs, all or nothing).
 
 Wake-ups: the dispatcher hears this process's appends at once (an ``EventLog`` listener,
 called after their commit) and, on PostgreSQL, every node's (``NOTIFY jb_events``, carrying
@@ -50,15 +54,18 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from junctionbox.domain.events import StoredEvent
+from junctionbox.engine.announced_events import AnnouncedEvents
 from junctionbox.engine.handoff import NOTHING_KNOWN, JobHandoff, Known, can_hand_over
 from junctionbox.observability.tracing import Tracing
-from junctionbox.queue.jobs import Job
+from junctionbox.queue.jobs import Job, NewJob
+from junctionbox.queue.notify import CHANNEL as JOBS_CHANNEL
 from junctionbox.services.container import Services
 from junctionbox.services.event_log import EVENTS_CHANNEL
 from junctionbox.services.fanout import Fanout, FanoutPlan, IntegrationCatalog
 from junctionbox.services.streams import DISPATCHER_GROUP
 from junctionbox.store.pg_listener import PgListener, asyncpg_dsn
 from junctionbox.store.queries import dispatch as queries
+from junctionbox.store.queries import dispatch_known as known_batches
 from junctionbox.store.queries.dispatch import PartitionPosition, Stamp
 from junctionbox.store.sqlite_inline import SMALL_BATCH
 from junctionbox.store.types import utcnow
@@ -105,6 +112,8 @@ class Dispatcher:
         self._dirty: dict[PartitionKey, int] = {}  # partition -> last offset announced
         self._done: dict[PartitionKey, int] = {}  # partition -> next offset we committed
         self._announced: dict[PartitionKey, int] = {}  # partition -> last offset heard of
+        # PostgreSQL: this process's appended events, for batches that need no read.
+        self._appended = None if self.db.is_sqlite else AnnouncedEvents()
         self._failing: dict[PartitionKey, tuple[int, float]] = {}  # -> (failures, retry at)
         self._wake = asyncio.Event()
         self._rescan = True
@@ -226,6 +235,8 @@ class Dispatcher:
         self, items: list[tuple[PartitionKey, bool]]
     ) -> list[tuple[PartitionKey, BatchResult | BaseException]]:
         done: list[tuple[PartitionKey, BatchResult | BaseException]] = []
+        if self._appended is not None:
+            done, items = await self._known_ones(items, self._appended)
         if len(items) > 1:
             together, items = await self._small_ones_together(items)
             done += together
@@ -243,6 +254,92 @@ class Dispatcher:
 
         results = await asyncio.gather(*(one(*item) for item in items), return_exceptions=True)
         return [*done, *((key, r) for (key, _), r in zip(items, results, strict=True))]
+
+    async def _known_ones(
+        self, items: list[tuple[PartitionKey, bool]], appended: AnnouncedEvents
+    ) -> tuple[
+        list[tuple[PartitionKey, BatchResult | BaseException]], list[tuple[PartitionKey, bool]]
+    ]:
+        """The partitions whose next batch :meth:`_dispatch_known` could dispatch, each
+        in its one statement; the results, and the items left to the usual way."""
+        done: list[tuple[PartitionKey, BatchResult | BaseException]] = []
+        left = []
+        for key, trust in items:
+            try:
+                result = await self._dispatch_known(key, appended) if trust else None
+            except Exception as exc:
+                done.append((key, exc))
+                continue
+            if result is None:
+                left.append((key, trust))
+            else:
+                done.append((key, result))
+        return done, left
+
+    async def _dispatch_known(
+        self, key: PartitionKey, appended: AnnouncedEvents
+    ) -> BatchResult | None:
+        """PostgreSQL: the next batch of the partition from this dispatcher's cursor, when
+        this process appended every event of it and the integrations they match are cached,
+        in ONE statement outside any transaction (``queries.dispatch_known``: the lock, the
+        check that the cached integrations are current, the offset's move and the jobs).
+        At a moderate load a batch is an event or two, and its transaction cost more CPU
+        than the publish that made the event. None: not so, or the integrations changed
+        (nothing was written); the usual way follows."""
+        cursor = self._done.get(key)
+        chain = self.fanout.tenants.cached_chain(key[0])
+        if cursor is None or chain is None:
+            return None
+        events = appended.from_offset(key, cursor)[: self.batch_size]
+        owners = self.fanout.catalog.unchecked(chain.ids)
+        stamps = self.fanout.catalog.cached_stamps(owners)
+        if not events or stamps is None:
+            return None
+        started = time.time_ns()
+        plan = await self.fanout.plan_cached(events, stamps)
+        if plan is None:
+            return None
+        grant = _Grant(size=len(events))
+        leased, rest = self._for_handoff(plan, grant)
+        queue, handoff = self.services.queue, self.handoff
+        rows = queue.new_rows(rest.jobs)
+        if handoff is not None and leased:
+            rows += queue.new_rows(leased, (handoff.owner, handoff.lease_seconds))
+        waking = sorted({job.queue for job in rest.jobs})
+        following = events[-1].offset + 1
+        moved = False
+        try:
+            async with self.db.driver() as driver:
+                found = await known_batches.dispatch_known(
+                    driver,
+                    self.db.engine.dialect,
+                    lock_key=queries.lock_key(GROUP, *key),
+                    stamps=(owners, known_batches.stamps_digest(stamps)),
+                    offsets=(GROUP, key, cursor, following),
+                    now=self.clock(),
+                    rows=rows,
+                    notify=(JOBS_CHANNEL, waking) if waking else None,
+                )
+            moved = found.moved
+            if moved:
+                grant.jobs = queue.inserted(rows, found.inserted)
+                grant.known = _known_for(events, plan)
+        finally:
+            self._settle(grant, committed=moved)
+        if not found.held:
+            return BatchResult(0, False)  # another node holds it; it will finish it
+        if not found.fresh:
+            for owner in owners:  # they changed: the usual way reloads them
+                self.fanout.catalog.invalidate(owner)
+            return None
+        if not moved:  # someone moved the offset first: read from the group's
+            self._done.pop(key, None)
+            return BatchResult(0, True)
+        self._done[key] = following
+        appended.forget_before(key, following)
+        _log_batch(key, plan)
+        trace_dispatch(self.services.telemetry.tracing, events, plan, started)
+        return BatchResult(len(events), self._announced.get(key, -1) >= following)
 
     async def _scan(self) -> list[PartitionPosition]:
         """Every partition with undispatched events; also gives partitions the group has no
@@ -305,14 +402,14 @@ class Dispatcher:
             committed = True
         finally:
             for grant in grants:
-                if grant.reserved and self.handoff is not None:
-                    jobs = grant.jobs if committed else []
-                    self.handoff.take(jobs, grant.known, grant.reserved)
+                self._settle(grant, committed=committed)
         for (key, _), batch in zip(items, batches, strict=True):
             if batch.following is None:
                 self._done.pop(key, None)
             else:
                 self._done[key] = batch.following
+                if self._appended is not None:
+                    self._appended.forget_before(key, batch.following)
                 _log_batch(key, batch.plan)
         return [batch.result for batch in batches]
 
@@ -433,26 +530,41 @@ class Dispatcher:
         """Insert the jobs this process's worker has room for already leased to it (see
         :mod:`junctionbox.engine.handoff`, noted in ``grant`` for after the commit); the
         plan of the jobs left to store as usual."""
+        leased, rest = self._for_handoff(plan, grant)
+        handoff = self.handoff
+        if handoff is not None and leased:
+            owner, seconds = handoff.owner, handoff.lease_seconds
+            grant.jobs = await self.services.queue.enqueue_leased(conn, leased, owner, seconds)
+            grant.known = _known_for(events, plan)
+        return rest
+
+    def _for_handoff(self, plan: FanoutPlan, grant: _Grant) -> tuple[list[NewJob], FanoutPlan]:
+        """The plan's jobs this process's worker has room for (reserved in ``grant``),
+        and the plan of the others."""
         handoff = self.handoff
         if handoff is None or not plan.jobs:
-            return plan
+            return [], plan
         eligible = [index for index, job in enumerate(plan.jobs) if can_hand_over(job)]
         grant.reserved = handoff.reserve(len(eligible)) if eligible else 0
         if not grant.reserved:
-            return plan
+            return [], plan
         chosen = set(eligible[: grant.reserved])
         leased = [plan.jobs[index] for index in sorted(chosen)]
-        queue = self.services.queue
-        grant.jobs = await queue.enqueue_leased(conn, leased, handoff.owner, handoff.lease_seconds)
-        events_at = {(e.org_id, e.stream, e.partition, e.offset): e for e in events}
-        grant.known = Known(events_at, plan.stamps)
         rest = [job for index, job in enumerate(plan.jobs) if index not in chosen]
-        return FanoutPlan(plan.events, rest, plan.occurrences)
+        return leased, FanoutPlan(plan.events, rest, plan.occurrences)
+
+    def _settle(self, grant: _Grant, *, committed: bool) -> None:
+        """Hand the worker its jobs once their batch committed, and give back the room
+        reserved for them either way."""
+        if grant.reserved and self.handoff is not None:
+            self.handoff.take(grant.jobs if committed else [], grant.known, grant.reserved)
 
     # --- wake-ups ---
 
     def _on_appended(self, stored: Sequence[StoredEvent]) -> None:
         for event in stored:
+            if self._appended is not None:
+                self._appended.add(event)
             self._mark((event.org_id, event.stream, event.partition), event.offset)
 
     def _on_notify(self, payload: str) -> None:
@@ -555,6 +667,11 @@ class _Raced(Exception):
 
 def _key_of(position: PartitionPosition) -> PartitionKey:
     return (position.org_id, position.stream, position.partition)
+
+
+def _known_for(events: Sequence[StoredEvent], plan: FanoutPlan) -> Known:
+    events_at = {(e.org_id, e.stream, e.partition, e.offset): e for e in events}
+    return Known(events_at, plan.stamps)
 
 
 def _log_batch(key: PartitionKey, plan: FanoutPlan | None) -> None:

@@ -68,6 +68,7 @@ _TICK = timedelta(microseconds=1)
 # expired job is claimable again at most this late after its lease ran out.
 REAP_EVERY = timedelta(seconds=1)
 _STATE, _ATTEMPTS = JOB_INSERT_COLUMNS.index("state"), JOB_INSERT_COLUMNS.index("attempts")
+_QUEUE = JOB_INSERT_COLUMNS.index("queue")
 _LEASE_TOKEN = JOB_INSERT_COLUMNS.index("lease_token")
 _LEASE_OWNER = JOB_INSERT_COLUMNS.index("lease_owner")
 _LEASED_UNTIL = JOB_INSERT_COLUMNS.index("leased_until")
@@ -97,12 +98,8 @@ class JobQueue:
         """
         if not new_jobs:
             return []
-        now = self.clock()
-        created = self._created_at(now)
-        ids = new_job_ids(len(new_jobs))
-        rows = [
-            _values_of(job, job_id, now, created) for job, job_id in zip(new_jobs, ids, strict=True)
-        ]
+        rows = self.new_rows(new_jobs)
+        ids = [row[0] for row in rows]
         queues = {job.queue for job in new_jobs}
         # Driver-level (job_inserts): SQLAlchemy's per-statement and per-row work cost more
         # than the database's; the dedupe look-up only runs if a key was already taken. On
@@ -129,15 +126,7 @@ class JobQueue:
         (no one else may run them)."""
         if not new_jobs:
             return []
-        now = self.clock()
-        created = self._created_at(now)
-        token = secrets.token_urlsafe(18)
-        until = lease_deadline(now, lease_seconds)
-        ids = new_job_ids(len(new_jobs))
-        rows = [
-            _leased_values_of(job, job_id, now, created, (token, owner, until))
-            for job, job_id in zip(new_jobs, ids, strict=True)
-        ]
+        rows = self.new_rows(new_jobs, (owner, lease_seconds))
         holders = await insert_jobs(conn, rows)
         leased = [
             _job_of_row(row)
@@ -147,6 +136,37 @@ class JobQueue:
             or holders.get((job.kind, job.dedupe_key)) == row[0]
         ]
         return self.claimed(leased)
+
+    def new_rows(
+        self, new_jobs: Sequence[NewJob], lease: tuple[str, float] | None = None
+    ) -> builtins.list[tuple[Any, ...]]:
+        """The rows (``job_inserts.COLUMNS`` order) :meth:`enqueue` inserts, or with
+        ``lease`` (owner, seconds) :meth:`enqueue_leased`, each with a new id: for an insert
+        made elsewhere (the dispatcher's one statement); :meth:`inserted` after it."""
+        now = self.clock()
+        created = self._created_at(now)
+        ids = new_job_ids(len(new_jobs))
+        if lease is None:
+            return [
+                _values_of(job, job_id, now, created)
+                for job, job_id in zip(new_jobs, ids, strict=True)
+            ]
+        owner, seconds = lease
+        held = (secrets.token_urlsafe(18), owner, lease_deadline(now, seconds))
+        return [
+            _leased_values_of(job, job_id, now, created, held)
+            for job, job_id in zip(new_jobs, ids, strict=True)
+        ]
+
+    def inserted(self, rows: Sequence[tuple[Any, ...]], ids: Collection[str]) -> builtins.list[Job]:
+        """After rows of :meth:`new_rows` were committed, ``ids`` those inserted: this
+        process's waiters woken for the ready ones' queues (as a committed :meth:`enqueue`
+        wakes them), and the leased ones as claimed jobs."""
+        done = [row for row in rows if row[0] in ids]
+        queues = {row[_QUEUE] for row in done if row[_STATE] == READY}
+        if queues:
+            self._wakeups.signal(queues)
+        return self.claimed(_job_of_row(row) for row in done if row[_STATE] == RUNNING)
 
     async def enqueue_now(self, new_jobs: Sequence[NewJob]) -> list[str]:
         async with self.db.write() as conn:

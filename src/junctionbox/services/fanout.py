@@ -92,6 +92,16 @@ FILTER_LOG_INTERVAL: Final = 60.0  # seconds between two logs of one integration
 _CORRELATION_MAX: Final = 100
 
 
+class NeedsStore(Exception):
+    """A plan made from the caches alone (``Fanout.plan_cached``) needed a read."""
+
+
+def _reader(conn: AsyncConnection | None) -> AsyncConnection:
+    if conn is None:
+        raise NeedsStore()
+    return conn
+
+
 # --- integrations ---
 
 
@@ -118,13 +128,14 @@ class IntegrationCatalog:
 
     async def of(
         self,
-        conn: AsyncConnection,
+        conn: AsyncConnection | None,
         owners: Collection[int],
         stamps: Mapping[int, Stamp] | None = None,
     ) -> list[StoredIntegration]:
         """The active integrations of ``owners`` (nearest owner first, then oldest).
         ``stamps``: owners' stamps read in this transaction already (every owner that
-        :meth:`unchecked` named), which saves the query."""
+        :meth:`unchecked` named), which saves the query. Without ``conn``: from the cache,
+        or ``NeedsStore``."""
         now = self.monotonic()
         stale = [o for o in owners if self._needs_check(o, now)]
         if stale:
@@ -146,13 +157,18 @@ class IntegrationCatalog:
         now = self.monotonic()
         return [o for o in owners if self._needs_check(o, now)]
 
+    def cached_stamps(self, owners: Collection[int]) -> dict[int, Stamp] | None:
+        """The stamp each of ``owners`` was loaded at; None if one is not cached."""
+        found = {owner: cached.stamp for owner in owners if (cached := self._owners.get(owner))}
+        return found if len(found) == len(owners) else None
+
     def _needs_check(self, owner: int, now: float) -> bool:
         cached = self._owners.get(owner)
         return cached is None or now - cached.checked >= self.refresh_seconds
 
     async def _refresh(
         self,
-        conn: AsyncConnection,
+        conn: AsyncConnection | None,
         owners: list[int],
         now: float,
         known: Mapping[int, Stamp] | None,
@@ -160,7 +176,7 @@ class IntegrationCatalog:
         if known is not None and all(owner in known for owner in owners):
             stamps: Mapping[int, Stamp] = known
         else:
-            stamps = await queries.integration_stamps(conn, owners)
+            stamps = await queries.integration_stamps(_reader(conn), owners)
         changed = []
         for owner in owners:
             stamp = stamps.get(owner, NO_INTEGRATIONS)
@@ -172,7 +188,7 @@ class IntegrationCatalog:
         if not changed:
             return
         loaded: dict[int, list[StoredIntegration]] = {owner: [] for owner in changed}
-        for row in await queries.active_integration_rows(conn, changed):
+        for row in await queries.active_integration_rows(_reader(conn), changed):
             stored = _matchable(row)
             if stored is not None:
                 loaded[stored.org_id].append(stored)
@@ -225,10 +241,14 @@ class TenantDirectory:
     def __init__(self) -> None:
         self._links: OrderedDict[int, EntityLink] = OrderedDict()
 
-    async def chain(self, conn: AsyncConnection, entity_id: int) -> TenantChain:
+    def cached_chain(self, entity_id: int) -> TenantChain | None:
+        link = self._links.get(entity_id)
+        return None if link is None else TenantChain(entity_id, link.parent_id)
+
+    async def chain(self, conn: AsyncConnection | None, entity_id: int) -> TenantChain:
         link = self._links.get(entity_id)
         if link is None:
-            found = await queries.entity_links(conn, [entity_id])
+            found = await queries.entity_links(_reader(conn), [entity_id])
             link = found.get(entity_id, EntityLink(entity_id, None, None))
             self._links[entity_id] = link
             while len(self._links) > MAX_CACHED_ENTITIES:
@@ -236,9 +256,11 @@ class TenantDirectory:
         return TenantChain(entity_id, link.parent_id)
 
     @staticmethod
-    async def zone_names(conn: AsyncConnection, chain: TenantChain) -> tuple[str | None, ...]:
+    async def zone_names(
+        conn: AsyncConnection | None, chain: TenantChain
+    ) -> tuple[str | None, ...]:
         """The entity's time zone, then its organization's (read fresh: profiles change)."""
-        links = await queries.entity_links(conn, chain.ids)
+        links = await queries.entity_links(_reader(conn), chain.ids)
         return tuple(links[i].timezone if i in links else None for i in chain.ids)
 
 
@@ -348,14 +370,15 @@ class Fanout:
 
     async def plan(
         self,
-        conn: AsyncConnection,
+        conn: AsyncConnection | None,
         events: Sequence[StoredEvent],
         options: FanoutOptions = FanoutOptions(),
         *,
         stamps: Mapping[int, Stamp] | None = None,
     ) -> FanoutPlan:
         """Match ``events`` and build their jobs (reads only; ``store`` writes them).
-        ``stamps``: integration owners' stamps already read in this transaction."""
+        ``stamps``: integration owners' stamps already read in this transaction. Without
+        ``conn`` everything must come from the caches (else ``NeedsStore``)."""
         plan = FanoutPlan()
         chains: dict[int, tuple[TenantChain, list[StoredIntegration]]] = {}
         zones: dict[int, tuple[str | None, ...]] = {}
@@ -369,6 +392,18 @@ class Fanout:
             if matched:
                 await self._add(conn, plan, event, chain, matched, options, zones)
         return plan
+
+    async def plan_cached(
+        self, events: Sequence[StoredEvent], stamps: Mapping[int, Stamp]
+    ) -> FanoutPlan | None:
+        """:meth:`plan` from the caches alone, trusting ``stamps`` (the caller verifies
+        them where it stores the plan): None when something had to be read (an entity or
+        an owner not cached, a stamp not the cached one, a scheduled integration's time
+        zone)."""
+        try:
+            return await self.plan(None, events, stamps=stamps)
+        except NeedsStore:
+            return None
 
     async def store(self, conn: AsyncConnection, plan: FanoutPlan) -> None:
         """Enqueue the plan's jobs (one statement batch) and insert its occurrence rows."""
@@ -403,7 +438,7 @@ class Fanout:
 
     async def _add(
         self,
-        conn: AsyncConnection,
+        conn: AsyncConnection | None,
         plan: FanoutPlan,
         event: StoredEvent,
         chain: TenantChain,

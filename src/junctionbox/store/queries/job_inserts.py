@@ -43,7 +43,7 @@ from junctionbox.store.tables import jobs
 COLUMNS: Final = tuple(column.name for column in jobs.columns)
 _KIND: Final = COLUMNS.index("kind")
 _DEDUPE_KEY: Final = COLUMNS.index("dedupe_key")
-_CONFLICT: Final = " ON CONFLICT (kind, dedupe_key) DO NOTHING"
+CONFLICT: Final = " ON CONFLICT (kind, dedupe_key) DO NOTHING"
 # SQLite: rows per INSERT (19 parameters each, far below its limit of 32766); keys per
 # look-up statement.
 _ROWS_PER_STATEMENT: Final = 100
@@ -126,7 +126,7 @@ def _multi_row(sql: str, rows: int) -> str:
     found = _MULTI_ROW.get((sql, rows))
     if found is None:
         head, _, group = sql.partition(" VALUES ")
-        found = _MULTI_ROW[sql, rows] = head + " VALUES " + ", ".join([group] * rows) + _CONFLICT
+        found = _MULTI_ROW[sql, rows] = head + " VALUES " + ", ".join([group] * rows) + CONFLICT
     return found
 
 
@@ -156,32 +156,44 @@ _AFTER_NOTIFYING: Final = " WHERE (SELECT count(*) FROM woken) >= 0"
 
 
 def _insert_sql(dialect: Dialect, rows: int, *, notifying: bool) -> str:
-    """``INSERT INTO jobs (...) SELECT ... FROM`` the rows (``driver_calls.pg_rows``: JSON as
-    text, cast back); ``notifying``, with ``_NOTIFYING`` first."""
+    """``INSERT INTO jobs (...) SELECT ... FROM`` the rows; ``notifying``, with
+    ``_NOTIFYING`` first."""
     key = (dialect.name, notifying, pg_rows_form(rows))
     found = _INSERT_SQL.get(key)
     if found is None:
-        types, selected = [], []
-        for number, column in enumerate(jobs.columns, start=1):
-            if isinstance(column.type, JSON):
-                types.append("text")
-                selected.append(f"CAST(c{number} AS {column.type.compile(dialect)})")
-            else:
-                types.append(column.type.compile(dialect))
-                selected.append(f"c{number}")
-        names = ", ".join(f"c{number}" for number in range(1, len(types) + 1))
-        # Only the table's own column names and types go into the text, never a value.
-        columns = ", ".join(COLUMNS)
-        source = f"{pg_rows(types, 3 if notifying else 1, rows)} AS t({names})"
         found = _INSERT_SQL[key] = "".join(
             [
                 _NOTIFYING if notifying else "",
-                f"INSERT INTO jobs ({columns}) SELECT {', '.join(selected)} FROM {source}",  # noqa: S608
+                insert_from_rows(dialect, 3 if notifying else 1, rows),
                 _AFTER_NOTIFYING if notifying else "",
-                f"{_CONFLICT} RETURNING id",
+                f"{CONFLICT} RETURNING id",
             ]
         )
     return found
+
+
+def insert_from_rows(dialect: Dialect, first: int, rows: int) -> str:
+    """PostgreSQL: ``INSERT INTO jobs (...) SELECT ... FROM`` ``rows`` rows given as
+    parameters from number ``first`` on (``driver_calls.pg_rows``: JSON as text, cast
+    back; :func:`pg_insert_arguments` gives them), for a statement to finish."""
+    types, selected = [], []
+    for number, column in enumerate(jobs.columns, start=1):
+        if isinstance(column.type, JSON):
+            types.append("text")
+            selected.append(f"CAST(c{number} AS {column.type.compile(dialect)})")
+        else:
+            types.append(column.type.compile(dialect))
+            selected.append(f"c{number}")
+    names = ", ".join(f"c{number}" for number in range(1, len(types) + 1))
+    # Only the table's own column names and types go into the text, never a value.
+    source = f"{pg_rows(types, first, rows)} AS t({names})"
+    return f"INSERT INTO jobs ({', '.join(COLUMNS)}) SELECT {', '.join(selected)} FROM {source}"  # noqa: S608
+
+
+def pg_insert_arguments(dialect: Dialect, rows: Sequence[Row]) -> list[Any]:
+    """The parameters of :func:`insert_from_rows` for ``rows`` (``COLUMNS`` order)."""
+    _, processors = _compiled(dialect)
+    return pg_rows_arguments(converted(rows, processors), len(COLUMNS))
 
 
 def _keys_by_kind(values: Sequence[Row]) -> dict[str, list[str]]:
