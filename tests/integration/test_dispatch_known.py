@@ -4,11 +4,13 @@ every case in which that statement must write nothing and leave the batch to the
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import pytest
 from sqlalchemy import func, select
 from tests.integration.dispatch_helpers import (
@@ -27,6 +29,7 @@ from junctionbox.engine.dispatcher import GROUP, Dispatcher
 from junctionbox.queue.jobs import Job, JobState
 from junctionbox.services.container import Services
 from junctionbox.services.fanout import Fanout
+from junctionbox.store.pg_listener import PgListener, asyncpg_dsn
 from junctionbox.store.queries import consumer_offsets, dispatch, events
 from junctionbox.store.queries import dispatch_known as known_batches
 from junctionbox.store.queries.dispatch_known import KnownBatch
@@ -273,3 +276,52 @@ async def test_the_stamps_digest_is_the_one_postgresql_makes(svc: Services) -> N
             notify=None,
         )
     assert (found.held, found.fresh, found.moved) == (True, True, False)
+
+
+async def test_every_partition_of_a_spread_publish_gets_its_own_statement(
+    svc: Services, statements: Statements
+) -> None:
+    await add_integration(svc, 100, "every order")
+    keys = [f"k{n}" for n in range(8)]
+    async with hearing(svc) as running:
+        await publish_as(svc, 101, [order(n, key=key) for n, key in enumerate(keys)])
+        await running.dispatch_pending()
+        placed = await publish_as(svc, 101, [order(n + 8, key=key) for n, key in enumerate(keys)])
+        assert await running.dispatch_pending() == 8
+    partitions = {p["partition"] for p in placed}
+    assert len(partitions) > 1
+    assert len(statements.results) == len(partitions)
+    assert all(found.moved for found in statements.results)
+    assert len(await delivery_jobs(svc)) == 16
+
+
+async def test_notifications_from_this_process_are_left_out_and_others_heard(
+    svc: Services, db_url: str
+) -> None:
+    heard: list[str] = []
+    listener = PgListener(
+        asyncpg_dsn(db_url),
+        "jb_test_own",
+        heard.append,
+        lambda: None,
+        ignore_from=svc.db.owns_backend,
+    )
+    try:
+        assert await listener.start()
+        async with svc.db.driver() as driver:  # a pooled connection: this process's own
+            assert svc.db.owns_backend(driver.get_server_pid())
+            await driver.execute("SELECT pg_notify('jb_test_own', 'mine')")
+        other = await asyncpg.connect(asyncpg_dsn(db_url))  # another node's
+        try:
+            assert not svc.db.owns_backend(other.get_server_pid())
+            await other.execute("SELECT pg_notify('jb_test_own', 'theirs')")
+        finally:
+            await other.close()
+        for _ in range(200):
+            if heard:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        assert heard == ["theirs"]
+    finally:
+        await listener.close()

@@ -621,8 +621,15 @@ class Dispatcher:
         if self._on_appended not in event_log.listeners:
             event_log.listeners.append(self._on_appended)
         if self.db.dialect == "postgresql" and self._listener is None:
+            # This process's own appends are announced to _on_appended after their commit,
+            # with their events: their NOTIFY, often heard first, would send the batch
+            # the usual way (a read of the log) before the events arrive in memory.
             self._listener = PgListener(
-                asyncpg_dsn(self.db.url), EVENTS_CHANNEL, self._on_notify, self._on_reconnected
+                asyncpg_dsn(self.db.url),
+                EVENTS_CHANNEL,
+                self._on_notify,
+                self._on_reconnected,
+                ignore_from=self.db.owns_backend,
             )
             self._listener.ensure_started()
 

@@ -70,6 +70,7 @@ class Database:
         self.url = url
         self.dialect = make_url(url).get_backend_name()
         self.ping_after_idle = ping_after_idle
+        self._backend_pids: set[int] = set()
         self.engine: AsyncEngine = self._create_engine(url, pool_size, busy_timeout_ms)
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
         self._option_engines: dict[tuple[bool, bool], AsyncEngine] = {}
@@ -111,6 +112,7 @@ class Database:
             },
         )
         _ping_when_idle(engine, self.ping_after_idle)
+        _track_backends(engine, self._backend_pids)
         return engine
 
     @asynccontextmanager
@@ -199,6 +201,11 @@ class Database:
             engine = self._option_engines[key] = self.engine.execution_options(**options)
         return engine
 
+    def owns_backend(self, pid: int) -> bool:
+        """PostgreSQL: whether ``pid`` is the server process of one of this pool's
+        connections (a NOTIFY it sent came from this process)."""
+        return pid in self._backend_pids
+
     async def ping(self, limit_seconds: float = 2.0) -> float:
         """Round-trip time in seconds; ``ServiceUnavailableError`` when unreachable."""
         started = time.perf_counter()
@@ -276,6 +283,29 @@ def _ping_when_idle(engine: AsyncEngine, idle_seconds: float) -> None:
             dbapi_connection.ping()
         except Exception as exc:  # the pool replaces the connection and tries again
             raise DisconnectionError("pooled connection failed its ping") from exc
+
+
+def _track_backends(engine: AsyncEngine, pids: set[int]) -> None:
+    """Keep ``pids`` the server process ids of the pool's open connections."""
+
+    def _pid(dbapi_connection: Any) -> int | None:
+        try:
+            return int(dbapi_connection.driver_connection.get_server_pid())
+        except Exception:  # a connection that broke before it could say
+            return None
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        if (pid := _pid(dbapi_connection)) is not None:
+            pids.add(pid)
+
+    @event.listens_for(engine.sync_engine, "close")
+    def _on_close(dbapi_connection: Any, _record: Any) -> None:
+        pids.discard(_pid(dbapi_connection))
+
+    @event.listens_for(engine.sync_engine, "close_detached")
+    def _on_close_detached(dbapi_connection: Any) -> None:
+        pids.discard(_pid(dbapi_connection))
 
 
 def _ensure_sqlite_directory(url: str) -> None:

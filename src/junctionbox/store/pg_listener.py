@@ -3,7 +3,9 @@
 The connection is not taken from the pool: a LISTEN lives as long as its connection, and a
 pooled connection would be reset and handed to others. Notifications sent while the
 connection is down are lost, so ``on_reconnected`` tells the owner to catch up by other means
-(the job queue wakes every worker, live subscriptions re-read the log).
+(the job queue wakes every worker, live subscriptions re-read the log). ``ignore_from``
+leaves out the notifications of some senders (by server process id): an owner told of its
+own process's changes in-process need not hear them twice.
 """
 
 from __future__ import annotations
@@ -34,10 +36,12 @@ class PgListener:
         on_notify: Callable[[str], None],
         on_reconnected: Callable[[], None],
         *,
+        ignore_from: Callable[[int], bool] | None = None,
         first_retry: float = 0.5,
         max_retry: float = 30.0,
     ) -> None:
         self._dsn = dsn
+        self._ignore_from = ignore_from
         self._channel = channel
         self._on_notify = on_notify
         self._on_reconnected = on_reconnected
@@ -96,5 +100,7 @@ class PgListener:
             with contextlib.suppress(Exception):
                 await conn.close(timeout=2)
 
-    def _received(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+    def _received(self, _conn: Any, pid: int, _channel: str, payload: str) -> None:
+        if self._ignore_from is not None and self._ignore_from(pid):
+            return  # the sender says so in-process, at the moment that matters to it
         self._on_notify(payload)
