@@ -24,7 +24,7 @@ from tests.integration.dispatch_helpers import (
 )
 from tests.integration.test_dispatch_handoff import RecordingHandoff
 
-from junctionbox.domain.events import EventDraft
+from junctionbox.domain.events import EventDraft, StoredEvent
 from junctionbox.engine.dispatcher import GROUP, Dispatcher
 from junctionbox.queue.jobs import Job, JobState
 from junctionbox.services.container import Services
@@ -116,6 +116,38 @@ async def test_announced_events_make_the_jobs_a_read_of_the_log_makes(
         j.dedupe_key: dict(j.payload) for j in planned.jobs
     }
     assert all(job.state is JobState.READY for job in new)
+
+
+async def test_events_published_without_ids_plan_as_they_read(
+    svc: Services, statements: Statements
+) -> None:
+    """Ids made at the door: the append's fast path makes the events announced."""
+    await add_integration(svc, 101, "big orders", filter="event.data.total > 100")
+    await add_integration(svc, 100, "fifo", ordering={"mode": "FIFO", "key": "data.customerId"})
+
+    def unnamed(n: int, **fields: Any) -> dict[str, Any]:
+        event = order(n, **fields)
+        del event["id"]
+        return event
+
+    announced: list[StoredEvent] = []
+    async with hearing(svc) as running:
+        await publish_as(svc, 101, [unnamed(1)])
+        await running.dispatch_pending()
+        svc.event_log.listeners.append(announced.extend)
+        placed = await publish_as(svc, 101, [unnamed(2), unnamed(3, total=5), unnamed(4)])
+        assert await running.dispatch_pending() == 3
+    [found] = statements.results
+    new = [job for job in await delivery_jobs(svc) if job.id in found.inserted]
+    partition = placed[0]["partition"]
+    async with svc.db.read() as conn:
+        read = await events.read_after(conn, 101, "orders", partition, placed[0]["offset"] - 1, 9)
+        planned = await Fanout(svc.queue).plan(conn, read)
+    assert announced == read  # what the dispatcher planned from is what the log holds
+    assert len(new) == len(planned.jobs) == 2 + 3
+    assert {job.dedupe_key: (job.payload, job.ordering_key) for job in new} == {
+        j.dedupe_key: (dict(j.payload), j.ordering_key) for j in planned.jobs
+    }
 
 
 async def test_a_batch_larger_than_the_dispatchers_goes_in_several_statements(
