@@ -74,6 +74,13 @@ async def hearing(svc: Services, **options: Any) -> AsyncIterator[Dispatcher]:
         await running._unlisten()
 
 
+async def first_one_read(svc: Services, running: Dispatcher) -> None:
+    """An event dispatched the usual way (no cursor yet): the dispatcher's cursor is known
+    from here on."""
+    await publish_as(svc, 101, [order(1)])
+    await running.dispatch_pending()
+
+
 async def committed(svc: Services, partition: int) -> int:
     async with svc.db.read() as conn:
         found = await consumer_offsets.positions(conn, 101, group=GROUP, stream="orders")
@@ -155,8 +162,7 @@ async def test_a_batch_larger_than_the_dispatchers_goes_in_several_statements(
 ) -> None:
     await add_integration(svc, 100, "every order")
     async with hearing(svc, batch_size=2) as running:
-        await publish_as(svc, 101, [order(1)])
-        await running.dispatch_pending()
+        await first_one_read(svc, running)
         placed = await publish_as(svc, 101, [order(n) for n in range(2, 7)])
         assert await running.dispatch_pending() == 5
     assert [len(found.inserted) for found in statements.results] == [2, 2, 1]
@@ -169,8 +175,7 @@ async def test_an_integration_changed_since_it_was_cached_writes_nothing_from_th
 ) -> None:
     hook = await add_integration(svc, 100, "every order")
     async with hearing(svc) as running:
-        await publish_as(svc, 101, [order(1)])
-        await running.dispatch_pending()
+        await first_one_read(svc, running)
         await set_active(svc, hook.id, False)  # behind the dispatcher's cached copy
         placed = await publish_as(svc, 101, [order(2)])
         assert await running.dispatch_pending() == 1
@@ -185,8 +190,7 @@ async def test_an_offset_another_dispatcher_moved_is_not_dispatched_again(
 ) -> None:
     await add_integration(svc, 100, "every order")
     async with hearing(svc) as running:
-        await publish_as(svc, 101, [order(1)])
-        await running.dispatch_pending()
+        await first_one_read(svc, running)
         placed = await publish_as(svc, 101, [order(2)])
         partition, offset = placed[0]["partition"], placed[0]["offset"]
         async with svc.db.write() as conn:  # another node dispatched it meanwhile
@@ -205,8 +209,7 @@ async def test_a_partition_another_node_holds_is_left_to_it(
 ) -> None:
     await add_integration(svc, 100, "every order")
     async with hearing(svc) as running:
-        await publish_as(svc, 101, [order(1)])
-        await running.dispatch_pending()
+        await first_one_read(svc, running)
         placed = await publish_as(svc, 101, [order(2)])
         key = dispatch.lock_key(GROUP, 101, "orders", placed[0]["partition"])
         async with svc.db.write() as other:  # another node's batch, in progress
@@ -244,8 +247,7 @@ async def test_jobs_the_worker_has_room_for_are_handed_to_it_leased(
     await add_integration(svc, 100, "two")
     handoff = RecordingHandoff(room=1)
     async with hearing(svc, handoff=handoff) as running:
-        await publish_as(svc, 101, [order(1)])
-        await running.dispatch_pending()
+        await first_one_read(svc, running)
         handoff.taken.clear()
         handoff.room = 1
         placed = await publish_as(svc, 101, [order(2)])
@@ -270,8 +272,7 @@ async def test_a_failing_statement_hands_nothing_over_and_gives_the_room_back(
     await add_integration(svc, 100, "one")
     handoff = RecordingHandoff(room=4)
     async with hearing(svc, handoff=handoff) as running:
-        await publish_as(svc, 101, [order(1)])
-        await running.dispatch_pending()
+        await first_one_read(svc, running)
         handoff.taken.clear()
 
         async def failing(*_: Any, **__: Any) -> KnownBatch:
