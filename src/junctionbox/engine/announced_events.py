@@ -6,6 +6,10 @@ Only what is certain is kept: a partition's events from one offset on, each the 
 offset. An event that does not follow the last one kept (another node appended in between,
 or two appends were announced out of order) starts the partition's list again, so a batch
 is never made from a log with a hole in it; the dispatcher then reads the log as usual.
+
+Bounded: a few events per partition, a number of partitions, and their payloads' bytes in
+all (events this node appends but another node dispatches are kept until a bound drops
+them); reaching a bound only means the log is read.
 """
 
 from __future__ import annotations
@@ -17,25 +21,38 @@ from junctionbox.domain.events import StoredEvent
 PartitionKey = tuple[int, str, int]  # (org id, stream, partition)
 PER_PARTITION: Final = 64
 PARTITIONS: Final = 4096
+PAYLOAD_BYTES: Final = 16 * 1024 * 1024
 
 
 class AnnouncedEvents:
-    def __init__(self, per_partition: int = PER_PARTITION, partitions: int = PARTITIONS) -> None:
+    def __init__(
+        self,
+        per_partition: int = PER_PARTITION,
+        partitions: int = PARTITIONS,
+        payload_bytes: int = PAYLOAD_BYTES,
+    ) -> None:
         self.per_partition = per_partition
         self.partitions = partitions
+        self.payload_bytes = payload_bytes
         self._kept: dict[PartitionKey, list[StoredEvent]] = {}
+        self._bytes = 0
 
     def add(self, event: StoredEvent) -> None:
         key = (event.org_id, event.stream, event.partition)
+        if self._bytes + event.size > self.payload_bytes or (
+            key not in self._kept and len(self._kept) >= self.partitions
+        ):
+            self._kept.clear()  # mostly partitions no one dispatches from here
+            self._bytes = 0
         kept = self._kept.get(key)
         if kept and kept[-1].offset + 1 == event.offset:
             kept.append(event)
             if len(kept) > self.per_partition:
-                del kept[0]
-            return
-        if kept is None and len(self._kept) >= self.partitions:
-            self._kept.clear()  # partitions no one dispatches from here; forget them all
-        self._kept[key] = [event]
+                self._bytes -= kept.pop(0).size
+        else:
+            self._bytes -= sum(e.size for e in kept or ())
+            kept = self._kept[key] = [event]
+        self._bytes += event.size
 
     def from_offset(self, key: PartitionKey, offset: int) -> list[StoredEvent]:
         """The partition's events from ``offset`` to the last one kept, every one of
@@ -50,7 +67,9 @@ class AnnouncedEvents:
         kept = self._kept.get(key)
         if kept is None:
             return
-        if kept[-1].offset < offset:
+        gone = kept if kept[-1].offset < offset else kept[: max(0, offset - kept[0].offset)]
+        self._bytes -= sum(e.size for e in gone)
+        if gone is kept:
             del self._kept[key]
-        elif kept[0].offset < offset:
-            del kept[: offset - kept[0].offset]
+        else:
+            del kept[: len(gone)]

@@ -79,3 +79,23 @@ def test_a_partition_keeps_its_latest_events_and_partitions_are_bounded() -> Non
     kept.add(event(0, partition=2))  # a third partition: the others are forgotten
     assert kept.from_offset(KEY, 2) == []
     assert offsets(kept.from_offset((100, "orders", 2), 0)) == [0]
+
+
+def test_payload_bytes_are_bounded_and_counted_back() -> None:
+    kept = AnnouncedEvents(payload_bytes=10)  # each event's payload is 2 bytes
+    for offset in range(5):
+        kept.add(event(offset))
+    assert offsets(kept.from_offset(KEY, 0)) == [0, 1, 2, 3, 4]
+    kept.forget_before(KEY, 3)  # 4 bytes kept
+    kept.add(event(5))
+    kept.add(event(6))
+    kept.add(event(7))  # 10 bytes
+    assert offsets(kept.from_offset(KEY, 3)) == [3, 4, 5, 6, 7]
+    kept.add(event(8))  # over the bound: everything is forgotten, this one kept
+    assert kept.from_offset(KEY, 7) == []
+    assert offsets(kept.from_offset(KEY, 8)) == [8]
+    kept.add(event(0, partition=1))  # a hole-free restart elsewhere is counted too
+    kept.forget_before(KEY, 9)
+    for offset in range(1, 5):
+        kept.add(event(offset, partition=1))
+    assert offsets(kept.from_offset((100, "orders", 1), 0)) == [0, 1, 2, 3, 4]
