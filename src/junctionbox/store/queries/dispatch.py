@@ -20,6 +20,7 @@ from sqlalchemy import (
     Boolean,
     ColumnElement,
     DateTime,
+    Dialect,
     Select,
     and_,
     bindparam,
@@ -247,6 +248,17 @@ def _stamps(owners: ColumnElement[bool]) -> Select[Any]:
         .where(owners)
         .group_by(outbound_integrations.c.org_id)
     )
+
+
+def stamps_sql(dialect: Dialect, owners_parameter: str) -> str:
+    """PostgreSQL: the text of :func:`integration_stamps`'s aggregate for the owners given
+    as the bigint array parameter ``owners_parameter`` (such as ``$2``), for a statement
+    written at the driver's level: the same aggregate, so the same stamps."""
+    owners = outbound_integrations.c.org_id == func.any(
+        literal_column(f"{owners_parameter}::bigint[]")
+    )
+    compiled = _stamps(owners).compile(dialect=dialect, compile_kwargs={"literal_binds": True})
+    return str(compiled)
 
 
 # One text for any number of owners (the dispatcher checks every batch's owners, at the

@@ -11,7 +11,7 @@ does it all, with data-modifying CTEs:
 
 1. the partition's advisory lock (for the statement's own transaction), and the commit made
    not to wait for the WAL flush (the work is redone after a crash, same dedupe keys);
-2. the owners' stamps (as ``dispatch.integration_stamps`` reads them) compared with those
+2. the owners' stamps (``dispatch.integration_stamps``'s own aggregate) compared with those
    the jobs were planned from: the catalog the plan used is still current;
 3. only if both hold: the group's offset moved from the cursor past the events
    (compare-and-set), and only if it moved: the jobs inserted (a repeated dedupe key
@@ -31,7 +31,7 @@ from typing import Any, Final
 
 from sqlalchemy import Dialect
 
-from junctionbox.store.queries.dispatch import Stamp
+from junctionbox.store.queries.dispatch import Stamp, stamps_sql
 from junctionbox.store.queries.driver_calls import pg_call, pg_rows_form
 from junctionbox.store.queries.job_inserts import (
     CONFLICT,
@@ -53,13 +53,7 @@ WITH held AS MATERIALIZED (
     SELECT (SELECT held FROM held) AND coalesce((
         SELECT string_agg(concat_ws(':', org_id, n, versions, active,
             (extract(epoch FROM changed) * 1000000)::bigint), ',' ORDER BY org_id)
-        FROM (
-            SELECT org_id, count(*) AS n, coalesce(sum(version), 0) AS versions,
-                coalesce(sum(CASE WHEN is_active THEN 1 ELSE 0 END), 0) AS active,
-                max(updated_at) AS changed
-            FROM outbound_integrations WHERE org_id = ANY($2::bigint[])
-            GROUP BY org_id
-        ) AS stamps
+        FROM ({stamps}) AS stamps(org_id, n, versions, active, changed)
     ), '') = $3::text AS ok
 ), moved AS (
     UPDATE consumer_offsets SET committed_offset = $4::bigint, updated_at = $5::timestamptz
@@ -100,7 +94,7 @@ def _statement(dialect: Dialect, notifying: bool, rows: int) -> str:
         first = 13 if notifying else 11
         found = _TEXTS[key] = "".join(
             [
-                _HEAD,
+                _HEAD.format(stamps=stamps_sql(dialect, "$2")),
                 _WOKEN if notifying else "",
                 _INSERTED.format(
                     insert=insert_from_rows(dialect, first, rows),
