@@ -299,6 +299,35 @@ class Dispatcher:
         plan = await self.fanout.plan_cached(events, stamps)
         if plan is None:
             return None
+        following = events[-1].offset + 1
+        found = await self._store_known(key, (cursor, following), events, (owners, stamps), plan)
+        if not found.held:
+            return BatchResult(0, False)  # another node holds it; it will finish it
+        if not found.fresh:
+            for owner in owners:  # they changed: the usual way reloads them
+                self.fanout.catalog.invalidate(owner)
+            return None
+        if not found.moved:  # someone moved the offset first: read from the group's
+            self._done.pop(key, None)
+            return BatchResult(0, True)
+        self._done[key] = following
+        appended.forget_before(key, following)
+        _log_batch(key, plan)
+        trace_dispatch(self.services.telemetry.tracing, events, plan, started)
+        return BatchResult(len(events), self._announced.get(key, -1) >= following)
+
+    async def _store_known(
+        self,
+        key: PartitionKey,
+        span: tuple[int, int],
+        events: Sequence[StoredEvent],
+        stamps: tuple[list[int], dict[int, Stamp]],
+        plan: FanoutPlan,
+    ) -> known_batches.KnownBatch:
+        """Run :meth:`_dispatch_known`'s statement for ``plan`` (the batch from ``span``'s
+        cursor to its following offset, ``stamps`` its owners' cached ones); the jobs
+        handed to this process's worker if it committed, the room given back either way."""
+        (cursor, following), (owners, cached) = span, stamps
         grant = _Grant(size=len(events))
         leased, rest = self._for_handoff(plan, grant)
         queue, handoff = self.services.queue, self.handoff
@@ -306,7 +335,6 @@ class Dispatcher:
         if handoff is not None and leased:
             rows += queue.new_rows(leased, (handoff.owner, handoff.lease_seconds))
         waking = sorted({job.queue for job in rest.jobs})
-        following = events[-1].offset + 1
         moved = False
         try:
             async with self.db.driver() as driver:
@@ -314,7 +342,7 @@ class Dispatcher:
                     driver,
                     self.db.engine.dialect,
                     lock_key=queries.lock_key(GROUP, *key),
-                    stamps=(owners, known_batches.stamps_digest(stamps)),
+                    stamps=(owners, known_batches.stamps_digest(cached)),
                     offsets=(GROUP, key, cursor, following),
                     now=self.clock(),
                     rows=rows,
@@ -326,20 +354,7 @@ class Dispatcher:
                 grant.known = _known_for(events, plan)
         finally:
             self._settle(grant, committed=moved)
-        if not found.held:
-            return BatchResult(0, False)  # another node holds it; it will finish it
-        if not found.fresh:
-            for owner in owners:  # they changed: the usual way reloads them
-                self.fanout.catalog.invalidate(owner)
-            return None
-        if not moved:  # someone moved the offset first: read from the group's
-            self._done.pop(key, None)
-            return BatchResult(0, True)
-        self._done[key] = following
-        appended.forget_before(key, following)
-        _log_batch(key, plan)
-        trace_dispatch(self.services.telemetry.tracing, events, plan, started)
-        return BatchResult(len(events), self._announced.get(key, -1) >= following)
+        return found
 
     async def _scan(self) -> list[PartitionPosition]:
         """Every partition with undispatched events; also gives partitions the group has no
