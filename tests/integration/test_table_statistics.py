@@ -7,9 +7,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from junctionbox.engine.table_statistics import TableStatistics
 from junctionbox.store.database import Database
+from junctionbox.store.queries import table_statistics as queries
 from junctionbox.store.queries.table_statistics import MIN_ROWS
 
 # The dispatcher's read of one partition after an offset (store.queries.events).
@@ -81,3 +83,23 @@ async def test_a_small_table_is_left_to_autovacuum(backend: str, db: Database) -
     await asyncio.sleep(0.2)
 
     assert "events" not in await TableStatistics(db).run_once()
+
+
+async def test_analysing_pauses_as_autovacuum_does(backend: str, db: Database) -> None:
+    """The settings that make ANALYZE pause hold for the statement, and end with its
+    transaction."""
+    if backend == "sqlite":
+        pytest.skip("PostgreSQL's statistics")
+    await _log_events(db, MIN_ROWS)
+    async with db.write() as conn:
+        assert await queries.analyze(conn, ["events"])
+        during = {name: await _setting(conn, name) for name in queries.THROTTLE}
+    assert during == queries.THROTTLE
+    async with db.read() as conn:
+        assert await _setting(conn, "vacuum_cost_delay") == "0"
+
+
+async def _setting(conn: AsyncConnection, name: str) -> str:
+    return str(
+        (await conn.execute(text("SELECT current_setting(:name)"), {"name": name})).scalar_one()
+    )
