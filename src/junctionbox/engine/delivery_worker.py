@@ -367,6 +367,7 @@ class DeliveryWorker:
                 self._finish(release(Prepared(job, None)))
             return
         now = time.monotonic()
+        limits: dict[str, int] = {}  # per lane: its rate is the same for the whole batch
         for item in prepared:
             claim = self._claims.get(item.job.id)
             if claim is None or claim.lost:
@@ -376,7 +377,10 @@ class DeliveryWorker:
                 continue
             lane = self._lane(item.ready.destination, now)
             claim.lane = lane
-            if len(lane.queue) < self._queue_limit(lane, now):
+            limit = limits.get(lane.name)
+            if limit is None:
+                limit = limits[lane.name] = self._queue_limit(lane, now)
+            if len(lane.queue) < limit:
                 lane.queue.append(item)
                 self._queued[lane.name] = lane
             else:
