@@ -21,8 +21,9 @@ MIN_ROWS: Final = 1_000
 _LOCK_KEY: Final = 0x4A42_5354  # "JBST": one node analyses at a time
 # ANALYZE run by hand does not pause as autovacuum's does: analysing the log, the queue and
 # 30,000 delivery logs took a core for 0.5 s at once, and on a busy node every delivery
-# waited behind it. Pausing 2 ms every 20 pages read spreads it over about four times as
-# long, as autovacuum would (its own pauses: 2 ms every 200).
+# waited behind it. A pause of 2 ms every 20 cost units (a page found in shared buffers
+# costs 1) spreads the same work over four to six times as long; autovacuum pauses as
+# long every 200.
 THROTTLE: Final = {"vacuum_cost_delay": "2ms", "vacuum_cost_limit": "20"}
 
 _STALE = text(
