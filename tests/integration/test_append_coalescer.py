@@ -9,7 +9,11 @@ from tests.support import World
 
 from junctionbox.domain.events import EventDraft
 from junctionbox.errors import ServiceUnavailableError
-from junctionbox.services.append_coalescer import AppendCoalescer
+from junctionbox.services.append_coalescer import (
+    DEFAULT_COMMIT_INTERVAL,
+    SQLITE_COMMIT_INTERVAL,
+    AppendCoalescer,
+)
 from junctionbox.services.event_log import EventLog
 from junctionbox.store.queries import events as queries
 
@@ -115,3 +119,12 @@ async def test_a_caller_that_goes_away_does_not_cancel_the_shared_write(world: W
     async with world.services.db.read() as conn:
         stored = await queries.read_after(conn, 100, "default", result.partition, -1, 10)
     assert [e.payload for e in stored] == [b'{"n": 0}', b'{"n": 1}', b'{"n": 2}']
+
+
+async def test_the_publishers_writes_are_paced_for_the_database(world: World) -> None:
+    """SQLite's one write lock is taken by every write transaction: its appends wait longer
+    to share one."""
+    db = world.services.db
+    pace = world.services.publisher.coalescer.commit_interval
+    assert pace == (SQLITE_COMMIT_INTERVAL if db.is_sqlite else DEFAULT_COMMIT_INTERVAL)
+    assert SQLITE_COMMIT_INTERVAL > DEFAULT_COMMIT_INTERVAL

@@ -32,6 +32,17 @@ from junctionbox.services.event_log import EventLog, TenantDrafts
 
 DEFAULT_MAX_EVENTS = 5000
 DEFAULT_COMMIT_INTERVAL = 0.002  # seconds
+# On SQLite every write transaction (appends, the dispatcher's, the workers' commits) takes
+# turns on one write lock, so each append transaction saved shortens everyone's wait: at
+# 700 single publishes a second, 5 ms instead of 2 ms cut the server's CPU per event by a
+# tenth and publish->delivered p50 from 9-20 to 8 ms, p99 from 30-55 to 18-28 ms. On
+# PostgreSQL, whose transactions run side by side, the longer wait only added latency.
+SQLITE_COMMIT_INTERVAL = 0.005
+
+
+def commit_interval_for(is_sqlite: bool) -> float:
+    """The group-commit pace that suits the database (seconds)."""
+    return SQLITE_COMMIT_INTERVAL if is_sqlite else DEFAULT_COMMIT_INTERVAL
 
 
 @dataclass

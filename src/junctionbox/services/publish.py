@@ -38,7 +38,7 @@ from junctionbox.errors import (
 )
 from junctionbox.observability.telemetry import Telemetry
 from junctionbox.observability.tracing import stamp_traceparent
-from junctionbox.services.append_coalescer import AppendCoalescer
+from junctionbox.services.append_coalescer import AppendCoalescer, commit_interval_for
 from junctionbox.services.event_log import EventLog
 from junctionbox.services.schema_registry import SchemaRegistry, entity_chain
 from junctionbox.store.database import Database
@@ -84,7 +84,9 @@ class PublishService:
         self.idempotency_ttl = idempotency_ttl
         # Requests without an Idempotency-Key share write transactions (group commit); keyed
         # ones keep a transaction of their own with the key and the saved response.
-        self.coalescer = AppendCoalescer(event_log)
+        self.coalescer = AppendCoalescer(
+            event_log, commit_interval=commit_interval_for(db.is_sqlite)
+        )
 
     async def publish(self, tenant: TenantContext, request: PublishRequest) -> PublishResponse:
         if not self.telemetry.tracing.recording:
