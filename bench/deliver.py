@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import multiprocessing
 import os
 import subprocess
@@ -43,7 +42,7 @@ import aiohttp
 import asyncpg
 import orjson
 from aiohttp import web
-from benchkit import free_port, own_cpu_seconds, process_cpu_seconds
+from benchkit import free_port, open_loop, own_cpu_seconds, process_cpu_seconds
 from sqlalchemy import func, select
 
 from junctionbox.store.database import Database
@@ -357,24 +356,7 @@ async def end_to_end_latency(
             async with http.post(url, data=orjson.dumps(body), headers=headers) as response:
                 await response.read()
 
-        tasks = []
-        # An open-loop generator must not pause: a collection of this process's older
-        # objects (50 ms here, once a run) held back the publishes due meanwhile, then sent
-        # them in one burst, all counted late.
-        gc.collect()
-        gc.freeze()
-        gc.disable()
-        try:
-            begin = time.perf_counter()
-            for n in range(total):
-                delay = begin + n / rate - time.perf_counter()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                tasks.append(asyncio.create_task(one(n)))
-            await asyncio.gather(*tasks)
-        finally:
-            gc.enable()
-            gc.unfreeze()
+        await open_loop(rate, total, one)
         await sink.wait_count(http, total, limit=120)
         latencies = sorted(float(x) for x in (await sink.stats(http))["latencies"])  # type: ignore[union-attr]
     finally:

@@ -37,7 +37,7 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 import orjson
-from benchkit import free_port, own_cpu_seconds, process_cpu_seconds
+from benchkit import free_port, open_loop, own_cpu_seconds, process_cpu_seconds
 
 from junctionbox.store import migrate
 from junctionbox.store.database import Database
@@ -304,16 +304,9 @@ async def single_latency(
                 failures += 1
         latencies.append(time.perf_counter() - started)
 
-    tasks = []
     total = int(rate * seconds)
     await meter.start()
-    begin = time.perf_counter()
-    for n in range(total):
-        delay = begin + n / rate - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(n)))
-    await asyncio.gather(*tasks)
+    await open_loop(rate, total, one)
     cost = await meter.stop(total)
     latencies.sort()
     p99 = latencies[int(len(latencies) * 0.99) - 1]

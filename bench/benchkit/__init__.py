@@ -1,4 +1,5 @@
-"""What every benchmark script needs: free ports, waiting for a server, and CPU time.
+"""What every benchmark script needs: free ports, waiting for a server, CPU time, and an
+open-loop sender.
 
 A package (not ``bench/*.py``) so that ``make bench``, which runs every script in
 ``bench/``, does not run it; the scripts import it as ``benchkit`` (their own directory is
@@ -7,11 +8,14 @@ first on ``sys.path``).
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import os
 import resource
 import socket
 import subprocess
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -48,3 +52,27 @@ def process_cpu_seconds(pid: int) -> float:
 def own_cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+async def open_loop(rate: float, total: int, send: Callable[[int], Awaitable[None]]) -> None:
+    """Start ``send(n)`` for each n < ``total`` on time at ``rate`` a second, whatever the
+    earlier ones take (open loop), then wait for them all.
+
+    The garbage collector is off meanwhile: a collection of this process's older objects
+    (about 50 ms, once a run) would hold back the sends due during it, then start them in
+    one burst, each measured late."""
+    tasks = []
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        begin = time.perf_counter()
+        for n in range(total):
+            delay = begin + n / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(send(n)))
+        await asyncio.gather(*tasks)
+    finally:
+        gc.enable()
+        gc.unfreeze()
