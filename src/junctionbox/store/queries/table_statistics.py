@@ -49,7 +49,7 @@ async def stale_tables(conn: AsyncConnection, at_least: int = MIN_ROWS) -> list[
 
 
 async def analyze(conn: AsyncConnection, tables: list[str]) -> bool:
-    """ANALYZE ``tables`` in the caller's transaction, at autovacuum's pace; False (nothing
+    """ANALYZE ``tables`` in the caller's transaction, pausing as autovacuum does; False (nothing
     done) when another node is analysing now."""
     locked = await conn.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
     if not locked.scalar_one():
