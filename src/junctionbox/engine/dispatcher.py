@@ -297,7 +297,7 @@ class Dispatcher:
             return None
         started = time.time_ns()
         plan = await self.fanout.plan_cached(events, stamps)
-        if plan is None:
+        if plan is None or plan.occurrences:  # the statement stores jobs, not occurrences
             return None
         following = events[-1].offset + 1
         found = await self._store_known(key, (cursor, following), events, (owners, stamps), plan)
