@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from junctionbox.errors import ServiceUnavailableError
 from junctionbox.store.database import Database
@@ -130,3 +131,80 @@ async def test_a_write_that_may_be_redone_skips_only_its_own_commit_flush(
             setting = await conn.execute(text("SELECT current_setting('synchronous_commit')"))
             assert setting.scalar_one() == "on"
         await conn.execute(text("DROP TABLE redone"))
+
+
+async def test_a_driver_connection_is_kept_for_the_next_unit_of_work(db: Database) -> None:
+    """``driver()`` keeps the connection of a unit of work that ended its transaction,
+    instead of handing it back to the pool and checking it out again."""
+    checkouts: list[object] = []
+    event.listen(db.engine.sync_engine, "checkout", lambda *args: checkouts.append(args))
+    async with db.driver() as first:
+        pass
+    async with db.driver() as second:
+        assert second is first
+    assert len(checkouts) == 1
+
+
+async def test_a_transaction_a_driver_unit_of_work_left_open_is_rolled_back(
+    backend: str, db: Database
+) -> None:
+    """A unit of work must end its transaction; one left open is rolled back before the
+    connection is used again."""
+
+    def in_transaction(driver: Any) -> bool:
+        return bool(driver.in_transaction if backend == "sqlite" else driver.is_in_transaction())
+
+    async with db.driver() as first:
+        await first.execute("BEGIN IMMEDIATE" if backend == "sqlite" else "BEGIN")
+    async with db.driver() as second:
+        assert not in_transaction(second)
+
+
+async def test_a_held_driver_connection_that_idled_is_checked_by_the_pool(
+    backend: str, db_url: str
+) -> None:
+    if backend == "sqlite":
+        pytest.skip("SQLite connections are files, not sessions a server can drop")
+    db = Database(db_url, pool_size=2, ping_after_idle=0.0)  # every hand-out is checked
+    other = Database(db_url, pool_size=1)
+    try:
+        async with db.driver() as first:
+            await first.fetchval("SELECT 1")
+        await _kill_other_backends(other)  # the server drops the held connection
+        async with db.driver() as second:  # back to the pool, whose ping replaces it
+            assert second is not first
+            assert await second.fetchval("SELECT 1") == 1
+    finally:
+        await db.dispose()
+        await other.dispose()
+
+
+async def test_a_lost_driver_connection_takes_the_other_held_ones_with_it(
+    backend: str, db_url: str
+) -> None:
+    """A connection lost while held fails one unit of work (as a pooled one lost within
+    the idle time fails one transaction); the others held are closed with it (a server
+    that dropped one has likely dropped them all), so the next unit of work succeeds."""
+    if backend == "sqlite":
+        pytest.skip("SQLite connections are files, not sessions a server can drop")
+    db = Database(db_url, pool_size=4, ping_after_idle=3600.0)
+    other = Database(db_url, pool_size=1)
+    try:
+        async with db.driver() as one, db.driver() as two:  # two held from now on
+            assert one is not two
+        await _kill_other_backends(other)
+        with pytest.raises(Exception):  # noqa: B017, PT011 (the driver's own error)
+            async with db.driver() as driver:
+                await driver.fetchval("SELECT 1")
+        async with db.driver() as driver:
+            assert await driver.fetchval("SELECT 1") == 1
+    finally:
+        await db.dispose()
+        await other.dispose()
+
+
+async def test_dispose_closes_the_held_driver_connections(backend: str, db: Database) -> None:
+    async with db.driver() as driver:
+        pass
+    await db.dispose()
+    assert driver.is_closed() if backend == "postgres" else driver._connection is None
