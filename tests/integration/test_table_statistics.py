@@ -99,6 +99,29 @@ async def test_analysing_pauses_as_autovacuum_does(backend: str, db: Database) -
         assert await _setting(conn, "vacuum_cost_delay") == "0"
 
 
+async def test_the_keeper_samples_a_tenth_of_what_a_plain_analyze_would(
+    backend: str, db: Database
+) -> None:
+    """Statistics target 10 instead of 100: histograms of at most 11 bounds."""
+    if backend == "sqlite":
+        pytest.skip("PostgreSQL's statistics")
+    await _log_events(db, 20 * MIN_ROWS)
+    async with db.write() as conn:
+        assert await queries.analyze(conn, ["events"])
+    async with db.read() as conn:
+        bounds = (
+            await conn.execute(
+                text(
+                    "SELECT cardinality(histogram_bounds::text::text[]) FROM pg_stats"
+                    " WHERE tablename = 'events' AND attname = 'log_offset'"
+                    " AND schemaname = current_schema()"
+                )
+            )
+        ).scalar_one()
+        assert await _setting(conn, "default_statistics_target") == "100"  # its transaction's
+    assert 2 <= bounds <= 11
+
+
 async def _setting(conn: AsyncConnection, name: str) -> str:
     return str(
         (await conn.execute(text("SELECT current_setting(:name)"), {"name": name})).scalar_one()
