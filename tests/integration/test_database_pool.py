@@ -208,3 +208,22 @@ async def test_dispose_closes_the_held_driver_connections(backend: str, db: Data
         pass
     await db.dispose()
     assert driver.is_closed() if backend == "postgres" else driver._connection is None
+
+
+async def test_a_small_pool_keeps_most_of_its_connections_for_transactions(
+    backend: str, db_url: str
+) -> None:
+    """Up to four held, at most half the pool."""
+    if backend == "sqlite":
+        pytest.skip("one SQLite unit of work at a time (the write lock): one is held")
+    db = Database(db_url, pool_size=4)
+    try:
+        async with db.driver(), db.driver(), db.driver():
+            pass
+        checkouts: list[object] = []
+        event.listen(db.engine.sync_engine, "checkout", lambda *args: checkouts.append(args))
+        async with db.driver(), db.driver(), db.driver():  # two held, one from the pool
+            pass
+        assert len(checkouts) == 1
+    finally:
+        await db.dispose()

@@ -78,10 +78,10 @@ class Database:
         self.engine: AsyncEngine = self._create_engine(url, pool_size, busy_timeout_ms)
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
         self._option_engines: dict[tuple[bool, bool], AsyncEngine] = {}
-        # One is all SQLite's write lock lets ``driver()`` use at once.
-        self._held = _HeldConnections(
-            1 if self.is_sqlite else HELD_DRIVER_CONNECTIONS, ping_after_idle
-        )
+        # One is all SQLite's write lock lets ``driver()`` use at once; a small pool keeps
+        # most of its connections for transactions.
+        held = 1 if self.is_sqlite else min(HELD_DRIVER_CONNECTIONS, max(1, pool_size // 2))
+        self._held = _HeldConnections(held, ping_after_idle)
 
     @property
     def is_sqlite(self) -> bool:
@@ -266,7 +266,11 @@ class _HeldConnections:
         if _in_transaction(raw.driver_connection):
             # Against the contract of ``driver()``; the pool's reset would not see it on
             # PostgreSQL either (SQLAlchemy's adapter did not begin it).
-            await raw.driver_connection.execute("ROLLBACK")
+            try:
+                await raw.driver_connection.execute("ROLLBACK")
+            except Exception:  # the work itself succeeded: only the connection is lost
+                await greenlet_spawn(raw.invalidate)
+                return
         if len(self._idle) < self._limit:
             self._idle.append((raw, time.monotonic()))
         else:
