@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -48,22 +49,30 @@ async def _kill_other_backends(db: Database) -> None:
         )
 
 
+@asynccontextmanager
+async def _with_a_killer(db_url: str, **options: Any) -> AsyncIterator[tuple[Database, Database]]:
+    """The database under test (``options``), and another to kill its connections from."""
+    db = Database(db_url, **options)
+    other = Database(db_url, pool_size=1)
+    try:
+        yield db, other
+    finally:
+        await db.dispose()
+        await other.dispose()
+
+
 async def test_an_idle_postgresql_connection_is_checked_and_replaced(
     backend: str, db_url: str
 ) -> None:
     if backend == "sqlite":
         pytest.skip("SQLite connections are files, not sessions a server can drop")
-    db = Database(db_url, pool_size=1, ping_after_idle=0.0)  # every hand-out is checked
-    other = Database(db_url, pool_size=1)
-    try:
+    # Every hand-out is checked.
+    async with _with_a_killer(db_url, pool_size=1, ping_after_idle=0.0) as (db, other):
         async with db.read() as conn:
             await conn.execute(text("SELECT 1"))
         await _kill_other_backends(other)  # the server drops the pooled connection
         async with db.read() as conn:  # the ping finds it dead: a new one is used
             assert (await conn.execute(text("SELECT 1"))).scalar_one() == 1
-    finally:
-        await db.dispose()
-        await other.dispose()
 
 
 async def test_a_postgresql_connection_in_steady_use_is_not_pinged(
@@ -73,9 +82,7 @@ async def test_a_postgresql_connection_in_steady_use_is_not_pinged(
     transaction (503, not 500), and the pool's next connection works."""
     if backend == "sqlite":
         pytest.skip("SQLite connections are files, not sessions a server can drop")
-    db = Database(db_url, pool_size=1, ping_after_idle=3600.0)
-    other = Database(db_url, pool_size=1)
-    try:
+    async with _with_a_killer(db_url, pool_size=1, ping_after_idle=3600.0) as (db, other):
         async with db.read() as conn:
             await conn.execute(text("SELECT 1"))
         await _kill_other_backends(other)
@@ -84,9 +91,6 @@ async def test_a_postgresql_connection_in_steady_use_is_not_pinged(
                 await conn.execute(text("SELECT 1"))
         async with db.read() as conn:
             assert (await conn.execute(text("SELECT 1"))).scalar_one() == 1
-    finally:
-        await db.dispose()
-        await other.dispose()
 
 
 async def test_a_sqlite_write_that_cannot_get_the_lock_is_unavailable_not_a_crash(
@@ -165,18 +169,14 @@ async def test_a_held_driver_connection_that_idled_is_checked_by_the_pool(
 ) -> None:
     if backend == "sqlite":
         pytest.skip("SQLite connections are files, not sessions a server can drop")
-    db = Database(db_url, pool_size=2, ping_after_idle=0.0)  # every hand-out is checked
-    other = Database(db_url, pool_size=1)
-    try:
+    # Every hand-out is checked.
+    async with _with_a_killer(db_url, pool_size=2, ping_after_idle=0.0) as (db, other):
         async with db.driver() as first:
             await first.fetchval("SELECT 1")
         await _kill_other_backends(other)  # the server drops the held connection
         async with db.driver() as second:  # back to the pool, whose ping replaces it
             assert second is not first
             assert await second.fetchval("SELECT 1") == 1
-    finally:
-        await db.dispose()
-        await other.dispose()
 
 
 async def test_a_lost_driver_connection_takes_the_other_held_ones_with_it(
@@ -187,9 +187,7 @@ async def test_a_lost_driver_connection_takes_the_other_held_ones_with_it(
     that dropped one has likely dropped them all), so the next unit of work succeeds."""
     if backend == "sqlite":
         pytest.skip("SQLite connections are files, not sessions a server can drop")
-    db = Database(db_url, pool_size=4, ping_after_idle=3600.0)
-    other = Database(db_url, pool_size=1)
-    try:
+    async with _with_a_killer(db_url, pool_size=4, ping_after_idle=3600.0) as (db, other):
         async with db.driver() as one, db.driver() as two:  # two held from now on
             assert one is not two
         await _kill_other_backends(other)
@@ -198,9 +196,6 @@ async def test_a_lost_driver_connection_takes_the_other_held_ones_with_it(
                 await driver.fetchval("SELECT 1")
         async with db.driver() as driver:
             assert await driver.fetchval("SELECT 1") == 1
-    finally:
-        await db.dispose()
-        await other.dispose()
 
 
 async def test_dispose_closes_the_held_driver_connections(backend: str, db: Database) -> None:
