@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -169,10 +170,10 @@ async def test_a_held_driver_connection_that_idled_is_checked_by_the_pool(
 ) -> None:
     if backend == "sqlite":
         pytest.skip("SQLite connections are files, not sessions a server can drop")
-    # Every hand-out is checked.
-    async with _with_a_killer(db_url, pool_size=2, ping_after_idle=0.0) as (db, other):
+    async with _with_a_killer(db_url, pool_size=2, ping_after_idle=0.2) as (db, other):
         async with db.driver() as first:
             await first.fetchval("SELECT 1")
+        await asyncio.sleep(0.3)  # idle long enough to be checked
         await _kill_other_backends(other)  # the server drops the held connection
         async with db.driver() as second:  # back to the pool, whose ping replaces it
             assert second is not first

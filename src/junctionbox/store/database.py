@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 _WRITE = "jb_write"
 _INLINE = "jb_inline"
 _IDLE_SINCE = "jb_idle_since"
+_HELD_IDLE_SINCE = "jb_held_idle_since"  # set by _HeldConnections when it hands one back
 # A pooled PostgreSQL connection idle this long is checked before use (see _ping_when_idle).
 PING_AFTER_IDLE_SECONDS = 10.0
 # Connections ``Database.driver`` keeps checked out between units of work (PostgreSQL): as
@@ -258,7 +259,7 @@ class _HeldConnections:
         raw, since = self._idle.pop()
         if time.monotonic() - since < self._ping_after_idle:
             return raw
-        await greenlet_spawn(raw.close)
+        await _hand_back(raw, since)
         await self.release_all()  # the others idled longer still
         return None
 
@@ -279,14 +280,21 @@ class _HeldConnections:
     async def release_all(self) -> None:
         """Hand every held connection back to the pool."""
         idle, self._idle = self._idle, []
-        for raw, _ in idle:
-            await greenlet_spawn(raw.close)
+        for raw, since in idle:
+            await _hand_back(raw, since)
 
     async def discard_all(self) -> None:
         """Close every held connection (the pool opens others as needed)."""
         idle, self._idle = self._idle, []
         for raw, _ in idle:
             await greenlet_spawn(raw.invalidate)
+
+
+async def _hand_back(raw: Any, idle_since: float) -> None:
+    """Check a held connection back in to the pool, which then counts it idle since
+    ``idle_since`` (and so pings it at its next checkout if that was long ago)."""
+    raw.info[_HELD_IDLE_SINCE] = idle_since
+    await greenlet_spawn(raw.close)
 
 
 def _is_closed(driver: Any) -> bool:
@@ -354,7 +362,8 @@ def _ping_when_idle(engine: AsyncEngine, idle_seconds: float) -> None:
     @event.listens_for(engine.sync_engine, "checkin")
     def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
         if record is not None:
-            record.info[_IDLE_SINCE] = time.monotonic()
+            # One held idle by Database.driver has been idle since then, not since now.
+            record.info[_IDLE_SINCE] = record.info.pop(_HELD_IDLE_SINCE, None) or time.monotonic()
 
     @event.listens_for(engine.sync_engine, "checkout")
     def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
