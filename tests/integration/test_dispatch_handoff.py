@@ -330,6 +330,27 @@ async def test_a_handed_job_whose_integration_is_cached_at_the_dispatchers_stamp
     assert [request.path for request in sink.requests] == ["/hook", "/hook"]
 
 
+async def test_a_handed_job_that_needs_no_read_starts_in_the_hand_over_itself(
+    worker_svc: Services, sink: RecordingSink
+) -> None:
+    """With its event, its integration cached at the stamp handed over and its breaker
+    fresh, a job takes its slot in the dispatcher's call, before the event loop turns (no
+    wake-up of the claim loop in between)."""
+    svc = worker_svc
+    stored = await add_integration(svc, sink.url("/hook"))
+    first, second = await publish(svc, 2)
+    found = await _events_of(svc, [first, second])
+    stamp = {stored.id: (stored.version, stored.updated_at, True)}
+    async with running_worker(svc) as worker:
+        await _hand_over(svc, worker, [_job_for(stored, first)], Known(found, stamp))
+        await _until(lambda: len(sink.requests) == 1)  # the integration is cached now
+        await _until(lambda: worker._running == 0)
+        [job] = await _hand_over(svc, worker, [_job_for(stored, second)], Known(found, stamp))
+        assert worker._running == 1
+        await _until_done(svc, job)
+    assert len(sink.requests) == 2
+
+
 async def test_a_queue_wake_up_that_comes_with_handed_jobs_is_not_lost(
     worker_svc: Services, sink: RecordingSink, backend: str
 ) -> None:

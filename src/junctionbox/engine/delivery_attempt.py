@@ -238,7 +238,7 @@ class AttemptRunner:
     async def run(self, prepared: Prepared) -> AttemptOutcome:
         ready = prepared.ready
         if ready is None:
-            return self._unrunnable(prepared)
+            return self.unrunnable(prepared)
         now = time.time()
         permit = self.limiter.acquire(ready.stored.id, ready.stored.integration.rate_limit, now)
         if not permit.allowed:
@@ -492,7 +492,7 @@ class AttemptRunner:
 
     # ------------------------------------------------------------ jobs that do not run
 
-    def _unrunnable(self, p: Prepared) -> AttemptOutcome:
+    def unrunnable(self, p: Prepared) -> AttemptOutcome:
         problem = p.problem
         if problem is None:
             raise AssertionError("a prepared job is either ready or has a problem")

@@ -99,7 +99,7 @@ class DeliveryLoader:
         wanted = [d for d in deliveries if d is not None]
         from_memory = self._from_memory(jobs, deliveries, known)
         if from_memory is not None:
-            keys = {p.ready.breaker_key for p in from_memory if p.ready is not None}
+            keys = _breaker_keys(from_memory)
             if self.breakers.needs_refresh(keys):
                 async with self.db.read(inline=True) as conn:
                     await self.breakers.refresh(conn, keys)
@@ -119,6 +119,14 @@ class DeliveryLoader:
             ]
             keys = {p.ready.breaker_key for p in prepared if p.ready is not None}
             await self.breakers.refresh(conn, keys)
+        return prepared
+
+    def prepared_in_memory(self, jobs: Sequence[Job], known: Known) -> list[Prepared] | None:
+        """The jobs prepared at once, when :meth:`prepare` would read nothing for them (not
+        even their breakers); else None."""
+        prepared = self._from_memory(jobs, [_delivery_of(job) for job in jobs], known)
+        if prepared is None or self.breakers.needs_refresh(_breaker_keys(prepared)):
+            return None
         return prepared
 
     def _from_memory(
@@ -245,3 +253,7 @@ def _skip(
 ) -> Prepared:
     problem = Problem(ProblemKind.SKIP, message, "SKIPPED")
     return Prepared(job, delivery, problem=problem, stored=stored)
+
+
+def _breaker_keys(prepared: Sequence[Prepared]) -> set[tuple[int, str]]:
+    return {p.ready.breaker_key for p in prepared if p.ready is not None}
