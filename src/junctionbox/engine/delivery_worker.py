@@ -608,7 +608,11 @@ class DeliveryWorker:
         if not self._hold(jobs):
             return
         if not self._handed_over:
-            prepared = self.loader.prepared_in_memory(jobs, known)
+            try:
+                prepared = self.loader.prepared_in_memory(jobs, known)
+            except Exception:  # in the dispatcher's call: the claim loop's admission retries
+                log.exception("could not prepare %d handed-over jobs at once", len(jobs))
+                prepared = None
             if prepared is not None:
                 self._place(prepared)
                 self._placed = True  # the claim loop goes back to sleep, as after admitting
