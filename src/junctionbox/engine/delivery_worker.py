@@ -260,8 +260,8 @@ class DeliveryWorker:
                 handed, self._handed = self._handed, []
                 await self._admit(handed)
                 continue
-            if self._handed_over or self._placed:  # by the dispatcher: no claim for them,
-                handed, self._handed_over = self._handed_over, []  # so none after
+            if self._handed_over or self._placed:  # by the dispatcher: no claim for them
+                handed, self._handed_over = self._handed_over, []
                 known, self._handed_known = self._handed_known, []
                 self._placed = False
                 if handed:
@@ -607,20 +607,25 @@ class DeliveryWorker:
         self._reserved -= reserved
         if not self._hold(jobs):
             return
-        if not self._handed_over:
-            try:
-                prepared = self.loader.prepared_in_memory(jobs, known)
-            except Exception:  # in the dispatcher's call: the claim loop's admission retries
-                log.exception("could not prepare %d handed-over jobs at once", len(jobs))
-                prepared = None
-            if prepared is not None:
-                self._place(prepared)
-                self._placed = True  # the claim loop goes back to sleep, as after admitting
-                self._handoff_arrived.set()
-                return
-        self._handed_over.extend(jobs)
-        self._handed_known.append(known)
+        if not self._handed_over and self._placed_at_once(jobs, known):
+            self._placed = True  # the claim loop goes back to sleep, as after admitting
+        else:
+            self._handed_over.extend(jobs)
+            self._handed_known.append(known)
         self._handoff_arrived.set()
+
+    def _placed_at_once(self, jobs: Sequence[Job], known: Known) -> bool:
+        """Place handed-over jobs now when nothing needs reading for them; False if not
+        (the claim loop's admission takes them, and retries a preparation that failed)."""
+        try:
+            prepared = self.loader.prepared_in_memory(jobs, known)
+        except Exception:  # in the dispatcher's call: never let it fail the dispatcher
+            log.exception("could not prepare %d handed-over jobs at once", len(jobs))
+            return False
+        if prepared is None:
+            return False
+        self._place(prepared)
+        return True
 
     def _requeue(self, outcomes: list[AttemptOutcome]) -> None:
         for outcome in outcomes:
