@@ -10,6 +10,10 @@ run the script measures:
   jobs is built first (events published and dispatched by an ``api,dispatcher`` process
   whose workers are off), then the worker process is started and timed until the sink has
   counted every delivery;
+- the bookkeeping floor (``benchkit.delivery_floor``): this process delivers the same
+  backlog doing only what any durable worker must (lease the jobs, write each attempt's log
+  row, mark the jobs done), batched, on a database of its own, with junctionbox's bare HTTP/1.1
+  client: the highest ratio a worker can reach on this machine with this data model;
 - CPU time per delivery of that worker process (user + system, from ``/proc/<pid>/stat``,
   from its first delivery to its last) next to the raw client's CPU time per request
   (``getrusage`` of this process around the raw run): far less sensitive than the rates to
@@ -43,6 +47,7 @@ import asyncpg
 import orjson
 from aiohttp import web
 from benchkit import free_port, open_loop, own_cpu_seconds, process_cpu_seconds
+from benchkit.delivery_floor import PostgresFloor, SqliteFloor, floor_rate
 from sqlalchemy import func, select
 
 from junctionbox.store.database import Database
@@ -286,6 +291,29 @@ async def worker_rate(
     return Rate((count - 1) / seconds, used / max(1, count - counted) * 1e6)
 
 
+async def bookkeeping_floor(backend: str, url: str, tmp: str, sink: Sink, count: int) -> Rate:
+    """The least any durable worker does, in this process (``benchkit.delivery_floor``), on a
+    database of its own next to the benchmark's."""
+    if backend == "sqlite":
+        store = SqliteFloor(f"{tmp}/floor.db", count, FILLER)
+        try:
+            return Rate(*await floor_rate(store, sink.port, count))
+        finally:
+            await store.close()
+    floor_db = url.rsplit("/", 1)[1] + "_floor"
+    admin = await asyncpg.connect(PG_ADMIN)
+    try:
+        await admin.execute(f'CREATE DATABASE "{floor_db}"')
+        store = await PostgresFloor.create(url + "_floor", count, FILLER)
+        try:
+            return Rate(*await floor_rate(store, sink.port, count))
+        finally:
+            await store.close()
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{floor_db}" WITH (FORCE)')
+        await admin.close()
+
+
 async def pipeline_rate(
     server: Server, sink: Sink, http: aiohttp.ClientSession, headers: dict[str, str], count: int
 ) -> float:
@@ -385,6 +413,7 @@ async def run_backend(backend: str, quick: bool) -> None:
                 # Raw before and after the worker phase, averaged: the machine's load drifts.
                 raw_before = await raw_rate(sink, count)
                 delivered = await worker_rate(url, Path(tmp), sink, http, count)
+                floor = await bookkeeping_floor(backend, url, tmp, sink, count)
                 raw_after = await raw_rate(sink, count)
                 raw = Rate(
                     (raw_before.per_second + raw_after.per_second) / 2,
@@ -405,6 +434,13 @@ async def run_backend(backend: str, quick: bool) -> None:
     print(
         f"  {'raw aiohttp client, pool 64':<34} {raw.per_second:>10,.0f} requests/s     "
         f"CPU {raw.cpu_us:,.0f} us/request   CPU ratio {raw.cpu_us / delivered.cpu_us:.2f}"
+    )
+    print(
+        f"  {'bookkeeping floor (see docstring)':<34} {floor.per_second:>10,.0f} deliveries/s   "
+        f"ratio {floor.per_second / raw.per_second:.2f}   CPU {floor.cpu_us:,.0f} us/delivery"
+    )
+    print(
+        f"  {'the worker against the floor':<34} {delivered.per_second / floor.per_second:>10.2f}"
     )
     print("  pipeline, every role in one process:")
     print(f"    {'events published 1000 per request':<32} {e2e.burst_maximum:>10,.0f} deliveries/s")
