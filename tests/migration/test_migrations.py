@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -57,26 +56,21 @@ async def test_only_jobs_with_an_ordering_key_are_in_its_index(empty_url: str) -
     db = Database(empty_url)
     try:
         await migrate.upgrade(db)
-        async with db.read() as conn:
-            indexes = await conn.run_sync(lambda sync: inspect(sync).get_indexes("jobs"))
-        assert _ordering_index(indexes)["column_names"] == ["ordering_key", "state"]
-        where = _predicate(_ordering_index(indexes))
+        columns, where = await _ordering_index(db)
+        assert columns == ["ordering_key", "state"]
         assert where.replace("(", "").replace(")", "") == "ordering_key IS NOT NULL"
         await migrate.downgrade(db, "0011")
-        async with db.read() as conn:
-            indexes = await conn.run_sync(lambda sync: inspect(sync).get_indexes("jobs"))
-        assert _predicate(_ordering_index(indexes)) == ""
+        assert await _ordering_index(db) == (["ordering_key", "state"], "")
     finally:
         await db.dispose()
 
 
-def _ordering_index(indexes: list[Any]) -> Any:
+async def _ordering_index(db: Database) -> tuple[list[str], str]:
+    """The FIFO lookup's index as reflected: its columns and its WHERE ("" for none; each
+    dialect names the option its own way)."""
+    async with db.read() as conn:
+        indexes = await conn.run_sync(lambda sync: inspect(sync).get_indexes("jobs"))
     [index] = [i for i in indexes if i["name"] == "ix_jobs_ordering_key_state"]
-    return index
-
-
-def _predicate(index: Any) -> str:
-    """The partial index's WHERE as reflected (each dialect names it its own way)."""
     options = index["dialect_options"]
     where = options.get("sqlite_where", options.get("postgresql_where"))
-    return "" if where is None else str(where)
+    return list(index["column_names"]), "" if where is None else str(where)
