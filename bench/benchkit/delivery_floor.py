@@ -18,9 +18,6 @@ this data model: the worker's target (0.70) is read against it.
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import hmac
 import json
 import sqlite3
 import time
@@ -37,11 +34,13 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from benchkit import own_cpu_seconds
 from junctionbox.connectors.http1 import Http1Client, request_head
+from junctionbox.domain.signing import generate_secret, webhook_headers
 from junctionbox.store.tables import delivery_logs, jobs, metadata
+from junctionbox.store.types import sqlite_utc_text
 
 BATCH = 256  # jobs per claim, outcomes per commit
 IN_FLIGHT = 64  # requests in flight, as the raw client's pool
-SECRET = b"bench-floor-signing-key-0123456789"
+SECRET = generate_secret()  # whsec_…, as an integration's
 LOG_COLUMNS = (
     "id",
     "org_id",
@@ -193,7 +192,7 @@ class SqliteFloor:
         self.db.execute("COMMIT")
 
     async def claim(self, token: str) -> list[Job]:
-        until = _sqlite_text(datetime.now(UTC) + timedelta(minutes=5))
+        until = sqlite_utc_text(datetime.now(UTC) + timedelta(minutes=5))
         self.db.execute("BEGIN IMMEDIATE")
         rows = self.db.execute(_SQLITE_CLAIM, (token, until)).fetchall()
         self.db.execute("COMMIT")
@@ -202,7 +201,7 @@ class SqliteFloor:
     async def settle(self, outcomes: Sequence[Outcome], url: str) -> None:
         now = datetime.now(UTC)
         rows = [_sqlite_moments(_log_row(outcome, url, now)) for outcome in outcomes]
-        done = [(_sqlite_text(now), o.job_id, o.token) for o in outcomes]
+        done = [(sqlite_utc_text(now), o.job_id, o.token) for o in outcomes]
         self.db.execute("BEGIN IMMEDIATE")
         self.db.executemany(_SQLITE_INSERT_LOGS, rows)
         self.db.executemany(
@@ -219,12 +218,8 @@ class SqliteFloor:
         self.db.close()
 
 
-def _sqlite_text(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M:%S.%f")
-
-
 def _sqlite_moments(row: tuple[Any, ...]) -> tuple[Any, ...]:
-    return tuple(_sqlite_text(v) if isinstance(v, datetime) else v for v in row)
+    return tuple(sqlite_utc_text(v) if isinstance(v, datetime) else v for v in row)
 
 
 class PostgresFloor:
@@ -272,15 +267,8 @@ class PostgresFloor:
 
 
 def _signed_headers(event_id: str, body: bytes) -> list[tuple[str, str]]:
-    timestamp = str(int(time.time()))
-    signed = hmac.new(SECRET, f"{event_id}.{timestamp}.".encode() + body, hashlib.sha256)
-    signature = "v1," + base64.b64encode(signed.digest()).decode()
-    return [
-        ("content-type", "application/json"),
-        ("webhook-id", event_id),
-        ("webhook-timestamp", timestamp),
-        ("webhook-signature", signature),
-    ]
+    signed = webhook_headers(event_id, int(time.time()), body, [SECRET])
+    return [("content-type", "application/json"), *signed.items()]
 
 
 async def floor_rate(store: FloorStore, port: int, count: int) -> tuple[float, float]:

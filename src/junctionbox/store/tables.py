@@ -293,12 +293,13 @@ jobs = Table(
 # FIFO per ordering key finds the key's other jobs here. Most jobs have no key, and this
 # index leaves them out: their insert, claim and completion touch one index fewer (a claim
 # of 256 jobs on SQLite: 40 -> 35 µs per job).
+_KEYED = jobs.c.ordering_key.is_not(None)
 Index(
     "ix_jobs_ordering_key_state",
     jobs.c.ordering_key,
     jobs.c.state,
-    sqlite_where=jobs.c.ordering_key.is_not(None),
-    postgresql_where=jobs.c.ordering_key.is_not(None),
+    sqlite_where=_KEYED,
+    postgresql_where=_KEYED,
 )
 # The claim's ORDER BY, so a claim reads the head of the index instead of sorting the backlog
 # (PostgreSQL: 100 of 100k ready jobs in 2 ms instead of 360 ms).
